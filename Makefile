@@ -1,0 +1,40 @@
+# The two commands: `make run` starts the system, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH, or bootstrapped into ./.tools on a machine that has only Python and make.
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+SERVICES := users
+PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES))
+
+.PHONY: help install run migrate test lint format
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	@scripts/bootstrap-uv
+
+install: $(UV)  ## Install every dependency, pinned by uv.lock
+	@$(UV) sync --frozen --quiet
+
+migrate: install  ## Migrate every service's database to head
+	@for service in $(SERVICES); do \
+	  echo "migrating $$service"; \
+	  $(UV) run --frozen --no-sync alembic -c services/$$service/alembic.ini upgrade head || exit 1; \
+	done
+
+run: migrate  ## Run the services in the foreground (Ctrl-C stops them all)
+	@$(UV) run --frozen --no-sync honcho --no-prefix start --procfile Procfile
+
+test: install  ## Run every project's tests (Postgres via TEST_DATABASE_URL or testcontainers)
+	@$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff check, ruff format --check, mypy --strict per project
+	@$(UV) run --frozen --no-sync ruff check .
+	@$(UV) run --frozen --no-sync ruff format --check .
+	@for project in $(PROJECTS); do $(UV) run --frozen --no-sync mypy $$project || exit 1; done
+
+format: install  ## Format and autofix
+	@$(UV) run --frozen --no-sync ruff format .
+	@$(UV) run --frozen --no-sync ruff check --fix .

@@ -1,0 +1,185 @@
+"""Engine and session lifecycle: one engine per process, one session per request."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import DateTime, Dialect, MetaData, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.types import TypeDecorator
+
+from servicekit.settings import ServiceSettings
+
+# Constraint names are part of the schema: migrations and error mapping refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+READINESS_TIMEOUT = 2.0
+
+# Execution option marking connections of read-only sessions (see Database).
+_READ_ONLY = "servicekit_read_only"
+
+
+def make_metadata() -> MetaData:
+    """A MetaData with the shared constraint naming convention."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that reads back aware on every dialect (SQLite stores naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+def prepare_sqlite_path(url: URL) -> None:
+    """Create the folder of an SQLite database file so a fresh checkout runs without set-up."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, a busy timeout, foreign keys, and explicit BEGINs that take the write lock up front.
+
+    pysqlite's own transaction handling begins lazily, so two writers can both read and then
+    fail to upgrade their locks; BEGIN IMMEDIATE makes the second writer wait instead.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def create_engine(settings: ServiceSettings) -> AsyncEngine:
+    """An async engine configured from settings (pool, timeouts, dialect specifics)."""
+    url = make_url(settings.database_url)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql" and settings.statement_timeout_ms:
+        connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+    prepare_sqlite_path(url)
+    engine = create_async_engine(
+        url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        pool_pre_ping=settings.pool_pre_ping,
+        echo=settings.sql_echo,
+        connect_args=connect_args,
+    )
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+class Database:
+    """The engine and the two kinds of session a request can ask for."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Reads need no transaction on Postgres: autocommit saves the BEGIN and ROLLBACK round
+        # trips, and READ COMMITTED gives each statement its own snapshot either way.
+        if engine.dialect.name == "postgresql":
+            read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            read_engine = engine.execution_options(**{_READ_ONLY: True})
+        self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> "Database":
+        """A Database for the configured URL."""
+        return cls(create_engine(settings))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed if the block succeeds, rolled back otherwise."""
+        async with self._sessions.begin() as session:
+            yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
+        """A session for requests that only read."""
+        async with self._read_sessions() as session:
+            yield session
+
+    async def is_reachable(self) -> bool:
+        """Whether the database answers a trivial query within READINESS_TIMEOUT seconds."""
+        try:
+            async with asyncio.timeout(READINESS_TIMEOUT), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    """The process's Database, created by the application's lifespan."""
+    database: Database = request.app.state.database
+    return database
+
+
+async def _transaction_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).transaction() as session:
+        yield session
+
+
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_database(request).reader() as session:
+        yield session
+
+
+# scope="function" closes the session before the response is sent, so a failed commit is
+# reported to the client instead of being lost after a 2xx went out.
+SessionDep = Annotated[AsyncSession, Depends(_transaction_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]

@@ -1,0 +1,159 @@
+"""One error model for every service: `{"detail": ...}`, never SQL, driver text or tracebacks."""
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+logger = logging.getLogger("servicekit.errors")
+
+
+class ServiceError(Exception):
+    """An error the client can act on: its status code and detail go out as they are."""
+
+    status_code: ClassVar[int] = 500
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+class PreconditionFailed(ServiceError):
+    status_code = 412
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response except validation errors."""
+
+    detail: str
+
+
+_DESCRIPTIONS = {
+    400: "The body is not decodable as JSON",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    412: "If-Match names a version that is no longer current",
+    503: "A dependency is unavailable",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting these error statuses and their body."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in status_codes}
+
+
+def invalid_input(location: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 for input only the application can judge, shaped like FastAPI's own."""
+    return RequestValidationError([{"type": "value_error", "loc": location, "msg": message}])
+
+
+def _error(status_code: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+def _is_connection_failure(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return _error(exc.status_code, exc.detail, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # "input" can echo a whole body back; the location and message are what a client needs.
+    errors = [
+        {key: error[key] for key in ("type", "loc", "msg", "ctx") if key in error}
+        for error in exc.errors()
+    ]
+    return _error(422, jsonable_encoder(errors, custom_encoder={Exception: str}))
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    # Services translate the constraints they know; this is the fallback for the rest.
+    logger.warning("unmapped integrity error: %s", type(exc.__cause__ or exc).__name__)
+    return _error(409, "the request conflicts with the current state of the resource")
+
+
+async def _stale_data(_request: Request, _exc: Exception) -> JSONResponse:
+    return _error(409, "the resource was changed by another request; fetch it and retry")
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, PoolTimeoutError) or (
+        isinstance(exc, DBAPIError) and _is_connection_failure(exc)
+    ):
+        logger.error("database unavailable: %s", type(exc).__name__)
+        return _error(503, "database unavailable", {"Retry-After": "1"})
+    logger.exception("database error")
+    return _error(500, "internal server error")
+
+
+async def _data_error(request: Request, _exc: Exception) -> JSONResponse:
+    # Validation should catch these first; the database is the last line of defence.
+    return await _validation_error(
+        request, invalid_input(("body",), "a value is out of range or malformed")
+    )
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return _error(500, "internal server error")
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str:
+    # Starlette names only the first route that matched the path; a resource often has several.
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=headers)
+    return _error(exc.status_code, exc.detail, headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn exceptions into the shared error model."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(StaleDataError, _stale_data)
+    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,35 @@
+"""Liveness (the process answers) and readiness (its database answers) probes."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from servicekit.database import get_database
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+
+
+@router.get("/live", response_model=Health)
+async def live() -> Health:
+    """The process is up and serving requests."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The database does not answer."}},
+)
+async def ready(request: Request) -> JSONResponse:
+    """The service can serve traffic: its database answers."""
+    reachable = await get_database(request).is_reachable()
+    health = Health(
+        status="ok" if reachable else "unavailable",
+        checks={"database": "ok" if reachable else "unreachable"},
+    )
+    return JSONResponse(health.model_dump(), status_code=200 if reachable else 503)

@@ -1,0 +1,90 @@
+"""Running a service's Alembic migrations: one URL source, one lock, both dialects."""
+
+import asyncio
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from alembic import context
+from alembic.autogenerate.api import AutogenContext
+from alembic.config import Config
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.types import TypeDecorator
+
+from servicekit.database import prepare_sqlite_path
+
+DATABASE_URL_ATTRIBUTE = "database_url"
+
+
+def alembic_config(ini_path: Path, database_url: str) -> Config:
+    """An Alembic Config for a service's alembic.ini, pointed at `database_url`."""
+    config = Config(str(ini_path))
+    config.attributes[DATABASE_URL_ATTRIBUTE] = database_url
+    return config
+
+
+def _database_url(default_url: Callable[[], str]) -> str:
+    # Precedence: set by code (tests), then `alembic -x database_url=...`, then the settings.
+    config = context.config
+    return str(
+        config.attributes.get(DATABASE_URL_ATTRIBUTE)
+        or context.get_x_argument(as_dictionary=True).get(DATABASE_URL_ATTRIBUTE)
+        or default_url()
+    )
+
+
+def migration_lock_key(lock_name: str) -> int:
+    """The Postgres advisory lock key that serialises migrations of one service's database."""
+    return zlib.crc32(f"alembic:{lock_name}".encode())
+
+
+def run_migrations(metadata: MetaData, *, lock_name: str, default_url: Callable[[], str]) -> None:
+    """The body of a service's migrations/env.py.
+
+    On Postgres the migration runs under a transaction-scoped advisory lock, so processes that
+    start at once run it one after the other; the later ones find the schema at head.
+    """
+    url = _database_url(default_url)
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    asyncio.run(_run_online(url, metadata, migration_lock_key(lock_name)))
+
+
+async def _run_online(url: str, metadata: MetaData, lock_key: int) -> None:
+    prepare_sqlite_path(make_url(url))
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_migrate, metadata, lock_key)
+    finally:
+        await engine.dispose()
+
+
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    # Migrations stay independent of application code: a TypeDecorator is written as its impl.
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        autogen_context.imports.add("import sqlalchemy as sa")
+        return f"sa.{obj.impl!r}"
+    return False
+
+
+def _migrate(connection: Connection, metadata: MetaData, lock_key: int) -> None:
+    is_sqlite = connection.dialect.name == "sqlite"
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=is_sqlite,  # SQLite alters tables by copying them
+        compare_type=True,
+        compare_server_default=True,
+        render_item=_render_item,
+    )
+    with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+        context.run_migrations()

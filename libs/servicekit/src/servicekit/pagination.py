@@ -1,0 +1,161 @@
+"""Pagination: skip/limit, keyset cursors whose cost does not grow with depth, and Link headers."""
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Generic, TypeVar
+from urllib.parse import urlencode
+
+from fastapi import Depends, Query, Request, Response
+from sqlalchemy import Select, literal, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from servicekit.errors import invalid_input
+
+MAX_LIMIT = 100
+MAX_SKIP = 2**31 - 1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Which slice of a list the client asked for."""
+
+    skip: int
+    limit: int
+    after: str | None
+
+
+def page_request(
+    skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="Rows to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows to return.")] = 20,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=512,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="Cursor from the previous page's Link header: rows after it.",
+        ),
+    ] = None,
+) -> PageRequest:
+    """The pagination query parameters shared by every list."""
+    return PageRequest(skip=skip, limit=limit, after=after)
+
+
+PageDep = Annotated[PageRequest, Depends(page_request)]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of rows and the cursor of the next page, if there is one."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _decode(value: Any, python_type: type[Any]) -> Any:
+    if python_type is datetime:
+        return datetime.fromisoformat(value)
+    if python_type is Decimal:
+        return Decimal(value)
+    if python_type is bool or not isinstance(value, python_type):
+        raise TypeError(f"expected {python_type.__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class SortOrder:
+    """A deterministic ordering: columns whose last one is unique, all in one direction.
+
+    Keyset pagination compares the row-value of these columns with the cursor's, which an index
+    on the same columns answers without reading the rows before it.
+    """
+
+    name: str
+    columns: tuple[InstrumentedAttribute[Any], ...]
+    descending: bool = False
+
+    def order_by(self) -> list[Any]:
+        """The ORDER BY clauses of this ordering."""
+        return [column.desc() if self.descending else column.asc() for column in self.columns]
+
+    def cursor_after(self, row: object) -> str:
+        """The opaque cursor that continues the list after `row`."""
+        values = [_encode(getattr(row, column.key)) for column in self.columns]
+        payload = json.dumps({"o": self.name, "v": values}, separators=(",", ":"))
+        return base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+
+    def values_of(self, cursor: str) -> list[Any]:
+        """The column values a cursor carries; 422 if it is not one of this ordering's."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            payload = json.loads(raw)
+            if payload["o"] != self.name or len(payload["v"]) != len(self.columns):
+                raise ValueError("cursor of another ordering")
+            return [
+                _decode(value, column.type.python_type)
+                for value, column in zip(payload["v"], self.columns, strict=True)
+            ]
+        except (
+            binascii.Error,
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            KeyError,
+            InvalidOperation,
+        ) as exc:
+            raise invalid_input(
+                ("query", "after"),
+                "invalid cursor: use the one from the previous page's Link header "
+                "with the same sort order",
+            ) from exc
+
+    def after(self, cursor: str) -> Any:
+        """The WHERE clause selecting the rows that come after the cursor."""
+        key = tuple_(*self.columns)
+        # Bound with the columns' own types, so e.g. timestamps compare as timestamps on SQLite.
+        values = tuple_(
+            *(
+                literal(value, column.type)
+                for value, column in zip(self.values_of(cursor), self.columns, strict=True)
+            )
+        )
+        return key < values if self.descending else key > values
+
+
+async def paginate(
+    session: AsyncSession, statement: Select[T], order: SortOrder, page: PageRequest
+) -> Page[T]:
+    """Run `statement` for one page in `order`, fetching one extra row to know if more follow."""
+    if page.after is not None:
+        statement = statement.where(order.after(page.after))
+    statement = statement.order_by(*order.order_by()).offset(page.skip).limit(page.limit + 1)
+    rows: Sequence[T] = (await session.scalars(statement)).all()
+    items = list(rows[: page.limit])
+    has_more = len(rows) > page.limit
+    return Page(items, order.cursor_after(items[-1]) if has_more and items else None)
+
+
+def set_next_link(request: Request, response: Response, next_cursor: str | None) -> None:
+    """Add the RFC 8288 `Link: <...>; rel="next"` header when another page follows.
+
+    The next page keeps the request's filters and sort and continues from the cursor.
+    """
+    if next_cursor is None:
+        return
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in {"skip", "after"}]
+    params.append(("after", next_cursor))
+    response.headers["Link"] = f'<{request.url.replace(query=urlencode(params))}>; rel="next"'

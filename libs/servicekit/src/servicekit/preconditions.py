@@ -1,0 +1,52 @@
+"""Entity tags from a resource's version, and the If-Match / If-None-Match checks on them."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from servicekit.errors import PreconditionFailed
+
+
+def etag(version: int) -> str:
+    """The strong entity tag of a resource version."""
+    return f'"{version}"'
+
+
+def _listed_tags(header: str) -> set[str]:
+    return {tag for tag in (part.strip() for part in header.split(",")) if tag}
+
+
+@dataclass(frozen=True)
+class IfMatch:
+    """The request's If-Match header: absent, `*`, or a list of entity tags."""
+
+    header: str | None
+
+    def check(self, version: int) -> None:
+        """Raise 412 unless the header is absent, `*`, or names the current version.
+
+        If-Match uses the strong comparison, so a weak tag (`W/"3"`) never matches.
+        """
+        if self.header is None:
+            return
+        tags = _listed_tags(self.header)
+        if "*" not in tags and etag(version) not in tags:
+            raise PreconditionFailed(
+                f"the resource is at version {version}; fetch it again before changing it"
+            )
+
+
+def _if_match(if_match: Annotated[str | None, Header(max_length=1024)] = None) -> IfMatch:
+    return IfMatch(if_match)
+
+
+IfMatchDep = Annotated[IfMatch, Depends(_if_match)]
+
+
+def is_not_modified(if_none_match: str | None, version: int) -> bool:
+    """Whether a GET's If-None-Match names the current version, so 304 is the answer."""
+    if if_none_match is None:
+        return False
+    tags = {tag.removeprefix("W/") for tag in _listed_tags(if_none_match)}
+    return "*" in tags or etag(version) in tags

@@ -1,0 +1,40 @@
+"""Settings base: every service reads its configuration from environment variables."""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+Environment = Literal["development", "test", "production"]
+
+# Passwords that only make sense on a developer's machine; other environments refuse them.
+DEVELOPMENT_PASSWORDS = frozenset({"postgres", "password", "changeme", "secret"})
+
+
+class ServiceSettings(BaseSettings):
+    """Configuration common to every service; subclasses set the env prefix and database default."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    environment: Environment = "development"
+    database_url: str
+    pool_size: int = Field(default=10, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a connection.")
+    pool_recycle: int = Field(default=1800, description="Seconds before a connection is replaced.")
+    pool_pre_ping: bool = True
+    statement_timeout_ms: int = Field(default=15_000, ge=0, description="Postgres only; 0 = off.")
+    log_level: str = "INFO"
+    sql_echo: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_outside_development(self) -> "ServiceSettings":
+        if self.environment == "development":
+            return self
+        url = make_url(self.database_url)
+        if url.password is not None and url.password in DEVELOPMENT_PASSWORDS:
+            raise ValueError(
+                f"database_url uses a development password; set a real one for {self.environment}"
+            )
+        return self

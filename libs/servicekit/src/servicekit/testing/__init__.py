@@ -1,0 +1,113 @@
+"""Test support shared by every service: real databases, statement counts, a live server."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servicekit.database import Database
+from servicekit.migrations import alembic_config
+
+
+@dataclass
+class StatementLog:
+    """The SQL statements an engine ran while the log was open."""
+
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@contextmanager
+def count_statements(engine: AsyncEngine) -> Iterator[StatementLog]:
+    """Record every statement `engine` sends to the database inside the block."""
+    log = StatementLog()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        log.statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield log
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def migrate(alembic_ini: Path, database_url: str, revision: str = "head") -> None:
+    """Upgrade a database to `revision` with the service's own migrations."""
+    from alembic import command
+
+    # env.py runs its own event loop, so it gets a thread of its own.
+    await asyncio.to_thread(command.upgrade, alembic_config(alembic_ini, database_url), revision)
+
+
+async def truncate_tables(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Empty every table of `metadata` and restart its ids, leaving the schema in place."""
+    tables = metadata.sorted_tables
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            names = ", ".join(
+                connection.dialect.identifier_preparer.format_table(t) for t in tables
+            )
+            await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            return
+        for table in reversed(tables):
+            await connection.execute(table.delete())
+        has_sequences = await connection.scalar(
+            text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'")
+        )
+        if has_sequences:
+            await connection.execute(text("DELETE FROM sqlite_sequence"))
+
+
+def database_of(app: FastAPI) -> Database:
+    """The Database an app's lifespan created."""
+    database: Database = app.state.database
+    return database
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """Run an app's lifespan around the block, as a server would."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def asgi_client(app: FastAPI, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    """An httpx client that calls the app in-process over ASGI."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+@contextmanager
+def serving(app: FastAPI, startup_timeout: float = 10.0) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=startup_timeout)
+        sock.close()

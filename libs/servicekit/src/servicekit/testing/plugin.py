@@ -1,0 +1,101 @@
+"""Pytest fixtures for real databases.
+
+Postgres comes from `TEST_DATABASE_URL` (an existing server: a fresh database is created for
+each use and dropped afterwards), else from a testcontainers `PostgresContainer` running the image
+`TEST_POSTGRES_IMAGE` (default the official `postgres:16`). With `CI=true`, a test that needs
+Postgres and cannot get one fails instead of being skipped.
+"""
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import URL, make_url
+
+DEFAULT_POSTGRES_IMAGE = "postgres:16"
+BACKENDS = ("postgresql", "sqlite")
+
+MakeDatabase = Callable[[str, str], str]
+
+
+def _libpq_url(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"Postgres is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"Postgres unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[URL]:
+    """The URL of a Postgres server (its maintenance database) the tests may create databases on."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        url = make_url(configured).set(drivername="postgresql+psycopg")
+        try:
+            psycopg.connect(_libpq_url(url), connect_timeout=5).close()
+        except psycopg.Error as exc:
+            _unavailable(f"TEST_DATABASE_URL does not answer ({type(exc).__name__})")
+        yield url
+        return
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+
+        container = PostgresContainer(
+            os.environ.get("TEST_POSTGRES_IMAGE", DEFAULT_POSTGRES_IMAGE), driver="psycopg"
+        )
+        container.start()
+    except Exception as exc:
+        _unavailable(f"testcontainers could not start Postgres ({type(exc).__name__}: {exc})")
+    try:
+        yield make_url(container.get_connection_url())
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database_factory(postgres_server_url: URL) -> Iterator[Callable[[str], str]]:
+    """A factory of fresh Postgres databases on the test server, dropped after the session."""
+    created: list[str] = []
+    server = _libpq_url(postgres_server_url)
+
+    def make(name: str) -> str:
+        database = f"test_{name}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        created.append(database)
+        return postgres_server_url.set(database=database).render_as_string(hide_password=False)
+
+    yield make
+    with psycopg.connect(server, autocommit=True) as connection:
+        for database in created:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+
+
+@pytest.fixture(scope="session")
+def make_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> MakeDatabase:
+    """A factory `(backend, name) -> url` of fresh, empty databases.
+
+    Postgres is only started when a test asks for a Postgres database.
+    """
+
+    def make(backend: str, name: str) -> str:
+        if backend == "sqlite":
+            path: Path = tmp_path_factory.mktemp("sqlite") / f"{name}.db"
+            return f"sqlite+aiosqlite:///{path}"
+        if backend != "postgresql":
+            raise ValueError(f"unknown backend {backend!r}")
+        factory: Callable[[str], str] = request.getfixturevalue("postgres_database_factory")
+        return factory(name)
+
+    return make

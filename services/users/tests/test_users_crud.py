@@ -1,0 +1,231 @@
+"""Creating, reading, updating and deleting users over HTTP."""
+
+import httpx
+import pytest
+
+ALICE = {"email": "alice@example.com", "name": "Alice"}
+
+
+async def create(client: httpx.AsyncClient, **fields: object) -> dict[str, object]:
+    response = await client.post("/users/", json={**ALICE, **fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def test_create_returns_201_with_location_etag_and_the_user(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/users/", json=ALICE)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["email"] == "alice@example.com"
+    assert body["name"] == "Alice"
+    assert body["is_active"] is True
+    assert body["version"] == 1
+    assert response.headers["Location"] == f"http://testserver/users/{body['id']}"
+    assert response.headers["ETag"] == '"1"'
+    stored = await client.get(f"/users/{body['id']}")
+    assert stored.json() == body
+
+
+async def test_timestamps_are_utc_and_aware(client: httpx.AsyncClient) -> None:
+    user = await create(client)
+
+    assert str(user["created_at"]).endswith(("+00:00", "Z"))
+    assert str(user["updated_at"]).endswith(("+00:00", "Z"))
+
+
+@pytest.mark.parametrize("email", ["alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.com"])
+async def test_an_email_that_exists_in_any_letter_case_is_409(
+    client: httpx.AsyncClient, email: str
+) -> None:
+    await create(client)
+
+    response = await client.post("/users/", json={"email": email, "name": "Other"})
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "a user with this email already exists"}
+    assert (await client.get("/users/stats")).json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "alice@example.com", "name": "Alice", "role": "admin"},
+        {"email": "alice@example.com", "name": "Al\x00ice"},
+        {"email": "alice@example.com", "name": ""},
+        {"email": "alice@example.com", "name": "   "},
+        {"email": "alice@example.com", "name": "x" * 101},
+        {"email": "not-an-email", "name": "Alice"},
+        {"name": "Alice"},
+        {"email": "alice@example.com", "name": "Alice", "is_active": "maybe"},
+        {"email": "alice@example.com", "name": "Alice", "id": 7},
+    ],
+    ids=[
+        "unknown-field",
+        "nul",
+        "empty-name",
+        "blank-name",
+        "long-name",
+        "bad-email",
+        "no-email",
+        "bad-bool",
+        "client-id",
+    ],
+)
+async def test_invalid_bodies_are_422_and_store_nothing(
+    client: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    response = await client.post("/users/", json=body)
+
+    assert response.status_code == 422
+    assert "detail" in response.json()
+    assert (await client.get("/users/stats")).json()["total"] == 0
+
+
+async def test_a_body_that_is_not_json_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/users/", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422
+
+
+async def test_names_are_trimmed(client: httpx.AsyncClient) -> None:
+    user = await create(client, name="  Alice  ")
+
+    assert user["name"] == "Alice"
+
+
+async def test_get_unknown_user_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/users/999")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "user 999 not found"}
+
+
+@pytest.mark.parametrize("user_id", ["0", "2147483648", "99999999999999999999"])
+async def test_ids_outside_the_id_range_are_422(client: httpx.AsyncClient, user_id: str) -> None:
+    response = await client.get(f"/users/{user_id}")
+
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("user_id", ["-1", "abc", "1.5"])
+async def test_paths_that_are_not_user_ids_are_404(client: httpx.AsyncClient, user_id: str) -> None:
+    response = await client.get(f"/users/{user_id}")
+
+    assert response.status_code == 404
+
+
+async def test_get_with_current_etag_in_if_none_match_is_304(client: httpx.AsyncClient) -> None:
+    user = await create(client)
+
+    response = await client.get(f"/users/{user['id']}", headers={"If-None-Match": '"1"'})
+
+    assert response.status_code == 304
+    assert response.headers["ETag"] == '"1"'
+
+
+async def test_patch_changes_only_the_fields_sent_and_bumps_the_version(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await create(client)
+
+    response = await client.patch(f"/users/{user['id']}", json={"name": "Alicia"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["name"] == "Alicia"
+    assert body["email"] == "alice@example.com"
+    assert body["version"] == 2
+    assert response.headers["ETag"] == '"2"'
+    assert body["updated_at"] >= str(user["updated_at"])
+    assert (await client.get(f"/users/{user['id']}")).json() == body
+
+
+async def test_patch_with_null_for_a_required_field_is_422(client: httpx.AsyncClient) -> None:
+    user = await create(client)
+
+    response = await client.patch(f"/users/{user['id']}", json={"name": None})
+
+    assert response.status_code == 422
+    assert (await client.get(f"/users/{user['id']}")).json()["name"] == "Alice"
+
+
+async def test_patch_to_an_email_taken_by_another_user_is_409(client: httpx.AsyncClient) -> None:
+    await create(client)
+    bob = await create(client, email="bob@example.com", name="Bob")
+
+    response = await client.patch(f"/users/{bob['id']}", json={"email": "ALICE@example.com"})
+
+    assert response.status_code == 409
+    assert (await client.get(f"/users/{bob['id']}")).json()["email"] == "bob@example.com"
+
+
+async def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await create(client)
+    await client.patch(f"/users/{user['id']}", json={"name": "Alicia"})
+
+    response = await client.patch(
+        f"/users/{user['id']}", json={"name": "Allie"}, headers={"If-Match": '"1"'}
+    )
+
+    assert response.status_code == 412
+    assert (await client.get(f"/users/{user['id']}")).json()["name"] == "Alicia"
+
+
+async def test_patch_with_the_current_if_match_applies(client: httpx.AsyncClient) -> None:
+    user = await create(client)
+
+    response = await client.patch(
+        f"/users/{user['id']}", json={"name": "Allie"}, headers={"If-Match": '"1"'}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["version"] == 2
+
+
+async def test_patch_unknown_user_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.patch("/users/999", json={"name": "Nobody"})
+
+    assert response.status_code == 404
+
+
+async def test_delete_is_204_and_the_user_is_gone(client: httpx.AsyncClient) -> None:
+    user = await create(client)
+
+    response = await client.delete(f"/users/{user['id']}")
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert (await client.get(f"/users/{user['id']}")).status_code == 404
+
+
+async def test_delete_with_a_stale_if_match_is_412_and_keeps_the_user(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await create(client)
+    await client.patch(f"/users/{user['id']}", json={"is_active": False})
+
+    response = await client.delete(f"/users/{user['id']}", headers={"If-Match": '"1"'})
+
+    assert response.status_code == 412
+    assert (await client.get(f"/users/{user['id']}")).status_code == 200
+
+
+async def test_delete_unknown_user_is_404(client: httpx.AsyncClient) -> None:
+    assert (await client.delete("/users/999")).status_code == 404
+
+
+async def test_a_deleted_users_email_can_be_used_again(client: httpx.AsyncClient) -> None:
+    user = await create(client)
+    await client.delete(f"/users/{user['id']}")
+
+    response = await client.post("/users/", json=ALICE)
+
+    assert response.status_code == 201
