@@ -68,11 +68,17 @@ def _encode(value: Any) -> Any:
 
 def _decode(value: Any, python_type: type[Any]) -> Any:
     if python_type is datetime:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("a timestamp without a timezone")
+        return moment
     if python_type is Decimal:
         return Decimal(value)
-    if python_type is bool or not isinstance(value, python_type):
+    # bool is an int to isinstance, but never a valid id or count.
+    if isinstance(value, bool) is not (python_type is bool) or not isinstance(value, python_type):
         raise TypeError(f"expected {python_type.__name__}")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL in a cursor value")
     return value
 
 

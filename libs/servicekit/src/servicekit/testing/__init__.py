@@ -4,7 +4,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.database import Database
 from servicekit.migrations import alembic_config
+
+
+@dataclass(frozen=True)
+class ServiceUnderTest:
+    """What the shared fixtures and contract tests need to know about a service."""
+
+    name: str
+    create_app: Callable[[str], FastAPI]  # database URL -> app
+    metadata: MetaData
+    alembic_ini: Path
+    read_path: str  # a GET that reads the database
 
 
 @dataclass

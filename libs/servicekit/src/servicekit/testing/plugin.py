@@ -8,15 +8,29 @@ Postgres and cannot get one fails instead of being skipped.
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
+from servicekit.testing import (
+    ServiceUnderTest,
+    asgi_client,
+    database_of,
+    migrate,
+    running,
+    serving,
+    truncate_tables,
+)
+
 DEFAULT_POSTGRES_IMAGE = "postgres:16"
+# Nothing listens on port 1: connections are refused at once.
+UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/unreachable"
 BACKENDS = ("postgresql", "sqlite")
 
 MakeDatabase = Callable[[str, str], str]
@@ -99,3 +113,55 @@ def make_database(
         return factory(name)
 
     return make
+
+
+# Fixtures for a service's tests. The service's conftest.py provides a session-scoped
+# `service` fixture returning its ServiceUnderTest; these build on it.
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, make_database: MakeDatabase, service: ServiceUnderTest
+) -> str:
+    """A fresh database for the service, on each backend in turn."""
+    return make_database(request.param, service.name)
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str, service: ServiceUnderTest) -> AsyncIterator[FastAPI]:
+    """The service's app, running, on a database migrated to head."""
+    await migrate(service.alembic_ini, database_url)
+    app = service.create_app(database_url)
+    async with running(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI, service: ServiceUnderTest) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app (in-process ASGI); every test starts from empty tables."""
+    await truncate_tables(database_of(app).engine, service.metadata)
+    async with asgi_client(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def service_url(database_url: str, app: FastAPI, service: ServiceUnderTest) -> Iterator[str]:
+    """The service served over real HTTP by uvicorn, on the same migrated database as `app`."""
+    with serving(service.create_app(database_url)) as base_url:
+        yield base_url
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_database(
+    request: pytest.FixtureRequest, make_database: MakeDatabase, service: ServiceUnderTest
+) -> str:
+    """A fresh, unmigrated database for the service, on each backend in turn."""
+    return make_database(request.param, f"{service.name}_empty")
+
+
+@pytest.fixture
+async def no_database(service: ServiceUnderTest) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the service whose database refuses connections."""
+    app = service.create_app(UNREACHABLE_DATABASE)
+    async with running(app), asgi_client(app) as client:
+        yield client
