@@ -12,12 +12,18 @@ Environment = Literal["development", "test", "production"]
 DEVELOPMENT_PASSWORDS = frozenset({"postgres", "password", "changeme", "secret"})
 
 
-class ServiceSettings(BaseSettings):
-    """Configuration common to every service; subclasses set the env prefix and database default."""
+class BaseProcessSettings(BaseSettings):
+    """Configuration of every process, with or without a database."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     environment: Environment = "development"
+    log_level: str = "INFO"
+
+
+class ServiceSettings(BaseProcessSettings):
+    """Configuration of a service and its database; subclasses set the env prefix and default."""
+
     database_url: str
     pool_size: int = Field(default=10, ge=1)
     max_overflow: int = Field(default=10, ge=0)
@@ -25,7 +31,6 @@ class ServiceSettings(BaseSettings):
     pool_recycle: int = Field(default=1800, description="Seconds before a connection is replaced.")
     pool_pre_ping: bool = True
     statement_timeout_ms: int = Field(default=15_000, ge=0, description="Postgres only; 0 = off.")
-    log_level: str = "INFO"
     sql_echo: bool = False
 
     @model_validator(mode="after")

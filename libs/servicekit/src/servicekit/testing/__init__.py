@@ -1,7 +1,10 @@
 """Test support shared by every service: real databases, statement counts, a live server."""
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -11,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.database import Database
@@ -122,3 +127,84 @@ def serving(app: FastAPI, startup_timeout: float = 10.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=startup_timeout)
         sock.close()
+
+
+STARTUP_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServiceProcess:
+    """A service migrated and served by uvicorn in a process of its own (`<name>_service`)."""
+
+    def __init__(self, name: str, database_url: str, alembic_ini: Path) -> None:
+        self.name = name
+        self.database_url = database_url
+        self.alembic_ini = alembic_ini
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [
+                sys.executable, "-m", "alembic",
+                "-c", str(self.alembic_ini),
+                "-x", f"database_url={self.database_url}", "upgrade", "head",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start serving and return once the service is ready."""
+        env = {**os.environ, f"{self.name.upper()}_DATABASE_URL": self.database_url}
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", f"{self.name}_service.main:create_app",
+                "--factory", "--host", "127.0.0.1", "--port", str(self.port),
+                "--no-access-log", "--log-level", "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self._is_ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {self.name} service did not start")
+            time.sleep(0.05)
+
+    def _is_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def empty_tables(self) -> None:
+        url = make_url(self.database_url).set(drivername="postgresql")
+        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as db:
+            tables = [
+                row[0]
+                for row in db.execute(
+                    "SELECT quote_ident(tablename) FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            ]
+            if tables:
+                db.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")

@@ -1,0 +1,279 @@
+"""Views the gateway composes from several services, each with a fixed number of calls."""
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
+
+import httpx
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+
+from gateway_service.downstream import Downstream
+from gateway_service.errors import UpstreamResponse
+from gateway_service.proxy import downstream_of, forward, forwarded_headers, relay
+from gateway_service.schemas import PostWithAuthorAndComments, UserWithPosts
+from servicekit.errors import error_responses, invalid_input
+from servicekit.pagination import MAX_LIMIT, PageDep, PageRequest, set_next_link
+from servicekit.preconditions import IfMatch
+from servicekit.schemas import MAX_ID
+
+router = APIRouter()
+T = TypeVar("T")
+
+DownstreamDep = Annotated[Downstream, Depends(downstream_of)]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
+PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
+MAX_POSTS_PER_USER = 49  # blog answers at most 50 per author; one more tells if there are more
+EXPANSIONS = frozenset({"author", "comments"})
+
+
+async def concurrently(*calls: Awaitable[T]) -> list[T]:
+    """Await independent calls at the same time; if one fails, the others are cancelled."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+
+
+def _page_params(page: PageRequest) -> list[tuple[str, str | int]]:
+    params: list[tuple[str, str | int]] = [("skip", page.skip), ("limit", page.limit)]
+    if page.after is not None:
+        params.append(("after", page.after))
+    return params
+
+
+def _next_cursor(answer: httpx.Response) -> str | None:
+    next_url = answer.links.get("next", {}).get("url")
+    if next_url is None:
+        return None
+    cursor: str | None = httpx.URL(next_url).params.get("after")
+    return cursor
+
+
+def _json_response(body: Any, status_code: int = 200) -> Response:
+    # Bodies are assembled from services' JSON, which is already valid; no re-validation.
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+@router.get(
+    "/users-with-posts",
+    response_model=list[UserWithPosts],
+    tags=["composed"],
+    responses=error_responses(503),
+)
+async def users_with_posts(
+    request: Request,
+    downstream: DownstreamDep,
+    page: PageDep,
+    posts_per_user: Annotated[
+        int, Query(ge=1, le=MAX_POSTS_PER_USER, description="Newest posts shown per user.")
+    ] = 5,
+) -> Response:
+    """A page of users, each with their newest posts: one users call and one blog call."""
+    users_answer = await downstream.expect_ok("users", "GET", "/users/", params=_page_params(page))
+    users: list[dict[str, Any]] = users_answer.json()
+    posts_by_author: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if users:
+        posts_answer = await downstream.expect_ok(
+            "blog",
+            "GET",
+            "/posts/",
+            params=[("author_id", user["id"]) for user in users]
+            + [("per_author", posts_per_user + 1)],
+        )
+        for post in posts_answer.json():
+            posts_by_author[post["author_id"]].append(post)
+    for user in users:
+        posts = posts_by_author[user["id"]]
+        user["posts"] = posts[:posts_per_user]
+        user["has_more_posts"] = len(posts) > posts_per_user
+    response = _json_response(users)
+    set_next_link(request, response, _next_cursor(users_answer))
+    return response
+
+
+@router.get(
+    "/users/{user_id:int}/posts",
+    tags=["composed"],
+    responses=error_responses(404, 503),
+)
+async def posts_of_user(user_id: UserId, request: Request, downstream: DownstreamDep) -> Response:
+    """A user's posts, with blog's filters, sorting and pagination; 404 if the user is unknown."""
+    params = [
+        (name, value)
+        for name, value in request.query_params.multi_items()
+        if name not in {"author_id", "per_author"}
+    ]
+    user_answer, posts_answer = await concurrently(
+        downstream.request("users", "GET", f"/users/{user_id}"),
+        downstream.request("blog", "GET", "/posts/", params=[*params, ("author_id", user_id)]),
+    )
+    if not user_answer.is_success:
+        return relay(request, downstream, "users", user_answer)
+    if not posts_answer.is_success:
+        return relay(request, downstream, "blog", posts_answer)
+    response = Response(posts_answer.content, media_type="application/json")
+    set_next_link(request, response, _next_cursor(posts_answer))
+    return response
+
+
+@router.post(
+    "/users/{user_id:int}/posts",
+    status_code=status.HTTP_201_CREATED,
+    tags=["composed"],
+    responses=error_responses(404, 503),
+)
+async def create_post_for_user(
+    user_id: UserId,
+    request: Request,
+    downstream: DownstreamDep,
+    post: Annotated[dict[str, Any], Body(description="A blog post body without author_id.")],
+) -> Response:
+    """Create a post authored by the user; 404 (and nothing created) if the user is unknown."""
+    if "author_id" in post:
+        raise invalid_input(("body", "author_id"), "the author is the user in the path")
+    await downstream.expect_ok("users", "GET", f"/users/{user_id}")
+    answer = await downstream.request(
+        "blog",
+        "POST",
+        "/posts/",
+        json={**post, "author_id": user_id},
+        headers=forwarded_headers(request),
+    )
+    return relay(request, downstream, "blog", answer)
+
+
+@router.post(
+    "/posts/{post_id:int}/comments",
+    status_code=status.HTTP_201_CREATED,
+    tags=["composed"],
+    responses=error_responses(404, 503),
+)
+async def create_comment(
+    post_id: PostId,
+    request: Request,
+    downstream: DownstreamDep,
+    comment: Annotated[dict[str, Any], Body(description="A blog comment body.")],
+) -> Response:
+    """Comment on a post, once the comment's author is known to exist (404 otherwise)."""
+    author_id = comment.get("author_id")
+    if type(author_id) is int and 1 <= author_id <= MAX_ID:
+        await downstream.expect_ok("users", "GET", f"/users/{author_id}")
+    # Anything else is not an id; blog's validation explains what is wrong with it.
+    answer = await downstream.request(
+        "blog",
+        "POST",
+        f"/posts/{post_id}/comments",
+        json=comment,
+        headers=forwarded_headers(request),
+    )
+    return relay(request, downstream, "blog", answer)
+
+
+def _expansions(expand: str | None) -> frozenset[str]:
+    requested = frozenset(part.strip() for part in (expand or "").split(",") if part.strip())
+    if not requested <= EXPANSIONS:
+        raise invalid_input(
+            ("query", "expand"), f"expand takes a comma-separated subset of {sorted(EXPANSIONS)}"
+        )
+    return requested
+
+
+@router.get(
+    "/posts/{post_id:int}",
+    response_model=PostWithAuthorAndComments,
+    tags=["composed"],
+    responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404, 503)},
+)
+async def get_post(
+    post_id: PostId,
+    request: Request,
+    downstream: DownstreamDep,
+    expand: Annotated[
+        str | None,
+        Query(max_length=100, description="`author`, `comments` or `author,comments`."),
+    ] = None,
+    comments_limit: Annotated[
+        int, Query(ge=1, le=MAX_LIMIT - 1, description="Comments included by expand=comments.")
+    ] = 20,
+) -> Response:
+    """A post; `expand=author,comments` adds its comments and every author among them.
+
+    All the authors are read with one batched users call; an author who no longer exists is
+    shown as null.
+    """
+    expansions = _expansions(expand)
+    if not expansions:
+        return await forward(request, "blog", f"/posts/{post_id}")
+    calls = [downstream.request("blog", "GET", f"/posts/{post_id}")]
+    if "comments" in expansions:
+        calls.append(
+            downstream.request(
+                "blog", "GET", f"/posts/{post_id}/comments", params={"limit": comments_limit}
+            )
+        )
+    post_answer, *comments_answers = await concurrently(*calls)
+    if not post_answer.is_success:
+        return relay(request, downstream, "blog", post_answer)
+    post: dict[str, Any] = post_answer.json()
+    if comments_answers:
+        comments_answer = comments_answers[0]
+        if not comments_answer.is_success:
+            return relay(request, downstream, "blog", comments_answer)
+        post["comments"] = comments_answer.json()
+    if "author" in expansions:
+        people = [post, *post.get("comments", [])]
+        authors = await _users_by_id(downstream, {person["author_id"] for person in people})
+        for person in people:
+            person["author"] = authors.get(person["author_id"])
+    response = _json_response(post)
+    if etag := post_answer.headers.get("etag"):
+        response.headers["ETag"] = etag
+    return response
+
+
+async def _users_by_id(downstream: Downstream, ids: set[int]) -> dict[int, dict[str, Any]]:
+    answer = await downstream.expect_ok(
+        "users", "GET", "/users/", params=[("id", i) for i in sorted(ids)] + [("limit", MAX_LIMIT)]
+    )
+    return {user["id"]: user for user in answer.json()}
+
+
+@router.delete(
+    "/users/{user_id:int}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["composed"],
+    responses=error_responses(404, 409, 412, 503),
+)
+async def delete_user(
+    user_id: UserId,
+    request: Request,
+    downstream: DownstreamDep,
+    if_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Response:
+    """Delete a user and everything they wrote in the blog.
+
+    The blog content goes first: if blog is unavailable the user stays and the answer is 503,
+    so no post is ever left pointing at a user who is gone.
+    """
+    user = (await downstream.expect_ok("users", "GET", f"/users/{user_id}")).json()
+    IfMatch(if_match).check(user["version"])
+    await downstream.expect_ok("blog", "DELETE", "/posts/", params={"author_id": user_id})
+    answer = await downstream.request(
+        "users", "DELETE", f"/users/{user_id}", headers=forwarded_headers(request)
+    )
+    return relay(request, downstream, "users", answer)
+
+
+async def upstream_response(request: Request, exc: Exception) -> Response:
+    """Relay a downstream answer that a composed view does not continue from."""
+    assert isinstance(exc, UpstreamResponse)
+    return relay(request, downstream_of(request), exc.service, exc.response)

@@ -1,0 +1,47 @@
+"""The gateway's probes: live when it serves, ready when every service is ready."""
+
+import asyncio
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateway_service.proxy import downstream_of
+from servicekit.health import Health
+
+router = APIRouter(prefix="/health", tags=["health"])
+PROBE_TIMEOUT = 2.0
+
+
+@router.get("/live", response_model=Health)
+async def live() -> Health:
+    """The gateway process is up and serving requests."""
+    return Health(status="ok")
+
+
+async def _service_state(client: httpx.AsyncClient, base_url: str) -> str:
+    try:
+        answer = await client.get(f"{base_url}/health/ready", timeout=PROBE_TIMEOUT)
+    except httpx.TimeoutException:
+        return "timeout"
+    except httpx.TransportError:
+        return "unreachable"
+    return "ok" if answer.status_code == 200 else "unavailable"
+
+
+@router.get(
+    "/ready",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "A service is not ready."}},
+)
+async def ready(request: Request) -> JSONResponse:
+    """Every service is ready; the body gives each one's state either way."""
+    downstream = downstream_of(request)
+    names = list(downstream.base_urls)
+    states = await asyncio.gather(
+        *(_service_state(downstream.client, downstream.base_urls[name]) for name in names)
+    )
+    checks = dict(zip(names, states, strict=True))
+    all_ok = all(state == "ok" for state in states)
+    health = Health(status="ok" if all_ok else "unavailable", checks=checks)
+    return JSONResponse(health.model_dump(), status_code=200 if all_ok else 503)

@@ -1,0 +1,48 @@
+"""The gateway application: `uvicorn gateway_service.main:create_app --factory`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway_service import composed, health
+from gateway_service.downstream import Downstream, create_http_client
+from gateway_service.errors import UpstreamResponse
+from gateway_service.openapi import SystemDocument, add_documentation_routes
+from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
+from gateway_service.settings import GatewaySettings
+from servicekit.errors import install_error_handlers
+from servicekit.observability import RequestContextMiddleware, configure_logging
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the gateway from settings (by default, from `GATEWAY_*` environment variables)."""
+    settings = settings or GatewaySettings()
+    configure_logging("gateway", settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with create_http_client(settings) as client:
+            app.state.downstream = Downstream(client, settings.service_urls())
+            yield
+
+    app = FastAPI(
+        title="gateway",
+        version="0.1.0",
+        description="The public API: users, catalog and blog, and views composed across them.",
+        lifespan=lifespan,
+        openapi_url=None,  # served merged with the services' documents instead
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_exception_handler(UpstreamResponse, composed.upstream_response)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    app.include_router(composed.router)
+    add_proxy_routes(app, ROUTE_TABLE)
+    add_documentation_routes(
+        app, SystemDocument(app.openapi, ROUTE_TABLE, settings.openapi_cache_seconds)
+    )
+    return app

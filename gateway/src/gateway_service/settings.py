@@ -1,0 +1,32 @@
+"""Gateway settings, from `GATEWAY_*` environment variables."""
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from servicekit.settings import BaseProcessSettings
+
+
+class GatewaySettings(BaseProcessSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    users_url: str = "http://127.0.0.1:8001"
+    catalog_url: str = "http://127.0.0.1:8002"
+    blog_url: str = "http://127.0.0.1:8003"
+
+    connect_timeout: float = Field(default=0.5, gt=0, description="Seconds to open a connection.")
+    read_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a response.")
+    write_timeout: float = Field(default=10.0, gt=0, description="Seconds to send a request.")
+    pool_timeout: float = Field(default=2.0, gt=0, description="Seconds to wait for a free slot.")
+    max_connections: int = Field(default=512, ge=1, description="Open connections, all services.")
+    openapi_cache_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("users_url", "catalog_url", "blog_url")
+    @classmethod
+    def _http_origin(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    def service_urls(self) -> dict[str, str]:
+        """The base URL of each downstream service, by name."""
+        return {"users": self.users_url, "catalog": self.catalog_url, "blog": self.blog_url}

@@ -1,0 +1,89 @@
+"""The real services as processes on Postgres, and the gateway in front of them.
+
+Each service runs as its own uvicorn process, migrated by its own Alembic, so the gateway is
+tested over real HTTP, and failure tests can stop a service and start it again.
+"""
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from gateway_service.main import create_app
+from gateway_service.settings import GatewaySettings
+from servicekit.testing import ServiceProcess, asgi_client, running
+from servicekit.testing.plugin import MakeDatabase
+
+REPOSITORY = Path(__file__).parents[2]
+SERVICES = ("users",)
+
+
+@pytest.fixture(scope="session")
+def services(make_database: MakeDatabase) -> Iterator[dict[str, ServiceProcess]]:
+    """Every service, running on a Postgres database of its own."""
+    processes = {
+        name: ServiceProcess(
+            name,
+            make_database("postgresql", f"gateway_{name}"),
+            REPOSITORY / "services" / name / "alembic.ini",
+        )
+        for name in SERVICES
+    }
+    try:
+        for process in processes.values():
+            process.migrate()
+            process.start()
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+GatewaySettingsFactory = Callable[..., GatewaySettings]
+
+
+@pytest.fixture(scope="session")
+def gateway_settings(services: dict[str, ServiceProcess]) -> GatewaySettingsFactory:
+    """Settings of a gateway in front of the test services, with any overrides."""
+
+    def make(**overrides: object) -> GatewaySettings:
+        urls = {f"{name}_url": process.url for name, process in services.items()}
+        return GatewaySettings.model_validate({"environment": "test", **urls, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def gateway_app(gateway_settings: GatewaySettingsFactory) -> AsyncIterator[FastAPI]:
+    app = create_app(gateway_settings())
+    async with running(app):
+        yield app
+
+
+@pytest.fixture
+async def gateway(
+    gateway_app: FastAPI, services: dict[str, ServiceProcess]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the gateway; every service is running and empty at the start of the test."""
+    for process in services.values():
+        if not process.is_running:
+            process.start()
+        process.empty_tables()
+    async with asgi_client(gateway_app, base_url="http://gateway.test") as client:
+        yield client
+
+
+@pytest.fixture
+def downstream_calls(gateway_app: FastAPI) -> Iterator[list[httpx.Request]]:
+    """Every request the gateway sends to a service during the test."""
+    calls: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        calls.append(request)
+
+    hooks = gateway_app.state.downstream.client.event_hooks["request"]
+    hooks.append(record)
+    yield calls
+    hooks.remove(record)
