@@ -75,15 +75,32 @@ async def gateway(
         yield client
 
 
-@pytest.fixture
-def downstream_calls(gateway_app: FastAPI) -> Iterator[list[httpx.Request]]:
-    """Every request the gateway sends to a service during the test."""
+def _record_calls(app: FastAPI) -> tuple[list[httpx.Request], Callable[[], None]]:
     calls: list[httpx.Request] = []
 
     async def record(request: httpx.Request) -> None:
         calls.append(request)
 
-    hooks = gateway_app.state.downstream.client.event_hooks["request"]
+    hooks = app.state.downstream.client.event_hooks["request"]
     hooks.append(record)
+    return calls, lambda: hooks.remove(record)
+
+
+@pytest.fixture
+def downstream_calls(gateway_app: FastAPI) -> Iterator[list[httpx.Request]]:
+    """Every request the gateway sends to a service during the test."""
+    calls, stop_recording = _record_calls(gateway_app)
     yield calls
-    hooks.remove(record)
+    stop_recording()
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def impatient_gateway(
+    request: pytest.FixtureRequest,
+    gateway_settings: GatewaySettingsFactory,
+    gateway: httpx.AsyncClient,
+) -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Request]]]:
+    """A gateway that waits only 0.3 s for answers, on each HTTP transport, with its calls."""
+    app = create_app(gateway_settings(read_timeout=0.3, http_transport=request.param))
+    async with running(app), asgi_client(app, base_url="http://gateway.test") as client:
+        yield client, _record_calls(app)[0]

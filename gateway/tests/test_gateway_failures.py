@@ -1,6 +1,8 @@
-"""When a service is down or slow: a clear 503 or 504 naming it, and recovery without restart."""
+"""When a service is down or slow: a clear 503 or 504 naming it, and recovery without restart.
 
-from collections.abc import AsyncIterator, Callable
+Each test runs on both HTTP transports the gateway offers, since they report failures
+differently underneath.
+"""
 
 import httpx
 import psycopg
@@ -10,15 +12,16 @@ from sqlalchemy.engine import make_url
 from starlette.requests import Request
 
 from gateway_service.errors import BadGateway
-from gateway_service.main import create_app
 from gateway_service.proxy import relay
-from gateway_service.settings import GatewaySettings
-from servicekit.testing import ServiceProcess, asgi_client, running
+from servicekit.testing import ServiceProcess
+
+Gateway = tuple[httpx.AsyncClient, list[httpx.Request]]
 
 
 async def test_a_stopped_service_gives_503_naming_it(
-    gateway: httpx.AsyncClient, services: dict[str, ServiceProcess]
+    impatient_gateway: Gateway, services: dict[str, ServiceProcess]
 ) -> None:
+    gateway, _ = impatient_gateway
     services["users"].stop()
 
     response = await gateway.get("/users/")
@@ -29,23 +32,23 @@ async def test_a_stopped_service_gives_503_naming_it(
 
 
 async def test_reads_are_retried_once_and_writes_never(
-    gateway: httpx.AsyncClient,
-    services: dict[str, ServiceProcess],
-    downstream_calls: list[httpx.Request],
+    impatient_gateway: Gateway, services: dict[str, ServiceProcess]
 ) -> None:
+    gateway, calls = impatient_gateway
     services["users"].stop()
 
     await gateway.get("/users/stats")
-    reads = len(downstream_calls)
+    reads = len(calls)
     await gateway.post("/users/", json={"email": "a@example.com", "name": "A"})
 
     assert reads == 2
-    assert len(downstream_calls) - reads == 1
+    assert len(calls) - reads == 1
 
 
 async def test_the_gateway_serves_a_service_again_once_it_is_back(
-    gateway: httpx.AsyncClient, services: dict[str, ServiceProcess]
+    impatient_gateway: Gateway, services: dict[str, ServiceProcess]
 ) -> None:
+    gateway, _ = impatient_gateway
     services["users"].stop()
     assert (await gateway.get("/users/stats")).status_code == 503
 
@@ -55,36 +58,28 @@ async def test_the_gateway_serves_a_service_again_once_it_is_back(
     assert (response.status_code, response.json()["total"]) == (200, 0)
 
 
-@pytest.fixture
-async def impatient_gateway(
-    gateway_settings: Callable[..., GatewaySettings], gateway: httpx.AsyncClient
-) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway that waits only 0.3 s for an answer."""
-    app: FastAPI = create_app(gateway_settings(read_timeout=0.3))
-    async with running(app), asgi_client(app) as client:
-        yield client
-
-
 async def test_a_service_slower_than_the_read_timeout_gives_504(
-    impatient_gateway: httpx.AsyncClient, services: dict[str, ServiceProcess]
+    impatient_gateway: Gateway, services: dict[str, ServiceProcess]
 ) -> None:
+    gateway, _ = impatient_gateway
     url = make_url(services["users"].database_url).set(drivername="postgresql")
     # A real stall: the users service blocks on a table lock held here until the gateway gives up.
     async with await psycopg.AsyncConnection.connect(
         url.render_as_string(hide_password=False)
     ) as holder:
         await holder.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        response = await impatient_gateway.get("/users/stats")
+        response = await gateway.get("/users/stats")
         await holder.rollback()
 
     assert response.status_code == 504
     assert response.json() == {"detail": "the users service did not answer in time"}
-    assert (await impatient_gateway.get("/users/stats")).status_code == 200
+    assert (await gateway.get("/users/stats")).status_code == 200
 
 
 async def test_readiness_reports_every_service(
-    gateway: httpx.AsyncClient, services: dict[str, ServiceProcess]
+    impatient_gateway: Gateway, services: dict[str, ServiceProcess]
 ) -> None:
+    gateway, _ = impatient_gateway
     ready = await gateway.get("/health/ready")
     services["users"].stop()
     not_ready = await gateway.get("/health/ready")
@@ -95,16 +90,9 @@ async def test_readiness_reports_every_service(
     assert (await gateway.get("/health/live")).status_code == 200
 
 
-def _answer(status_code: int) -> httpx.Response:
-    return httpx.Response(status_code, json={"detail": "boom"})
-
-
-def _request() -> Request:
-    app = FastAPI()
-    app.state.downstream = None
-    return Request({"type": "http", "app": app, "headers": [], "method": "GET", "path": "/"})
-
-
 def test_a_service_error_becomes_a_502_naming_the_service() -> None:
+    app = FastAPI()
+    request = Request({"type": "http", "app": app, "headers": [], "method": "GET", "path": "/"})
+
     with pytest.raises(BadGateway, match="the users service failed"):
-        relay(_request(), None, "users", _answer(500))  # type: ignore[arg-type]
+        relay(request, None, "users", httpx.Response(500, json={"detail": "boom"}))  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from gateway_service.errors import BadGateway, GatewayTimeout, ServiceUnavailable, UpstreamResponse
 from gateway_service.settings import GatewaySettings
@@ -27,8 +28,13 @@ def create_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
         write=settings.write_timeout,
         pool=settings.pool_timeout,
     )
+    transport: httpx.AsyncBaseTransport = (
+        AiohttpTransport(limits=limits)
+        if settings.http_transport == "aiohttp"
+        else httpx.AsyncHTTPTransport(limits=limits)
+    )
     return httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(limits=limits),
+        transport=transport,
         timeout=timeout,
         follow_redirects=False,
     )

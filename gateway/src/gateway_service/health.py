@@ -22,6 +22,9 @@ async def live() -> Health:
 async def _service_state(client: httpx.AsyncClient, base_url: str) -> str:
     try:
         answer = await client.get(f"{base_url}/health/ready", timeout=PROBE_TIMEOUT)
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        # Transports differ in which of the two a refused connection raises.
+        return "unreachable"
     except httpx.TimeoutException:
         return "timeout"
     except httpx.TransportError:

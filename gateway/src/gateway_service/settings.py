@@ -1,5 +1,7 @@
 """Gateway settings, from `GATEWAY_*` environment variables."""
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -18,6 +20,10 @@ class GatewaySettings(BaseProcessSettings):
     write_timeout: float = Field(default=10.0, gt=0, description="Seconds to send a request.")
     pool_timeout: float = Field(default=2.0, gt=0, description="Seconds to wait for a free slot.")
     max_connections: int = Field(default=512, ge=1, description="Open connections, all services.")
+    http_transport: Literal["httpx", "aiohttp"] = Field(
+        default="aiohttp",
+        description="httpx's own pool, or aiohttp's connector behind the httpx API.",
+    )
     openapi_cache_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("users_url", "catalog_url", "blog_url")
