@@ -1,0 +1,145 @@
+"""HTTP endpoints of the blog service: posts and tags."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+
+from blog_service.models import Post, Tag
+from blog_service.repository import PostFilter, PostRepository, TagRepository
+from blog_service.schemas import (
+    PostCreate,
+    PostRead,
+    PostSortField,
+    PostUpdate,
+    TagName,
+    TagRead,
+)
+from blog_service.service import PostService, TagService
+from servicekit.database import ReadSessionDep, SessionDep
+from servicekit.errors import error_responses
+from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
+from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.schemas import MAX_ID, Id, Text
+
+posts_router = APIRouter(prefix="/posts", tags=["posts"])
+tags_router = APIRouter(prefix="/tags", tags=["tags"])
+
+PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
+AuthorIds = Annotated[
+    list[Id],
+    Query(alias="author_id", max_length=MAX_LIMIT, description="Only posts by these authors."),
+]
+
+
+def _post_writer(session: SessionDep) -> PostService:
+    return PostService(PostRepository(session), TagRepository(session))
+
+
+def _post_reader(session: ReadSessionDep) -> PostService:
+    return PostService(PostRepository(session), TagRepository(session))
+
+
+def _tag_reader(session: ReadSessionDep) -> TagService:
+    return TagService(TagRepository(session))
+
+
+Posts = Annotated[PostService, Depends(_post_writer)]
+PostsReader = Annotated[PostService, Depends(_post_reader)]
+TagsReader = Annotated[TagService, Depends(_tag_reader)]
+
+
+def _sort_order(field: PostSortField, direction: Literal["asc", "desc"]) -> SortOrder:
+    return SortOrder(
+        f"{field}:{direction}", (getattr(Post, field), Post.id), descending=direction == "desc"
+    )
+
+
+def _with_etag(post: Post, response: Response) -> Post:
+    response.headers["ETag"] = etag(post.version)
+    return post
+
+
+@posts_router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostRead,
+    responses=error_responses(400),
+)
+async def create_post(data: PostCreate, posts: Posts, request: Request, response: Response) -> Post:
+    """Create a post. Its tags are created on first use."""
+    post = await posts.create(data)
+    response.headers["Location"] = str(request.url_for("get_post", post_id=post.id))
+    return _with_etag(post, response)
+
+
+@posts_router.get("/", response_model=list[PostRead])
+async def list_posts(
+    posts: PostsReader,
+    page: PageDep,
+    request: Request,
+    response: Response,
+    author_ids: AuthorIds = [],  # noqa: B006 - FastAPI copies defaults
+    tag: Annotated[TagName | None, Query(description="Only posts with this tag.")] = None,
+    published: Annotated[bool | None, Query(description="Only (un)published posts.")] = None,
+    q: Annotated[
+        Annotated[str, Text(max_length=200)] | None,
+        Query(description="Only posts whose title or content contains this, ignoring case."),
+    ] = None,
+    sort_by: PostSortField = "created_at",
+    order: Literal["asc", "desc"] = "desc",
+) -> list[Post]:
+    """Posts, newest first by default, a page at a time; `?author_id=1&author_id=2` is a batch."""
+    post_filter = PostFilter(author_ids=author_ids, tag=tag, published=published, text=q)
+    result = await posts.list(page, _sort_order(sort_by, order), post_filter)
+    set_next_link(request, response, result.next_cursor)
+    return result.items
+
+
+@posts_router.get(
+    "/{post_id:int}",
+    response_model=PostRead,
+    responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404)},
+)
+async def get_post(
+    post_id: PostId,
+    posts: PostsReader,
+    response: Response,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Post | Response:
+    post = await posts.get(post_id)
+    if is_not_modified(if_none_match, post.version):
+        return Response(
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(post.version)}
+        )
+    return _with_etag(post, response)
+
+
+@posts_router.patch(
+    "/{post_id:int}", response_model=PostRead, responses=error_responses(400, 404, 409, 412)
+)
+async def update_post(
+    post_id: PostId, data: PostUpdate, posts: Posts, if_match: IfMatchDep, response: Response
+) -> Post:
+    """Change some fields of a post; `tags` replaces its set of tags. With If-Match, only if the
+    post is still at that version."""
+    return _with_etag(await posts.update(post_id, data, if_match), response)
+
+
+@posts_router.delete(
+    "/{post_id:int}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409, 412),
+)
+async def delete_post(post_id: PostId, posts: Posts, if_match: IfMatchDep) -> None:
+    """Delete a post; with If-Match, only if the post is still at that version."""
+    await posts.delete(post_id, if_match)
+
+
+@tags_router.get("/", response_model=list[TagRead])
+async def list_tags(
+    tags: TagsReader, page: PageDep, request: Request, response: Response
+) -> list[Tag]:
+    """Tags with the number of posts using each, most used first, then by name."""
+    result = await tags.list(page)
+    set_next_link(request, response, result.next_cursor)
+    return result.items

@@ -1,0 +1,61 @@
+"""The rules of the blog service: tags by name, optimistic locking, not-found."""
+
+from blog_service.models import Post, Tag
+from blog_service.repository import PostFilter, PostRepository, TagRepository
+from blog_service.schemas import PostCreate, PostUpdate
+from servicekit.database import utcnow
+from servicekit.errors import NotFound
+from servicekit.pagination import Page, PageRequest, SortOrder
+from servicekit.preconditions import IfMatch
+
+
+def _post_not_found(post_id: int) -> NotFound:
+    return NotFound(f"post {post_id} not found")
+
+
+class PostService:
+    def __init__(self, posts: PostRepository, tags: TagRepository) -> None:
+        self.posts = posts
+        self.tags = tags
+
+    async def create(self, data: PostCreate) -> Post:
+        tags = await self.tags.get_or_create(data.tags)
+        return await self.posts.add(Post(**data.model_dump(exclude={"tags"}), tags=tags))
+
+    async def get(self, post_id: int) -> Post:
+        post = await self.posts.get(post_id)
+        if post is None:
+            raise _post_not_found(post_id)
+        return post
+
+    async def list(
+        self, page: PageRequest, order: SortOrder, post_filter: PostFilter
+    ) -> Page[Post]:
+        return await self.posts.page(page, order, post_filter)
+
+    async def update(self, post_id: int, data: PostUpdate, if_match: IfMatch) -> Post:
+        post = await self.get(post_id)
+        if_match.check(post.version)
+        changes = data.changes()
+        tag_names: list[str] | None = changes.pop("tags", None)
+        for field, value in changes.items():
+            setattr(post, field, value)
+        if tag_names is not None and set(tag_names) != {tag.name for tag in post.tags}:
+            post.tags = await self.tags.get_or_create(tag_names)
+            # The post row itself may be unchanged; touching it bumps updated_at and version.
+            post.updated_at = utcnow()
+        await self.posts.flush()
+        return post
+
+    async def delete(self, post_id: int, if_match: IfMatch) -> None:
+        post = await self.get(post_id)
+        if_match.check(post.version)
+        await self.posts.delete(post)
+
+
+class TagService:
+    def __init__(self, tags: TagRepository) -> None:
+        self.tags = tags
+
+    async def list(self, page: PageRequest) -> Page[Tag]:
+        return await self.tags.page(page)
