@@ -7,6 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from blog_service.models import Post, Tag
 from servicekit.testing import count_statements, database_of, next_link, walk
 
 CreatePost = Callable[..., Awaitable[dict[str, Any]]]
@@ -237,4 +238,153 @@ async def test_a_page_of_50_authors_costs_the_statements_of_one(
 
     assert len(page) == 50
     assert all(len(post["tags"]) == 2 for post in page)
+    assert one.count == fifty.count
+
+
+# The batch the gateway composes users-with-posts from: the newest k posts of each author.
+
+
+async def test_per_author_returns_the_newest_k_of_each_author_by_author_then_newest(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    for i in range(4):
+        await create_post(title=f"two-{i}", author_id=2)
+        await create_post(title=f"one-{i}", author_id=1)
+    await create_post(title="three-0", author_id=3)
+    await create_post(title="four-0", author_id=4)
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 3), ("author_id", 2), ("author_id", 1), ("per_author", 2)]
+    )
+
+    assert response.status_code == 200
+    assert [(post["author_id"], post["title"]) for post in response.json()] == [
+        (1, "one-3"),
+        (1, "one-2"),
+        (2, "two-3"),
+        (2, "two-2"),
+        (3, "three-0"),
+    ]
+    assert "Link" not in response.headers
+
+
+async def test_per_author_is_not_capped_by_the_page_limit(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    for author_id in range(1, 4):
+        await seed(create_post, [f"{author_id}-{i}" for i in range(10)], author_id=author_id)
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 1), ("author_id", 2), ("author_id", 3), ("per_author", 9)]
+    )
+
+    assert len(response.json()) == 27
+
+
+async def test_per_author_one_more_than_shown_tells_who_has_more(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed(create_post, ["a1", "a2", "a3"], author_id=1)
+    await seed(create_post, ["b1", "b2"], author_id=2)
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 1), ("author_id", 2), ("per_author", 3)]
+    )
+
+    per_author = [post["author_id"] for post in response.json()]
+    assert (per_author.count(1), per_author.count(2)) == (3, 2)
+
+
+async def test_per_author_combines_with_the_filters(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="old out", author_id=1, published=True, tags=["x"])
+    await create_post(title="new out", author_id=1, published=True, tags=["x"])
+    await create_post(title="draft", author_id=1, tags=["x"])
+    await create_post(title="untagged", author_id=1, published=True)
+
+    response = await client.get(
+        "/posts/", params={"author_id": 1, "per_author": 5, "published": True, "tag": "X"}
+    )
+
+    assert [post["title"] for post in response.json()] == ["new out", "old out"]
+
+
+async def test_per_author_posts_carry_their_tags(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(author_id=1, tags=["b", "a"])
+
+    response = await client.get("/posts/", params={"author_id": 1, "per_author": 1})
+
+    assert response.json()[0]["tags"] == ["a", "b"]
+
+
+async def test_per_author_without_author_ids_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/posts/", params={"per_author": 3})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "per_author"]
+    assert "at least one author_id" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"skip": 0}, "skip"),
+        ({"after": "abc"}, "after"),
+        ({"limit": 10}, "limit"),
+        ({"sort_by": "title"}, "sort_by"),
+        ({"order": "asc"}, "order"),
+        ({"skip": 5, "after": "abc"}, "skip, after"),
+    ],
+)
+async def test_per_author_with_paging_or_sorting_is_422_and_says_why(
+    client: httpx.AsyncClient, extra: dict[str, str | int], named: str
+) -> None:
+    response = await client.get("/posts/", params={"author_id": 1, "per_author": 3, **extra})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "per_author"]
+    assert "not a page" in error["msg"]
+    assert error["msg"].endswith(f"cannot be combined with {named}")
+
+
+@pytest.mark.parametrize("per_author", [0, 51, -1, "two"])
+async def test_per_author_outside_1_to_50_is_422(
+    client: httpx.AsyncClient, per_author: int | str
+) -> None:
+    response = await client.get("/posts/", params={"author_id": 1, "per_author": per_author})
+
+    assert response.status_code == 422
+
+
+async def add_posts(app: FastAPI, author_ids: range, per_author: int) -> None:
+    """Store `per_author` tagged posts for each author straight into the database (fast)."""
+    async with database_of(app).transaction() as session:
+        tag = Tag(name=f"authors {author_ids.start} to {author_ids.stop - 1}")
+        session.add_all(
+            Post(title=f"{author_id}-{i}", content="c", author_id=author_id, tags=[tag])
+            for author_id in author_ids
+            for i in range(per_author)
+        )
+
+
+async def test_per_author_for_50_authors_costs_the_statements_of_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    engine = database_of(app).engine
+    await add_posts(app, range(1, 2), per_author=12)
+    with count_statements(engine) as one:
+        assert len((await client.get("/posts/?author_id=1&per_author=11")).json()) == 11
+    await add_posts(app, range(2, 51), per_author=12)
+    authors = "&".join(f"author_id={i}" for i in range(1, 51))
+    with count_statements(engine) as fifty:
+        batch = (await client.get(f"/posts/?{authors}&per_author=11")).json()
+
+    # 550 posts: more than one IN-list's worth, should tags be loaded by chunks of ids.
+    assert len(batch) == 550
+    assert all(len(post["tags"]) == 1 for post in batch)
     assert one.count == fifty.count

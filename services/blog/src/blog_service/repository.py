@@ -4,10 +4,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload, undefer
+from sqlalchemy.orm import aliased, selectinload, undefer
 
 from blog_service.models import Post, Tag
 from servicekit.pagination import Page, PageRequest, SortOrder, paginate
@@ -54,6 +54,29 @@ class PostRepository:
         """One page of posts passing the filter, in `order`, each with its tags."""
         statement = post_filter.apply(select(Post)).options(selectinload(Post.tags))
         return await paginate(self.session, statement, order, page)
+
+    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Post]:
+        """The newest `per_author` posts of each author that pass the filter, with their tags.
+
+        Ordered by author, then newest first. One query ranks every author's posts at once and
+        one more loads their tags: a batch may hold more posts than selectinload's default
+        chunk of 500 ids, so the chunk is sized to hold the whole batch.
+        """
+        rank = (
+            func.row_number()
+            .over(partition_by=Post.author_id, order_by=(Post.created_at.desc(), Post.id.desc()))
+            .label("rank")
+        )
+        ranked = post_filter.apply(select(Post, rank)).subquery("ranked")
+        ranked_post = aliased(Post, ranked)
+        largest_batch = max(1, len(post_filter.author_ids) * per_author)
+        statement = (
+            select(ranked_post)
+            .where(ranked.c.rank <= per_author)
+            .order_by(ranked_post.author_id, ranked_post.created_at.desc(), ranked_post.id.desc())
+            .options(selectinload(ranked_post.tags, chunksize=largest_batch))
+        )
+        return list(await self.session.scalars(statement))
 
     async def add(self, post: Post) -> Post:
         self.session.add(post)

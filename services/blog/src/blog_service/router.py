@@ -16,7 +16,7 @@ from blog_service.schemas import (
 )
 from blog_service.service import PostService, TagService
 from servicekit.database import ReadSessionDep, SessionDep
-from servicekit.errors import error_responses
+from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, is_not_modified
 from servicekit.schemas import MAX_ID, Id, Text
@@ -29,6 +29,9 @@ AuthorIds = Annotated[
     list[Id],
     Query(alias="author_id", max_length=MAX_LIMIT, description="Only posts by these authors."),
 ]
+MAX_PER_AUTHOR = 50
+# Query parameters that shape a page; a per-author batch is not a page.
+_PAGE_PARAMETERS = ("skip", "limit", "after", "sort_by", "order")
 
 
 def _post_writer(session: SessionDep) -> PostService:
@@ -87,12 +90,35 @@ async def list_posts(
     ] = None,
     sort_by: PostSortField = "created_at",
     order: Literal["asc", "desc"] = "desc",
+    per_author: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_PER_AUTHOR,
+            description="Instead of a page: the newest `per_author` posts of each `author_id`, "
+            "ordered by author, then newest first (a batch read; no Link header).",
+        ),
+    ] = None,
 ) -> list[Post]:
     """Posts, newest first by default, a page at a time; `?author_id=1&author_id=2` is a batch."""
     post_filter = PostFilter(author_ids=author_ids, tag=tag, published=published, text=q)
-    result = await posts.list(page, _sort_order(sort_by, order), post_filter)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    if per_author is None:
+        result = await posts.list(page, _sort_order(sort_by, order), post_filter)
+        set_next_link(request, response, result.next_cursor)
+        return result.items
+    if not author_ids:
+        raise invalid_input(
+            ("query", "per_author"),
+            "per_author needs at least one author_id: it reads the newest posts of each one",
+        )
+    paging = [name for name in _PAGE_PARAMETERS if name in request.query_params]
+    if paging:
+        raise invalid_input(
+            ("query", "per_author"),
+            "per_author reads a bounded batch ordered by author, then newest first, not a page: "
+            f"it cannot be combined with {', '.join(paging)}",
+        )
+    return await posts.newest_by_author(per_author, post_filter)
 
 
 @posts_router.get(

@@ -28,6 +28,9 @@ class PostService:
             raise _post_not_found(post_id)
         return post
 
+    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Post]:
+        return await self.posts.newest_by_author(per_author, post_filter)
+
     async def list(
         self, page: PageRequest, order: SortOrder, post_filter: PostFilter
     ) -> Page[Post]:
