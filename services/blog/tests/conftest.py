@@ -43,3 +43,18 @@ def create_post(client: httpx.AsyncClient) -> Callable[..., Awaitable[Json]]:
         return body
 
     return create
+
+
+@pytest.fixture
+def create_comment(client: httpx.AsyncClient) -> Callable[..., Awaitable[Json]]:
+    """Comment on a post through the API and return the comment."""
+
+    async def create(post_id: int, author_id: int = 2, content: str = "Nice.") -> Json:
+        response = await client.post(
+            f"/posts/{post_id}/comments", json={"author_id": author_id, "content": content}
+        )
+        assert response.status_code == 201, response.text
+        body: Json = response.json()
+        return body
+
+    return create

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 CreatePost = Callable[..., Awaitable[dict[str, Any]]]
+CreateComment = Callable[..., Awaitable[dict[str, Any]]]
 
 A_POST = {"title": "Hello", "content": "First words.", "author_id": 1}
 
@@ -262,12 +263,16 @@ async def test_delete_unknown_post_is_404(client: httpx.AsyncClient) -> None:
     assert (await client.delete("/posts/999")).status_code == 404
 
 
-async def test_deleting_a_post_deletes_its_tag_links(
-    client: httpx.AsyncClient, create_post: CreatePost
+async def test_deleting_a_post_deletes_its_comments_and_tag_links(
+    client: httpx.AsyncClient, create_post: CreatePost, create_comment: CreateComment
 ) -> None:
     post = await create_post(tags=["news"])
-    await create_post(tags=["news"])
+    other = await create_post(tags=["news"])
+    doomed = await create_comment(post["id"])
+    kept = await create_comment(other["id"])
 
     assert (await client.delete(f"/posts/{post['id']}")).status_code == 204
 
+    assert (await client.get(f"/comments/{doomed['id']}")).status_code == 404
+    assert (await client.get(f"/comments/{kept['id']}")).status_code == 200
     assert (await client.get("/tags/")).json() == [{"name": "news", "post_count": 1}]

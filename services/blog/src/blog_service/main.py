@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from blog_service.router import posts_router, tags_router
+from blog_service.router import comments_router, posts_router, tags_router
 from blog_service.settings import BlogSettings
 from servicekit.app import create_service_app
 
@@ -12,7 +12,7 @@ def create_app(settings: BlogSettings | None = None) -> FastAPI:
     return create_service_app(
         name="blog",
         version="0.1.0",
-        description="Posts with tags, and lists of them by author, tag and text.",
+        description="Posts with tags, comments on them, and batch reads of authors' newest posts.",
         settings=settings or BlogSettings(),
-        routers=[posts_router, tags_router],
+        routers=[posts_router, comments_router, tags_router],
     )

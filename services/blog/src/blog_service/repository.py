@@ -1,4 +1,4 @@
-"""SQL for posts and tags: every query the service runs lives here."""
+"""SQL for posts, comments and tags: every query the service runs lives here."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload, undefer
 
-from blog_service.models import Post, Tag
+from blog_service.models import Comment, Post, Tag
 from servicekit.pagination import Page, PageRequest, SortOrder, paginate
 
 
@@ -47,6 +47,9 @@ class PostRepository:
     async def get(self, post_id: int) -> Post | None:
         """The post with its tags, or None."""
         return await self.session.get(Post, post_id, options=[selectinload(Post.tags)])
+
+    async def exists(self, post_id: int) -> bool:
+        return await self.session.scalar(select(Post.id).where(Post.id == post_id)) is not None
 
     async def page(
         self, page: PageRequest, order: SortOrder, post_filter: PostFilter
@@ -89,6 +92,29 @@ class PostRepository:
     async def delete(self, post: Post) -> None:
         """Delete a post; the database removes its comments and tag links with it."""
         await self.session.delete(post)
+        await self.session.flush()
+
+
+class CommentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, comment_id: int) -> Comment | None:
+        return await self.session.get(Comment, comment_id)
+
+    async def page(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Comment]:
+        """One page of a post's comments in `order`."""
+        statement = select(Comment).where(Comment.post_id == post_id)
+        return await paginate(self.session, statement, order, page)
+
+    async def add(self, comment: Comment) -> Comment:
+        """Insert a comment now, so a post deleted meanwhile surfaces here rather than at commit."""
+        self.session.add(comment)
+        await self.session.flush()
+        return comment
+
+    async def delete(self, comment: Comment) -> None:
+        await self.session.delete(comment)
         await self.session.flush()
 
 

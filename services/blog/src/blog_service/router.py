@@ -1,12 +1,14 @@
-"""HTTP endpoints of the blog service: posts and tags."""
+"""HTTP endpoints of the blog service: posts, comments and tags."""
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from blog_service.models import Post, Tag
-from blog_service.repository import PostFilter, PostRepository, TagRepository
+from blog_service.models import Comment, Post, Tag
+from blog_service.repository import CommentRepository, PostFilter, PostRepository, TagRepository
 from blog_service.schemas import (
+    CommentCreate,
+    CommentRead,
     PostCreate,
     PostRead,
     PostSortField,
@@ -14,7 +16,7 @@ from blog_service.schemas import (
     TagName,
     TagRead,
 )
-from blog_service.service import PostService, TagService
+from blog_service.service import CommentService, PostService, TagService
 from servicekit.database import ReadSessionDep, SessionDep
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
@@ -22,14 +24,17 @@ from servicekit.preconditions import IfMatchDep, etag, is_not_modified
 from servicekit.schemas import MAX_ID, Id, Text
 
 posts_router = APIRouter(prefix="/posts", tags=["posts"])
+comments_router = APIRouter(prefix="/comments", tags=["comments"])
 tags_router = APIRouter(prefix="/tags", tags=["tags"])
 
 PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CommentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 AuthorIds = Annotated[
     list[Id],
     Query(alias="author_id", max_length=MAX_LIMIT, description="Only posts by these authors."),
 ]
 MAX_PER_AUTHOR = 50
+OLDEST_FIRST = SortOrder("created_at:asc", (Comment.created_at, Comment.id))
 # Query parameters that shape a page; a per-author batch is not a page.
 _PAGE_PARAMETERS = ("skip", "limit", "after", "sort_by", "order")
 
@@ -42,12 +47,22 @@ def _post_reader(session: ReadSessionDep) -> PostService:
     return PostService(PostRepository(session), TagRepository(session))
 
 
+def _comment_writer(session: SessionDep) -> CommentService:
+    return CommentService(CommentRepository(session), PostRepository(session))
+
+
+def _comment_reader(session: ReadSessionDep) -> CommentService:
+    return CommentService(CommentRepository(session), PostRepository(session))
+
+
 def _tag_reader(session: ReadSessionDep) -> TagService:
     return TagService(TagRepository(session))
 
 
 Posts = Annotated[PostService, Depends(_post_writer)]
 PostsReader = Annotated[PostService, Depends(_post_reader)]
+Comments = Annotated[CommentService, Depends(_comment_writer)]
+CommentsReader = Annotated[CommentService, Depends(_comment_reader)]
 TagsReader = Annotated[TagService, Depends(_tag_reader)]
 
 
@@ -157,8 +172,58 @@ async def update_post(
     responses=error_responses(404, 409, 412),
 )
 async def delete_post(post_id: PostId, posts: Posts, if_match: IfMatchDep) -> None:
-    """Delete a post; with If-Match, only if the post is still at that version."""
+    """Delete a post with its comments; with If-Match, only if the post is still at that version."""
     await posts.delete(post_id, if_match)
+
+
+@posts_router.post(
+    "/{post_id:int}/comments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CommentRead,
+    responses=error_responses(400, 404),
+    tags=["comments"],
+)
+async def create_comment(
+    post_id: PostId, data: CommentCreate, comments: Comments, request: Request, response: Response
+) -> Comment:
+    """Comment on a post."""
+    comment = await comments.create(post_id, data)
+    response.headers["Location"] = str(request.url_for("get_comment", comment_id=comment.id))
+    return comment
+
+
+@posts_router.get(
+    "/{post_id:int}/comments",
+    response_model=list[CommentRead],
+    responses=error_responses(404),
+    tags=["comments"],
+)
+async def list_comments(
+    post_id: PostId,
+    comments: CommentsReader,
+    page: PageDep,
+    request: Request,
+    response: Response,
+) -> list[Comment]:
+    """A post's comments, oldest first, a page at a time."""
+    result = await comments.list(post_id, page, OLDEST_FIRST)
+    set_next_link(request, response, result.next_cursor)
+    return result.items
+
+
+@comments_router.get(
+    "/{comment_id:int}", response_model=CommentRead, responses=error_responses(404)
+)
+async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Comment:
+    return await comments.get(comment_id)
+
+
+@comments_router.delete(
+    "/{comment_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
+async def delete_comment(comment_id: CommentId, comments: Comments) -> None:
+    """Delete a comment."""
+    await comments.delete(comment_id)
 
 
 @tags_router.get("/", response_model=list[TagRead])

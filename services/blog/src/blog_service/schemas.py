@@ -13,6 +13,7 @@ from servicekit.schemas import Id, PatchModel, RequestModel, ResponseModel, Text
 
 MAX_TAGS_PER_POST = 20
 CONTENT_MAX_LENGTH = 50_000
+COMMENT_MAX_LENGTH = 10_000
 
 
 def normalise_tag_name(name: str) -> str:
@@ -37,6 +38,7 @@ def _distinct(names: list[str]) -> list[str]:
 
 Title = Annotated[str, Text(min_length=1, max_length=TITLE_MAX_LENGTH, strip=True)]
 Content = Annotated[str, Text(min_length=1, max_length=CONTENT_MAX_LENGTH)]
+CommentContent = Annotated[str, Text(min_length=1, max_length=COMMENT_MAX_LENGTH)]
 TagName = Annotated[
     str, Text(min_length=1, max_length=TAG_NAME_MAX_LENGTH), AfterValidator(normalise_tag_name)
 ]
@@ -76,6 +78,19 @@ class PostRead(ResponseModel):
     def _tag_names(cls, tags: Iterable[Any]) -> list[Any]:
         # Posts hold Tag rows; the API speaks of tags by name.
         return [getattr(tag, "name", tag) for tag in tags]
+
+
+class CommentCreate(RequestModel):
+    author_id: Id
+    content: CommentContent
+
+
+class CommentRead(ResponseModel):
+    id: int
+    post_id: int
+    author_id: int
+    content: str
+    created_at: datetime
 
 
 class TagRead(ResponseModel):

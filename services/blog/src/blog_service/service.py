@@ -1,8 +1,10 @@
 """The rules of the blog service: tags by name, optimistic locking, not-found."""
 
-from blog_service.models import Post, Tag
-from blog_service.repository import PostFilter, PostRepository, TagRepository
-from blog_service.schemas import PostCreate, PostUpdate
+from sqlalchemy.exc import IntegrityError
+
+from blog_service.models import Comment, Post, Tag
+from blog_service.repository import CommentRepository, PostFilter, PostRepository, TagRepository
+from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
 from servicekit.database import utcnow
 from servicekit.errors import NotFound
 from servicekit.pagination import Page, PageRequest, SortOrder
@@ -54,6 +56,33 @@ class PostService:
         post = await self.get(post_id)
         if_match.check(post.version)
         await self.posts.delete(post)
+
+
+class CommentService:
+    def __init__(self, comments: CommentRepository, posts: PostRepository) -> None:
+        self.comments = comments
+        self.posts = posts
+
+    async def create(self, post_id: int, data: CommentCreate) -> Comment:
+        try:
+            return await self.comments.add(Comment(post_id=post_id, **data.model_dump()))
+        except IntegrityError as exc:
+            # The only constraint a comment can break is its post's foreign key.
+            raise _post_not_found(post_id) from exc
+
+    async def list(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Comment]:
+        if not await self.posts.exists(post_id):
+            raise _post_not_found(post_id)
+        return await self.comments.page(post_id, page, order)
+
+    async def get(self, comment_id: int) -> Comment:
+        comment = await self.comments.get(comment_id)
+        if comment is None:
+            raise NotFound(f"comment {comment_id} not found")
+        return comment
+
+    async def delete(self, comment_id: int) -> None:
+        await self.comments.delete(await self.get(comment_id))
 
 
 class TagService:
