@@ -34,6 +34,7 @@ __all__ = [
     ("method", "path", "body"),
     [
         ("POST", "/posts/", {"title": "T", "content": "C", "author_id": 1, "tags": ["t"]}),
+        ("DELETE", "/posts/?author_id=1", None),
         ("POST", "/posts/1/comments", {"author_id": 1, "content": "C"}),
         ("GET", "/tags/", None),
     ],
@@ -51,7 +52,7 @@ async def test_writes_and_lists_are_503_when_the_database_is_down(
     ("method", "path", "allow"),
     [
         ("PUT", "/posts/1", "GET, PATCH, DELETE"),
-        ("DELETE", "/posts/", "GET, POST"),
+        ("PATCH", "/posts/", "GET, POST, DELETE"),
         ("PUT", "/posts/1/comments", "GET, POST"),
         ("PATCH", "/comments/1", "GET, DELETE"),
         ("POST", "/tags/", "GET"),

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload, undefer
@@ -94,6 +94,13 @@ class PostRepository:
         await self.session.delete(post)
         await self.session.flush()
 
+    async def delete_by_authors(self, author_ids: Sequence[int]) -> None:
+        """Delete every post by these authors, with their comments and tag links."""
+        await self.session.execute(
+            delete(Post).where(Post.author_id.in_(author_ids)),
+            execution_options={"synchronize_session": False},
+        )
+
 
 class CommentRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -116,6 +123,13 @@ class CommentRepository:
     async def delete(self, comment: Comment) -> None:
         await self.session.delete(comment)
         await self.session.flush()
+
+    async def delete_by_authors(self, author_ids: Sequence[int]) -> None:
+        """Delete every comment these authors wrote, on anyone's posts."""
+        await self.session.execute(
+            delete(Comment).where(Comment.author_id.in_(author_ids)),
+            execution_options={"synchronize_session": False},
+        )
 
 
 class TagsByUse(SortOrder):

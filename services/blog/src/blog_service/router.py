@@ -40,11 +40,11 @@ _PAGE_PARAMETERS = ("skip", "limit", "after", "sort_by", "order")
 
 
 def _post_writer(session: SessionDep) -> PostService:
-    return PostService(PostRepository(session), TagRepository(session))
+    return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
 
 
 def _post_reader(session: ReadSessionDep) -> PostService:
-    return PostService(PostRepository(session), TagRepository(session))
+    return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
 
 
 def _comment_writer(session: SessionDep) -> CommentService:
@@ -134,6 +134,24 @@ async def list_posts(
             f"it cannot be combined with {', '.join(paging)}",
         )
     return await posts.newest_by_author(per_author, post_filter)
+
+
+@posts_router.delete("/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_posts_by_authors(
+    posts: Posts,
+    author_ids: Annotated[
+        list[Id],
+        Query(
+            alias="author_id",
+            min_length=1,
+            max_length=MAX_LIMIT,
+            description="The users whose posts and comments to remove.",
+        ),
+    ],
+) -> None:
+    """Remove everything these users wrote: their posts with every comment on them, and their
+    comments on other posts. Succeeds whether or not there was anything to remove."""
+    await posts.delete_authored_by(author_ids)
 
 
 @posts_router.get(

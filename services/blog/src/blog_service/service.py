@@ -1,4 +1,6 @@
-"""The rules of the blog service: tags by name, optimistic locking, not-found."""
+"""The rules of the blog service: tags by name, optimistic locking, not-found, erasing an author."""
+
+from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
@@ -16,9 +18,12 @@ def _post_not_found(post_id: int) -> NotFound:
 
 
 class PostService:
-    def __init__(self, posts: PostRepository, tags: TagRepository) -> None:
+    def __init__(
+        self, posts: PostRepository, tags: TagRepository, comments: CommentRepository
+    ) -> None:
         self.posts = posts
         self.tags = tags
+        self.comments = comments
 
     async def create(self, data: PostCreate) -> Post:
         tags = await self.tags.get_or_create(data.tags)
@@ -56,6 +61,11 @@ class PostService:
         post = await self.get(post_id)
         if_match.check(post.version)
         await self.posts.delete(post)
+
+    async def delete_authored_by(self, author_ids: Sequence[int]) -> None:
+        """Remove the authors' posts (with every comment on them) and their comments elsewhere."""
+        await self.comments.delete_by_authors(author_ids)
+        await self.posts.delete_by_authors(author_ids)
 
 
 class CommentService:
