@@ -63,7 +63,7 @@ ROUTE_TABLE: tuple[ProxyRoute, ...] = (
     _route("blog", "/posts/", "GET", "POST"),
     _route("blog", "/posts/{post_id:int}", "PATCH", "DELETE"),
     _route("blog", "/posts/{post_id:int}/comments", "GET"),
-    _route("blog", "/comments/{comment_id:int}", "DELETE"),
+    _route("blog", "/comments/{comment_id:int}", "GET", "DELETE"),
     _route("blog", "/tags/", "GET"),
 )
 

@@ -119,12 +119,31 @@ def make_database(
 # `service` fixture returning its ServiceUnderTest; these build on it.
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses a service's database once per backend.
+
+    pytest caches a session fixture by its parameter alone, so in a run that collects several
+    services' suites the parameter also names the suite's folder: each suite then gets its own
+    database and app rather than those of the suite that ran before it.
+    """
+    if "database_url" in metafunc.fixturenames:
+        suite = metafunc.definition.path.parent
+        metafunc.parametrize(
+            "database_url",
+            [(backend, suite) for backend in BACKENDS],
+            ids=BACKENDS,
+            indirect=True,
+            scope="session",
+        )
+
+
+@pytest.fixture(scope="session")
 def database_url(
     request: pytest.FixtureRequest, make_database: MakeDatabase, service: ServiceUnderTest
 ) -> str:
     """A fresh database for the service, on each backend in turn."""
-    return make_database(request.param, service.name)
+    backend, _suite = request.param
+    return make_database(backend, service.name)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,307 @@
+"""Views composed across services, each with a fixed number of downstream calls."""
+
+from typing import Any
+
+import httpx
+import pytest
+
+from servicekit.testing import ServiceProcess
+
+
+async def create_user(gateway: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    response = await gateway.post("/users/", json={"email": f"{name}@example.com", "name": name})
+    assert response.status_code == 201, response.text
+    user: dict[str, Any] = response.json()
+    return user
+
+
+async def create_post(
+    gateway: httpx.AsyncClient, user_id: int, title: str, **fields: Any
+) -> dict[str, Any]:
+    response = await gateway.post(
+        f"/users/{user_id}/posts", json={"title": title, "content": f"About {title}.", **fields}
+    )
+    assert response.status_code == 201, response.text
+    post: dict[str, Any] = response.json()
+    return post
+
+
+async def test_creating_a_post_for_a_user_sets_the_author_and_points_at_the_gateway(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+
+    response = await gateway.post(
+        f"/users/{ada['id']}/posts", json={"title": "Engines", "content": "x", "tags": ["Math"]}
+    )
+
+    assert response.status_code == 201
+    post = response.json()
+    assert (post["author_id"], post["tags"]) == (ada["id"], ["math"])
+    assert response.headers["Location"] == f"http://gateway.test/posts/{post['id']}"
+    assert (await gateway.get(f"/posts/{post['id']}")).json() == post
+
+
+async def test_creating_a_post_for_an_unknown_user_is_404_and_creates_nothing(
+    gateway: httpx.AsyncClient,
+) -> None:
+    response = await gateway.post("/users/999/posts", json={"title": "T", "content": "x"})
+
+    assert (response.status_code, response.json()) == (404, {"detail": "user 999 not found"})
+    assert (await gateway.get("/posts/")).json() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"title": "T", "content": "x", "author_id": 2}, "author_id"), ({"content": "x"}, "title")],
+)
+async def test_an_invalid_post_body_is_422_naming_the_field(
+    gateway: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    ada = await create_user(gateway, "ada")
+
+    response = await gateway.post(f"/users/{ada['id']}/posts", json=body)
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][-1] == field
+
+
+async def test_a_users_posts_are_404_for_an_unknown_user(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/users/999/posts")
+
+    assert (response.status_code, response.json()) == (404, {"detail": "user 999 not found"})
+
+
+async def test_a_users_posts_keep_blogs_filters_and_page_on_the_gateway(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+    bob = await create_user(gateway, "bob")
+    for i in range(3):
+        await create_post(gateway, ada["id"], f"ada {i}", published=True)
+    await create_post(gateway, ada["id"], "draft")
+    await create_post(gateway, bob["id"], "bob's")
+
+    first = await gateway.get(f"/users/{ada['id']}/posts", params={"published": True, "limit": 2})
+    second = await gateway.get(first.links["next"]["url"])
+
+    assert [p["title"] for p in first.json() + second.json()] == ["ada 2", "ada 1", "ada 0"]
+    assert first.links["next"]["url"].startswith(f"http://gateway.test/users/{ada['id']}/posts?")
+    assert "link" not in second.headers
+
+
+async def test_users_with_posts_gives_each_user_their_newest_posts(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+    bob = await create_user(gateway, "bob")
+    await create_user(gateway, "cid")
+    for i in range(3):
+        await create_post(gateway, ada["id"], f"ada {i}")
+    await create_post(gateway, bob["id"], "bob 0")
+
+    response = await gateway.get("/users-with-posts", params={"posts_per_user": 2})
+
+    assert response.status_code == 200
+    users = response.json()
+    assert [u["name"] for u in users] == ["ada", "bob", "cid"]
+    assert [[p["title"] for p in u["posts"]] for u in users] == [["ada 2", "ada 1"], ["bob 0"], []]
+    assert [u["has_more_posts"] for u in users] == [True, False, False]
+
+
+async def test_users_with_posts_pages_through_users_with_a_link_on_the_gateway(
+    gateway: httpx.AsyncClient,
+) -> None:
+    for name in ["ada", "bob", "cid"]:
+        user = await create_user(gateway, name)
+        await create_post(gateway, user["id"], f"{name}'s post")
+
+    first = await gateway.get("/users-with-posts", params={"limit": 2, "posts_per_user": 1})
+    second = await gateway.get(first.links["next"]["url"])
+
+    assert [u["name"] for u in first.json()] == ["ada", "bob"]
+    assert first.links["next"]["url"].startswith("http://gateway.test/users-with-posts?")
+    assert [(u["name"], len(u["posts"])) for u in second.json()] == [("cid", 1)]
+
+
+@pytest.mark.parametrize("page_size", [1, 50])
+async def test_users_with_posts_makes_two_downstream_calls_whatever_the_page_size(
+    gateway: httpx.AsyncClient, downstream_calls: list[httpx.Request], page_size: int
+) -> None:
+    for i in range(page_size):
+        user = await create_user(gateway, f"user{i}")
+        await create_post(gateway, user["id"], f"post {i}")
+    downstream_calls.clear()
+
+    response = await gateway.get("/users-with-posts", params={"limit": page_size})
+
+    assert len(response.json()) == page_size
+    assert all(len(user["posts"]) == 1 for user in response.json())
+    assert [(call.url.port, call.url.path) for call in downstream_calls] == [
+        (downstream_calls[0].url.port, "/users/"),
+        (downstream_calls[1].url.port, "/posts/"),
+    ]
+
+
+@pytest.mark.parametrize("params", [{"limit": 101}, {"posts_per_user": 50}, {"after": "!"}])
+async def test_users_with_posts_refuses_out_of_range_parameters(
+    gateway: httpx.AsyncClient, params: dict[str, Any]
+) -> None:
+    assert (await gateway.get("/users-with-posts", params=params)).status_code == 422
+
+
+async def test_a_comment_by_an_unknown_author_is_404_and_creates_nothing(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+
+    response = await gateway.post(
+        f"/posts/{post['id']}/comments", json={"author_id": 999, "content": "Hi"}
+    )
+
+    assert (response.status_code, response.json()) == (404, {"detail": "user 999 not found"})
+    assert (await gateway.get(f"/posts/{post['id']}/comments")).json() == []
+
+
+async def test_a_comment_by_a_known_author_is_created(gateway: httpx.AsyncClient) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+
+    response = await gateway.post(
+        f"/posts/{post['id']}/comments", json={"author_id": ada["id"], "content": "Hi"}
+    )
+
+    assert response.status_code == 201
+    assert response.headers["Location"].startswith("http://gateway.test/comments/")
+    assert (await gateway.get(response.headers["Location"])).json() == response.json()
+
+
+async def test_a_comment_on_an_unknown_post_is_404(gateway: httpx.AsyncClient) -> None:
+    ada = await create_user(gateway, "ada")
+
+    response = await gateway.post(
+        "/posts/999/comments", json={"author_id": ada["id"], "content": "x"}
+    )
+
+    assert response.status_code == 404
+
+
+async def test_expand_resolves_every_author_in_one_users_call(
+    gateway: httpx.AsyncClient, downstream_calls: list[httpx.Request]
+) -> None:
+    ada = await create_user(gateway, "ada")
+    bob = await create_user(gateway, "bob")
+    cid = await create_user(gateway, "cid")
+    post = await create_post(gateway, ada["id"], "Engines")
+    for author in [bob, cid, bob]:
+        await gateway.post(
+            f"/posts/{post['id']}/comments", json={"author_id": author["id"], "content": "!"}
+        )
+    downstream_calls.clear()
+
+    response = await gateway.get(f"/posts/{post['id']}", params={"expand": "author,comments"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["author"]["name"] == "ada"
+    assert [c["author"]["name"] for c in body["comments"]] == ["bob", "cid", "bob"]
+    assert response.headers["ETag"] == '"1"'
+    assert sorted(call.url.path for call in downstream_calls) == [
+        f"/posts/{post['id']}",
+        f"/posts/{post['id']}/comments",
+        "/users/",
+    ]
+
+
+async def test_expand_shows_an_author_who_no_longer_exists_as_null(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+    # Removed behind the gateway's back, straight at the users service.
+    users_url = gateway._transport.app.state.downstream.base_urls["users"]  # type: ignore[attr-defined]
+    async with httpx.AsyncClient() as users_directly:
+        assert (await users_directly.delete(f"{users_url}/users/{ada['id']}")).status_code == 204
+
+    response = await gateway.get(f"/posts/{post['id']}", params={"expand": "author"})
+
+    assert response.json()["author"] is None
+    assert "comments" not in response.json()
+
+
+async def test_a_post_without_expand_is_blogs_answer(gateway: httpx.AsyncClient) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+
+    response = await gateway.get(f"/posts/{post['id']}")
+
+    assert response.json() == post
+    assert response.headers["ETag"] == '"1"'
+
+
+@pytest.mark.parametrize("expand", ["authors", "author,secrets", "comments;drop"])
+async def test_an_unknown_expansion_is_422(gateway: httpx.AsyncClient, expand: str) -> None:
+    assert (await gateway.get("/posts/1", params={"expand": expand})).status_code == 422
+
+
+async def test_expanding_an_unknown_post_is_404(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/posts/999", params={"expand": "author,comments"})
+
+    assert response.status_code == 404
+
+
+async def test_deleting_a_user_removes_their_posts_and_comments(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+    bob = await create_user(gateway, "bob")
+    adas_post = await create_post(gateway, ada["id"], "Engines")
+    bobs_post = await create_post(gateway, bob["id"], "Looms")
+    await gateway.post(
+        f"/posts/{bobs_post['id']}/comments", json={"author_id": ada["id"], "content": "!"}
+    )
+    await gateway.post(
+        f"/posts/{bobs_post['id']}/comments", json={"author_id": bob["id"], "content": "?"}
+    )
+
+    response = await gateway.delete(f"/users/{ada['id']}")
+
+    assert response.status_code == 204
+    assert (await gateway.get(f"/users/{ada['id']}")).status_code == 404
+    assert (await gateway.get(f"/posts/{adas_post['id']}")).status_code == 404
+    comments = (await gateway.get(f"/posts/{bobs_post['id']}/comments")).json()
+    assert [c["author_id"] for c in comments] == [bob["id"]]
+
+
+async def test_a_user_is_not_deleted_while_blog_is_down(
+    gateway: httpx.AsyncClient, services: dict[str, ServiceProcess]
+) -> None:
+    ada = await create_user(gateway, "ada")
+    services["blog"].stop()
+
+    response = await gateway.delete(f"/users/{ada['id']}")
+
+    assert (response.status_code, response.json()) == (
+        503,
+        {"detail": "the blog service is unavailable"},
+    )
+    assert (await gateway.get(f"/users/{ada['id']}")).status_code == 200
+
+
+async def test_deleting_with_a_stale_if_match_is_412_and_deletes_nothing(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+    await gateway.patch(f"/users/{ada['id']}", json={"name": "Ada L."})
+
+    response = await gateway.delete(f"/users/{ada['id']}", headers={"If-Match": '"1"'})
+
+    assert response.status_code == 412
+    assert (await gateway.get(f"/users/{ada['id']}")).status_code == 200
+    assert (await gateway.get(f"/posts/{post['id']}")).status_code == 200
+
+
+async def test_deleting_an_unknown_user_is_404(gateway: httpx.AsyncClient) -> None:
+    assert (await gateway.delete("/users/999")).status_code == 404

@@ -1,0 +1,98 @@
+"""The blog tables: posts, their tags and comments.
+
+`author_id` names a user of the users service, whose table lives in another database: it is
+an id, not a foreign key.
+"""
+
+from datetime import datetime
+
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
+
+from servicekit.database import UTCDateTime, make_metadata, utcnow
+
+TITLE_MAX_LENGTH = 200
+TAG_NAME_MAX_LENGTH = 50
+
+
+class Base(DeclarativeBase):
+    metadata = make_metadata()
+
+
+post_tags = Table(
+    "post_tags",
+    Base.metadata,
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    # The primary key serves lookups by post; this one serves the tag filter and tag counts.
+    Index("ix_post_tags_tag_id_post_id", "tag_id", "post_id"),
+)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stored normalised (see schemas.normalise_tag_name), so equal names are one row.
+    name: Mapped[str] = mapped_column(String(TAG_NAME_MAX_LENGTH), unique=True)
+    # Read only where asked for (undefer), so loading a post's tags never counts anything.
+    post_count: Mapped[int] = column_property(
+        select(func.count())
+        .where(post_tags.c.tag_id == id)
+        .correlate_except(post_tags)
+        .scalar_subquery(),
+        deferred=True,
+        raiseload=True,
+    )
+
+
+class Post(Base):
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
+    content: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[int] = mapped_column()
+    published: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    # lazy="raise": every query says what it loads, so a forgotten eager load fails loudly
+    # instead of becoming one query per post. passive_deletes leaves the rows of a deleted
+    # post to the database's ON DELETE CASCADE, without loading them first.
+    tags: Mapped[list[Tag]] = relationship(
+        secondary=post_tags, order_by=Tag.name, lazy="raise", passive_deletes=True
+    )
+    comments: Mapped[list["Comment"]] = relationship(
+        cascade="all, delete-orphan", lazy="raise", passive_deletes=True
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+    __table_args__ = (
+        Index("ix_posts_author_id_created_at_id", author_id, created_at, id),
+        Index("ix_posts_created_at_id", created_at, id),
+        Index("ix_posts_updated_at_id", updated_at, id),
+        Index("ix_posts_title_id", title, id),
+    )
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column()
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index("ix_comments_post_id_created_at_id", post_id, created_at, id),
+        Index("ix_comments_author_id", author_id),
+    )

@@ -1,0 +1,254 @@
+"""HTTP endpoints of the blog service: posts, comments and tags."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+
+from blog_service.models import Comment, Post, Tag
+from blog_service.repository import CommentRepository, PostFilter, PostRepository, TagRepository
+from blog_service.schemas import (
+    CommentCreate,
+    CommentRead,
+    PostCreate,
+    PostRead,
+    PostSortField,
+    PostUpdate,
+    TagName,
+    TagRead,
+)
+from blog_service.service import CommentService, PostService, TagService
+from servicekit.database import ReadSessionDep, SessionDep
+from servicekit.errors import error_responses, invalid_input
+from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
+from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.schemas import MAX_ID, Id, Text
+
+posts_router = APIRouter(prefix="/posts", tags=["posts"])
+comments_router = APIRouter(prefix="/comments", tags=["comments"])
+tags_router = APIRouter(prefix="/tags", tags=["tags"])
+
+PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CommentId = Annotated[int, Path(ge=1, le=MAX_ID)]
+AuthorIds = Annotated[
+    list[Id],
+    Query(alias="author_id", max_length=MAX_LIMIT, description="Only posts by these authors."),
+]
+MAX_PER_AUTHOR = 50
+OLDEST_FIRST = SortOrder("created_at:asc", (Comment.created_at, Comment.id))
+# Query parameters that shape a page; a per-author batch is not a page.
+_PAGE_PARAMETERS = ("skip", "limit", "after", "sort_by", "order")
+
+
+def _post_writer(session: SessionDep) -> PostService:
+    return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
+
+
+def _post_reader(session: ReadSessionDep) -> PostService:
+    return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
+
+
+def _comment_writer(session: SessionDep) -> CommentService:
+    return CommentService(CommentRepository(session), PostRepository(session))
+
+
+def _comment_reader(session: ReadSessionDep) -> CommentService:
+    return CommentService(CommentRepository(session), PostRepository(session))
+
+
+def _tag_reader(session: ReadSessionDep) -> TagService:
+    return TagService(TagRepository(session))
+
+
+Posts = Annotated[PostService, Depends(_post_writer)]
+PostsReader = Annotated[PostService, Depends(_post_reader)]
+Comments = Annotated[CommentService, Depends(_comment_writer)]
+CommentsReader = Annotated[CommentService, Depends(_comment_reader)]
+TagsReader = Annotated[TagService, Depends(_tag_reader)]
+
+
+def _sort_order(field: PostSortField, direction: Literal["asc", "desc"]) -> SortOrder:
+    return SortOrder(
+        f"{field}:{direction}", (getattr(Post, field), Post.id), descending=direction == "desc"
+    )
+
+
+def _with_etag(post: Post, response: Response) -> Post:
+    response.headers["ETag"] = etag(post.version)
+    return post
+
+
+@posts_router.post(
+    "/",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostRead,
+    responses=error_responses(400),
+)
+async def create_post(data: PostCreate, posts: Posts, request: Request, response: Response) -> Post:
+    """Create a post. Its tags are created on first use."""
+    post = await posts.create(data)
+    response.headers["Location"] = str(request.url_for("get_post", post_id=post.id))
+    return _with_etag(post, response)
+
+
+@posts_router.get("/", response_model=list[PostRead])
+async def list_posts(
+    posts: PostsReader,
+    page: PageDep,
+    request: Request,
+    response: Response,
+    author_ids: AuthorIds = [],  # noqa: B006 - FastAPI copies defaults
+    tag: Annotated[TagName | None, Query(description="Only posts with this tag.")] = None,
+    published: Annotated[bool | None, Query(description="Only (un)published posts.")] = None,
+    q: Annotated[
+        Annotated[str, Text(max_length=200)] | None,
+        Query(description="Only posts whose title or content contains this, ignoring case."),
+    ] = None,
+    sort_by: PostSortField = "created_at",
+    order: Literal["asc", "desc"] = "desc",
+    per_author: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_PER_AUTHOR,
+            description="Instead of a page: the newest `per_author` posts of each `author_id`, "
+            "ordered by author, then newest first (a batch read; no Link header).",
+        ),
+    ] = None,
+) -> list[Post]:
+    """Posts, newest first by default, a page at a time; `?author_id=1&author_id=2` is a batch."""
+    post_filter = PostFilter(author_ids=author_ids, tag=tag, published=published, text=q)
+    if per_author is None:
+        result = await posts.list(page, _sort_order(sort_by, order), post_filter)
+        set_next_link(request, response, result.next_cursor)
+        return result.items
+    if not author_ids:
+        raise invalid_input(
+            ("query", "per_author"),
+            "per_author needs at least one author_id: it reads the newest posts of each one",
+        )
+    paging = [name for name in _PAGE_PARAMETERS if name in request.query_params]
+    if paging:
+        raise invalid_input(
+            ("query", "per_author"),
+            "per_author reads a bounded batch ordered by author, then newest first, not a page: "
+            f"it cannot be combined with {', '.join(paging)}",
+        )
+    return await posts.newest_by_author(per_author, post_filter)
+
+
+@posts_router.delete("/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_posts_by_authors(
+    posts: Posts,
+    author_ids: Annotated[
+        list[Id],
+        Query(
+            alias="author_id",
+            min_length=1,
+            max_length=MAX_LIMIT,
+            description="The users whose posts and comments to remove.",
+        ),
+    ],
+) -> None:
+    """Remove everything these users wrote: their posts with every comment on them, and their
+    comments on other posts. Succeeds whether or not there was anything to remove."""
+    await posts.delete_authored_by(author_ids)
+
+
+@posts_router.get(
+    "/{post_id:int}",
+    response_model=PostRead,
+    responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404)},
+)
+async def get_post(
+    post_id: PostId,
+    posts: PostsReader,
+    response: Response,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Post | Response:
+    post = await posts.get(post_id)
+    if is_not_modified(if_none_match, post.version):
+        return Response(
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(post.version)}
+        )
+    return _with_etag(post, response)
+
+
+@posts_router.patch(
+    "/{post_id:int}", response_model=PostRead, responses=error_responses(400, 404, 409, 412)
+)
+async def update_post(
+    post_id: PostId, data: PostUpdate, posts: Posts, if_match: IfMatchDep, response: Response
+) -> Post:
+    """Change some fields of a post; `tags` replaces its set of tags. With If-Match, only if the
+    post is still at that version."""
+    return _with_etag(await posts.update(post_id, data, if_match), response)
+
+
+@posts_router.delete(
+    "/{post_id:int}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409, 412),
+)
+async def delete_post(post_id: PostId, posts: Posts, if_match: IfMatchDep) -> None:
+    """Delete a post with its comments; with If-Match, only if the post is still at that version."""
+    await posts.delete(post_id, if_match)
+
+
+@posts_router.post(
+    "/{post_id:int}/comments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CommentRead,
+    responses=error_responses(400, 404),
+    tags=["comments"],
+)
+async def create_comment(
+    post_id: PostId, data: CommentCreate, comments: Comments, request: Request, response: Response
+) -> Comment:
+    """Comment on a post."""
+    comment = await comments.create(post_id, data)
+    response.headers["Location"] = str(request.url_for("get_comment", comment_id=comment.id))
+    return comment
+
+
+@posts_router.get(
+    "/{post_id:int}/comments",
+    response_model=list[CommentRead],
+    responses=error_responses(404),
+    tags=["comments"],
+)
+async def list_comments(
+    post_id: PostId,
+    comments: CommentsReader,
+    page: PageDep,
+    request: Request,
+    response: Response,
+) -> list[Comment]:
+    """A post's comments, oldest first, a page at a time."""
+    result = await comments.list(post_id, page, OLDEST_FIRST)
+    set_next_link(request, response, result.next_cursor)
+    return result.items
+
+
+@comments_router.get(
+    "/{comment_id:int}", response_model=CommentRead, responses=error_responses(404)
+)
+async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Comment:
+    return await comments.get(comment_id)
+
+
+@comments_router.delete(
+    "/{comment_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
+async def delete_comment(comment_id: CommentId, comments: Comments) -> None:
+    """Delete a comment."""
+    await comments.delete(comment_id)
+
+
+@tags_router.get("/", response_model=list[TagRead])
+async def list_tags(
+    tags: TagsReader, page: PageDep, request: Request, response: Response
+) -> list[Tag]:
+    """Tags with the number of posts using each, most used first, then by name."""
+    result = await tags.list(page)
+    set_next_link(request, response, result.next_cursor)
+    return result.items

@@ -1,0 +1,98 @@
+"""The blog API's request and response bodies."""
+
+import unicodedata
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from blog_service.models import TAG_NAME_MAX_LENGTH, TITLE_MAX_LENGTH
+from servicekit.schemas import Id, PatchModel, RequestModel, ResponseModel, Text
+
+MAX_TAGS_PER_POST = 20
+CONTENT_MAX_LENGTH = 50_000
+COMMENT_MAX_LENGTH = 10_000
+
+
+def normalise_tag_name(name: str) -> str:
+    """The one spelling of a tag: Unicode-normalised, case-folded, whitespace trimmed and collapsed.
+
+    `Python`, ` python ` and `PYTHON` are one tag, stored and shown as `python`.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    normalised = " ".join(folded.split())
+    if not normalised:
+        raise ValueError("a tag name must not be empty")
+    if any(unicodedata.category(char) == "Cc" for char in normalised):
+        raise ValueError("a tag name must not contain control characters")
+    if len(normalised) > TAG_NAME_MAX_LENGTH:
+        raise ValueError(f"a tag name has at most {TAG_NAME_MAX_LENGTH} characters")
+    return normalised
+
+
+def _distinct(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+Title = Annotated[str, Text(min_length=1, max_length=TITLE_MAX_LENGTH, strip=True)]
+Content = Annotated[str, Text(min_length=1, max_length=CONTENT_MAX_LENGTH)]
+CommentContent = Annotated[str, Text(min_length=1, max_length=COMMENT_MAX_LENGTH)]
+TagName = Annotated[
+    str, Text(min_length=1, max_length=TAG_NAME_MAX_LENGTH), AfterValidator(normalise_tag_name)
+]
+# Names that normalise alike count once: ["Python", "python"] is one tag.
+TagNames = Annotated[list[TagName], Field(max_length=MAX_TAGS_PER_POST), AfterValidator(_distinct)]
+PostSortField = Literal["created_at", "updated_at", "title"]
+
+
+class PostCreate(RequestModel):
+    title: Title
+    content: Content
+    author_id: Id
+    published: bool = False
+    tags: TagNames = Field(default_factory=list)
+
+
+class PostUpdate(PatchModel):
+    title: Title | SkipJsonSchema[None] = None
+    content: Content | SkipJsonSchema[None] = None
+    published: bool | SkipJsonSchema[None] = None
+    tags: TagNames | SkipJsonSchema[None] = None
+
+
+class PostRead(ResponseModel):
+    id: int
+    title: str
+    content: str
+    author_id: int
+    published: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    tags: list[str]
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_names(cls, tags: Iterable[Any]) -> list[Any]:
+        # Posts hold Tag rows; the API speaks of tags by name.
+        return [getattr(tag, "name", tag) for tag in tags]
+
+
+class CommentCreate(RequestModel):
+    author_id: Id
+    content: CommentContent
+
+
+class CommentRead(ResponseModel):
+    id: int
+    post_id: int
+    author_id: int
+    content: str
+    created_at: datetime
+
+
+class TagRead(ResponseModel):
+    name: str
+    post_count: int

@@ -1,0 +1,103 @@
+"""The rules of the blog service: tags by name, optimistic locking, not-found, erasing an author."""
+
+from collections.abc import Sequence
+
+from sqlalchemy.exc import IntegrityError
+
+from blog_service.models import Comment, Post, Tag
+from blog_service.repository import CommentRepository, PostFilter, PostRepository, TagRepository
+from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
+from servicekit.database import utcnow
+from servicekit.errors import NotFound
+from servicekit.pagination import Page, PageRequest, SortOrder
+from servicekit.preconditions import IfMatch
+
+
+def _post_not_found(post_id: int) -> NotFound:
+    return NotFound(f"post {post_id} not found")
+
+
+class PostService:
+    def __init__(
+        self, posts: PostRepository, tags: TagRepository, comments: CommentRepository
+    ) -> None:
+        self.posts = posts
+        self.tags = tags
+        self.comments = comments
+
+    async def create(self, data: PostCreate) -> Post:
+        tags = await self.tags.get_or_create(data.tags)
+        return await self.posts.add(Post(**data.model_dump(exclude={"tags"}), tags=tags))
+
+    async def get(self, post_id: int) -> Post:
+        post = await self.posts.get(post_id)
+        if post is None:
+            raise _post_not_found(post_id)
+        return post
+
+    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Post]:
+        return await self.posts.newest_by_author(per_author, post_filter)
+
+    async def list(
+        self, page: PageRequest, order: SortOrder, post_filter: PostFilter
+    ) -> Page[Post]:
+        return await self.posts.page(page, order, post_filter)
+
+    async def update(self, post_id: int, data: PostUpdate, if_match: IfMatch) -> Post:
+        post = await self.get(post_id)
+        if_match.check(post.version)
+        changes = data.changes()
+        tag_names: list[str] | None = changes.pop("tags", None)
+        for field, value in changes.items():
+            setattr(post, field, value)
+        if tag_names is not None and set(tag_names) != {tag.name for tag in post.tags}:
+            post.tags = await self.tags.get_or_create(tag_names)
+            # The post row itself may be unchanged; touching it bumps updated_at and version.
+            post.updated_at = utcnow()
+        await self.posts.flush()
+        return post
+
+    async def delete(self, post_id: int, if_match: IfMatch) -> None:
+        post = await self.get(post_id)
+        if_match.check(post.version)
+        await self.posts.delete(post)
+
+    async def delete_authored_by(self, author_ids: Sequence[int]) -> None:
+        """Remove the authors' posts (with every comment on them) and their comments elsewhere."""
+        await self.comments.delete_by_authors(author_ids)
+        await self.posts.delete_by_authors(author_ids)
+
+
+class CommentService:
+    def __init__(self, comments: CommentRepository, posts: PostRepository) -> None:
+        self.comments = comments
+        self.posts = posts
+
+    async def create(self, post_id: int, data: CommentCreate) -> Comment:
+        try:
+            return await self.comments.add(Comment(post_id=post_id, **data.model_dump()))
+        except IntegrityError as exc:
+            # The only constraint a comment can break is its post's foreign key.
+            raise _post_not_found(post_id) from exc
+
+    async def list(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Comment]:
+        if not await self.posts.exists(post_id):
+            raise _post_not_found(post_id)
+        return await self.comments.page(post_id, page, order)
+
+    async def get(self, comment_id: int) -> Comment:
+        comment = await self.comments.get(comment_id)
+        if comment is None:
+            raise NotFound(f"comment {comment_id} not found")
+        return comment
+
+    async def delete(self, comment_id: int) -> None:
+        await self.comments.delete(await self.get(comment_id))
+
+
+class TagService:
+    def __init__(self, tags: TagRepository) -> None:
+        self.tags = tags
+
+    async def list(self, page: PageRequest) -> Page[Tag]:
+        return await self.tags.page(page)

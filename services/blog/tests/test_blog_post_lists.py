@@ -1,0 +1,390 @@
+"""Listing posts: filters, search, sorting, keyset pagination and batch reads of authors."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from blog_service.models import Post, Tag
+from servicekit.testing import count_statements, database_of, next_link, walk
+
+CreatePost = Callable[..., Awaitable[dict[str, Any]]]
+
+
+async def titles(client: httpx.AsyncClient, params: Any = None) -> list[str]:
+    response = await client.get("/posts/", params=params)
+    assert response.status_code == 200, response.text
+    return [post["title"] for post in response.json()]
+
+
+async def seed(create_post: CreatePost, names: list[str], **fields: Any) -> list[int]:
+    return [(await create_post(title=name, **fields))["id"] for name in names]
+
+
+async def test_the_default_order_is_newest_first(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed(create_post, ["first", "second", "third"])
+
+    assert await titles(client) == ["third", "second", "first"]
+
+
+async def test_skip_and_limit_take_a_slice(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed(create_post, ["p0", "p1", "p2", "p3", "p4"])
+
+    assert await titles(client, {"skip": 1, "limit": 2}) == ["p3", "p2"]
+
+
+async def test_the_link_header_leads_through_every_post_once(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    ids = await seed(create_post, [f"p{i}" for i in range(7)])
+
+    rows = await walk(client, "/posts/?limit=3")
+
+    assert [row["id"] for row in rows] == list(reversed(ids))
+
+
+async def test_the_last_page_has_no_link(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed(create_post, ["a", "b"])
+
+    response = await client.get("/posts/?limit=2")
+
+    assert len(response.json()) == 2
+    assert "Link" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("sort_by", "order", "expected"),
+    [
+        ("title", "asc", ["Ant", "Bee", "Bee", "Cat"]),
+        ("title", "desc", ["Cat", "Bee", "Bee", "Ant"]),
+        ("created_at", "asc", ["Bee", "Cat", "Ant", "Bee"]),
+        ("updated_at", "desc", ["Cat", "Bee", "Ant", "Bee"]),
+    ],
+)
+async def test_sorting_by_a_field_then_id_pages_through_all(
+    client: httpx.AsyncClient,
+    create_post: CreatePost,
+    sort_by: str,
+    order: str,
+    expected: list[str],
+) -> None:
+    ids = await seed(create_post, ["Bee", "Cat", "Ant", "Bee"])
+    await client.patch(f"/posts/{ids[1]}", json={"published": True})
+
+    rows = await walk(client, f"/posts/?sort_by={sort_by}&order={order}&limit=1")
+
+    assert [row["title"] for row in rows] == expected
+
+
+async def test_equal_titles_are_ordered_by_id(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    ids = await seed(create_post, ["Same", "Same", "Same"])
+
+    ascending = await walk(client, "/posts/?sort_by=title&order=asc&limit=2")
+    descending = await walk(client, "/posts/?sort_by=title&order=desc&limit=2")
+
+    assert [row["id"] for row in ascending] == ids
+    assert [row["id"] for row in descending] == list(reversed(ids))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"sort_by": "content"},
+        {"sort_by": "author_id"},
+        {"order": "sideways"},
+        {"limit": 101},
+        {"limit": 0},
+        {"skip": -1},
+        {"after": "garbage"},
+        {"published": "perhaps"},
+        {"author_id": 0},
+        {"author_id": 2**31},
+        {"author_id": "ada"},
+        {"tag": "   "},
+        {"q": "a\x00b"},
+        {"q": "x" * 201},
+    ],
+)
+async def test_bad_list_parameters_are_422(
+    client: httpx.AsyncClient, params: dict[str, str | int]
+) -> None:
+    assert (await client.get("/posts/", params=params)).status_code == 422
+
+
+async def test_a_cursor_from_another_sort_order_is_422(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed(create_post, ["a", "b", "c"])
+    first = await client.get("/posts/?sort_by=title&limit=1")
+    cursor = str(next_link(first)).split("after=")[1]
+
+    response = await client.get("/posts/", params={"sort_by": "created_at", "after": cursor})
+
+    assert response.status_code == 422
+
+
+async def test_author_ids_read_a_batch_of_authors(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="by 1", author_id=1)
+    await create_post(title="by 2", author_id=2)
+    await create_post(title="by 3", author_id=3)
+
+    batch = await titles(client, [("author_id", 3), ("author_id", 1), ("author_id", 999)])
+
+    assert batch == ["by 3", "by 1"]
+
+
+async def test_more_than_100_author_ids_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/posts/", params=[("author_id", i) for i in range(1, 102)])
+
+    assert response.status_code == 422
+
+
+async def test_published_filters_both_ways(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="draft")
+    await create_post(title="out", published=True)
+
+    assert await titles(client, {"published": True}) == ["out"]
+    assert await titles(client, {"published": False}) == ["draft"]
+    assert await titles(client) == ["out", "draft"]
+
+
+async def test_the_tag_filter_matches_any_spelling_of_the_tag(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="py", tags=["Python", "web"])
+    await create_post(title="rs", tags=["rust"])
+    await create_post(title="none")
+
+    assert await titles(client, {"tag": " PYTHON "}) == ["py"]
+    assert await titles(client, {"tag": "unknown"}) == []
+
+
+async def test_search_matches_title_or_content_ignoring_case(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="Async Python", content="Event loops.")
+    await create_post(title="Databases", content="Postgres and PYTHON.")
+    await create_post(title="Rust", content="Ownership.")
+
+    assert await titles(client, {"q": "python"}) == ["Databases", "Async Python"]
+    assert await titles(client, {"q": "LOOPS"}) == ["Async Python"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("50%", ["50% off"]), ("a_b", ["a_b"])])
+async def test_search_treats_like_wildcards_literally(
+    client: httpx.AsyncClient, create_post: CreatePost, text: str, expected: list[str]
+) -> None:
+    await seed(create_post, ["50% off", "500 off", "a_b", "axb"])
+
+    assert await titles(client, {"q": text}) == expected
+
+
+async def test_filters_combine_and_pages_keep_them(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    for i in range(5):
+        await create_post(title=f"match {i}", author_id=1, tags=["x"], published=True)
+    await create_post(title="match draft", author_id=1, tags=["x"])
+    await create_post(title="match other author", author_id=2, tags=["x"], published=True)
+    await create_post(title="match untagged", author_id=1, published=True)
+
+    rows = await walk(
+        client, "/posts/?author_id=1&tag=x&published=true&q=match&sort_by=title&order=asc&limit=2"
+    )
+
+    assert [row["title"] for row in rows] == [f"match {i}" for i in range(5)]
+
+
+async def test_each_listed_post_carries_its_tags(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="a", tags=["web", "python"])
+    await create_post(title="b")
+
+    response = await client.get("/posts/")
+
+    assert [(post["title"], post["tags"]) for post in response.json()] == [
+        ("b", []),
+        ("a", ["python", "web"]),
+    ]
+
+
+async def test_a_page_of_50_authors_costs_the_statements_of_one(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    engine = database_of(app).engine
+    await create_post(author_id=1, tags=["a", "b"])
+    with count_statements(engine) as one:
+        assert len((await client.get("/posts/?author_id=1&limit=100")).json()) == 1
+    for author_id in range(2, 51):
+        await create_post(author_id=author_id, tags=["a", f"tag{author_id}"])
+    authors = "&".join(f"author_id={i}" for i in range(1, 51))
+    with count_statements(engine) as fifty:
+        page = (await client.get(f"/posts/?{authors}&limit=100")).json()
+
+    assert len(page) == 50
+    assert all(len(post["tags"]) == 2 for post in page)
+    assert one.count == fifty.count
+
+
+# The batch the gateway composes users-with-posts from: the newest k posts of each author.
+
+
+async def test_per_author_returns_the_newest_k_of_each_author_by_author_then_newest(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    for i in range(4):
+        await create_post(title=f"two-{i}", author_id=2)
+        await create_post(title=f"one-{i}", author_id=1)
+    await create_post(title="three-0", author_id=3)
+    await create_post(title="four-0", author_id=4)
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 3), ("author_id", 2), ("author_id", 1), ("per_author", 2)]
+    )
+
+    assert response.status_code == 200
+    assert [(post["author_id"], post["title"]) for post in response.json()] == [
+        (1, "one-3"),
+        (1, "one-2"),
+        (2, "two-3"),
+        (2, "two-2"),
+        (3, "three-0"),
+    ]
+    assert "Link" not in response.headers
+
+
+async def test_per_author_is_not_capped_by_the_page_limit(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    for author_id in range(1, 4):
+        await seed(create_post, [f"{author_id}-{i}" for i in range(10)], author_id=author_id)
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 1), ("author_id", 2), ("author_id", 3), ("per_author", 9)]
+    )
+
+    assert len(response.json()) == 27
+
+
+async def test_per_author_one_more_than_shown_tells_who_has_more(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed(create_post, ["a1", "a2", "a3"], author_id=1)
+    await seed(create_post, ["b1", "b2"], author_id=2)
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 1), ("author_id", 2), ("per_author", 3)]
+    )
+
+    per_author = [post["author_id"] for post in response.json()]
+    assert (per_author.count(1), per_author.count(2)) == (3, 2)
+
+
+async def test_per_author_combines_with_the_filters(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="old out", author_id=1, published=True, tags=["x"])
+    await create_post(title="new out", author_id=1, published=True, tags=["x"])
+    await create_post(title="draft", author_id=1, tags=["x"])
+    await create_post(title="untagged", author_id=1, published=True)
+
+    response = await client.get(
+        "/posts/", params={"author_id": 1, "per_author": 5, "published": True, "tag": "X"}
+    )
+
+    assert [post["title"] for post in response.json()] == ["new out", "old out"]
+
+
+async def test_per_author_posts_carry_their_tags(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(author_id=1, tags=["b", "a"])
+
+    response = await client.get("/posts/", params={"author_id": 1, "per_author": 1})
+
+    assert response.json()[0]["tags"] == ["a", "b"]
+
+
+async def test_per_author_without_author_ids_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/posts/", params={"per_author": 3})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "per_author"]
+    assert "at least one author_id" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"skip": 0}, "skip"),
+        ({"after": "abc"}, "after"),
+        ({"limit": 10}, "limit"),
+        ({"sort_by": "title"}, "sort_by"),
+        ({"order": "asc"}, "order"),
+        ({"skip": 5, "after": "abc"}, "skip, after"),
+    ],
+)
+async def test_per_author_with_paging_or_sorting_is_422_and_says_why(
+    client: httpx.AsyncClient, extra: dict[str, str | int], named: str
+) -> None:
+    response = await client.get("/posts/", params={"author_id": 1, "per_author": 3, **extra})
+
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["query", "per_author"]
+    assert "not a page" in error["msg"]
+    assert error["msg"].endswith(f"cannot be combined with {named}")
+
+
+@pytest.mark.parametrize("per_author", [0, 51, -1, "two"])
+async def test_per_author_outside_1_to_50_is_422(
+    client: httpx.AsyncClient, per_author: int | str
+) -> None:
+    response = await client.get("/posts/", params={"author_id": 1, "per_author": per_author})
+
+    assert response.status_code == 422
+
+
+async def add_posts(app: FastAPI, author_ids: range, per_author: int) -> None:
+    """Store `per_author` tagged posts for each author straight into the database (fast)."""
+    async with database_of(app).transaction() as session:
+        tag = Tag(name=f"authors {author_ids.start} to {author_ids.stop - 1}")
+        session.add_all(
+            Post(title=f"{author_id}-{i}", content="c", author_id=author_id, tags=[tag])
+            for author_id in author_ids
+            for i in range(per_author)
+        )
+
+
+async def test_per_author_for_50_authors_costs_the_statements_of_one(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    engine = database_of(app).engine
+    await add_posts(app, range(1, 2), per_author=12)
+    with count_statements(engine) as one:
+        assert len((await client.get("/posts/?author_id=1&per_author=11")).json()) == 11
+    await add_posts(app, range(2, 51), per_author=12)
+    authors = "&".join(f"author_id={i}" for i in range(1, 51))
+    with count_statements(engine) as fifty:
+        batch = (await client.get(f"/posts/?{authors}&per_author=11")).json()
+
+    # 550 posts: more than one IN-list's worth, should tags be loaded by chunks of ids.
+    assert len(batch) == 550
+    assert all(len(post["tags"]) == 1 for post in batch)
+    assert one.count == fifty.count
