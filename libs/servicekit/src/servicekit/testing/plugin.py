@@ -9,6 +9,8 @@ Postgres and cannot get one fails instead of being skipped.
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -119,21 +121,53 @@ def make_database(
 # `service` fixture returning its ServiceUnderTest; these build on it.
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database_url(
-    request: pytest.FixtureRequest, make_database: MakeDatabase, service: ServiceUnderTest
-) -> str:
-    """A fresh database for the service, on each backend in turn."""
-    return make_database(request.param, service.name)
+@dataclass
+class _Started:
+    """The databases, apps and servers of the session, one of each per service and backend.
+
+    pytest caches a session fixture once, whichever conftest's `service` it was built for, so
+    a run of several services' suites keys them by service here instead.
+    """
+
+    stack: AsyncExitStack
+    databases: dict[tuple[str, str], str] = field(default_factory=dict)
+    apps: dict[str, FastAPI] = field(default_factory=dict)
+    servers: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
-async def app(database_url: str, service: ServiceUnderTest) -> AsyncIterator[FastAPI]:
-    """The service's app, running, on a database migrated to head."""
-    await migrate(service.alembic_ini, database_url)
-    app = service.create_app(database_url)
-    async with running(app):
-        yield app
+async def _started(make_database: MakeDatabase) -> AsyncIterator[_Started]:
+    # Depending on make_database stops apps and servers before their databases are dropped.
+    async with AsyncExitStack() as stack:
+        yield _Started(stack)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each database backend in turn."""
+    backend: str = request.param
+    return backend
+
+
+@pytest.fixture
+def database_url(
+    backend: str, make_database: MakeDatabase, service: ServiceUnderTest, _started: _Started
+) -> str:
+    """A fresh database for the service, on each backend in turn (one per session)."""
+    key = (service.name, backend)
+    if key not in _started.databases:
+        _started.databases[key] = make_database(backend, service.name)
+    return _started.databases[key]
+
+
+@pytest.fixture
+async def app(database_url: str, service: ServiceUnderTest, _started: _Started) -> FastAPI:
+    """The service's app, running, on a database migrated to head (one per session)."""
+    if database_url not in _started.apps:
+        await migrate(service.alembic_ini, database_url)
+        app = service.create_app(database_url)
+        _started.apps[database_url] = await _started.stack.enter_async_context(running(app))
+    return _started.apps[database_url]
 
 
 @pytest.fixture
@@ -144,11 +178,15 @@ async def client(app: FastAPI, service: ServiceUnderTest) -> AsyncIterator[httpx
         yield client
 
 
-@pytest.fixture(scope="session")
-def service_url(database_url: str, app: FastAPI, service: ServiceUnderTest) -> Iterator[str]:
+@pytest.fixture
+def service_url(
+    database_url: str, app: FastAPI, service: ServiceUnderTest, _started: _Started
+) -> str:
     """The service served over real HTTP by uvicorn, on the same migrated database as `app`."""
-    with serving(service.create_app(database_url)) as base_url:
-        yield base_url
+    if database_url not in _started.servers:
+        server = serving(service.create_app(database_url))
+        _started.servers[database_url] = _started.stack.enter_context(server)
+    return _started.servers[database_url]
 
 
 @pytest.fixture(params=BACKENDS)
