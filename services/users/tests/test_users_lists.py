@@ -1,12 +1,10 @@
 """Listing, batch reads, search, stats and sorting, with skip/limit and keyset pagination."""
 
-import re
-
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from servicekit.testing import count_statements, database_of
+from servicekit.testing import count_statements, database_of, next_link, walk
 
 
 async def seed(client: httpx.AsyncClient, names: list[str], **fields: object) -> list[int]:
@@ -18,23 +16,6 @@ async def seed(client: httpx.AsyncClient, names: list[str], **fields: object) ->
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
     return ids
-
-
-def next_link(response: httpx.Response) -> str | None:
-    match = re.fullmatch(r'<([^>]+)>; rel="next"', response.headers.get("Link", ""))
-    return match.group(1) if match else None
-
-
-async def walk(client: httpx.AsyncClient, url: str) -> list[dict[str, object]]:
-    """Follow Link headers from `url` to the last page, collecting every row."""
-    rows: list[dict[str, object]] = []
-    next_url: str | None = url
-    while next_url:
-        response = await client.get(next_url)
-        assert response.status_code == 200, response.text
-        rows.extend(response.json())
-        next_url = next_link(response)
-    return rows
 
 
 async def test_list_is_ordered_by_id_and_honours_skip_and_limit(

@@ -1,6 +1,7 @@
 """Test support shared by every service: real databases, statement counts, a live server."""
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -82,6 +83,24 @@ async def truncate_tables(engine: AsyncEngine, metadata: MetaData) -> None:
         )
         if has_sequences:
             await connection.execute(text("DELETE FROM sqlite_sequence"))
+
+
+def next_link(response: httpx.Response) -> str | None:
+    """The URL of a response's `Link: <...>; rel="next"` header, if it has one."""
+    match = re.fullmatch(r'<([^>]+)>; rel="next"', response.headers.get("Link", ""))
+    return match.group(1) if match else None
+
+
+async def walk(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
+    """Follow Link headers from `url` to the last page, collecting every row."""
+    rows: list[dict[str, Any]] = []
+    next_url: str | None = url
+    while next_url:
+        response = await client.get(next_url)
+        assert response.status_code == 200, response.text
+        rows.extend(response.json())
+        next_url = next_link(response)
+    return rows
 
 
 def database_of(app: FastAPI) -> Database:
