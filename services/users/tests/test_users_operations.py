@@ -10,9 +10,11 @@ from servicekit.testing.contracts import (
     test_liveness_and_readiness_when_the_database_answers,
     test_readiness_fails_and_liveness_holds_when_the_database_is_down,
     test_reads_are_503_without_internals_when_the_database_is_down,
+    test_settings_read_the_service_prefix,
+    test_settings_refuse_a_development_password_in_production,
+    test_the_embedded_default_is_an_sqlite_file_under_var,
     test_unknown_routes_use_the_error_model,
 )
-from users_service.settings import UsersSettings
 
 __all__ = [
     "test_a_missing_or_unsafe_request_id_is_replaced",
@@ -21,6 +23,9 @@ __all__ = [
     "test_liveness_and_readiness_when_the_database_answers",
     "test_readiness_fails_and_liveness_holds_when_the_database_is_down",
     "test_reads_are_503_without_internals_when_the_database_is_down",
+    "test_settings_read_the_service_prefix",
+    "test_settings_refuse_a_development_password_in_production",
+    "test_the_embedded_default_is_an_sqlite_file_under_var",
     "test_unknown_routes_use_the_error_model",
 ]
 
@@ -57,26 +62,3 @@ async def test_405_lists_every_method_the_resource_supports(
 
     assert response.status_code == 405
     assert response.headers["Allow"] == allow
-
-
-def test_settings_refuse_a_development_password_in_production() -> None:
-    with pytest.raises(ValueError, match="development password"):
-        UsersSettings(
-            environment="production",
-            database_url="postgresql+psycopg://users:postgres@db/users",
-        )
-
-
-def test_settings_read_the_users_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("USERS_DATABASE_URL", "postgresql+psycopg://u:p@db/users")
-    monkeypatch.setenv("USERS_POOL_SIZE", "3")
-
-    settings = UsersSettings()
-
-    assert settings.database_url == "postgresql+psycopg://u:p@db/users"
-    assert settings.pool_size == 3
-
-
-def test_the_embedded_default_is_an_sqlite_file_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("USERS_DATABASE_URL", raising=False)
-    assert UsersSettings().database_url == "sqlite+aiosqlite:///./var/users.db"

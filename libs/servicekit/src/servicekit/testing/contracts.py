@@ -21,8 +21,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.migrations import alembic_config, migration_lock_key
+from servicekit.settings import ServiceSettings
 from servicekit.testing import ServiceUnderTest, migrate
-from servicekit.testing.plugin import MakeDatabase
+from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
 
 
 async def _table_names(url: str) -> set[str]:
@@ -185,3 +186,40 @@ async def test_unknown_routes_use_the_error_model(client: httpx.AsyncClient) -> 
     response = await client.get("/nowhere")
 
     assert (response.status_code, response.json()) == (404, {"detail": "Not Found"})
+
+
+def _settings_class(service: ServiceUnderTest) -> type[ServiceSettings]:
+    # The app keeps the settings it was built with; its lifespan never runs here.
+    settings: ServiceSettings = service.create_app(UNREACHABLE_DATABASE).state.settings
+    return type(settings)
+
+
+def test_settings_refuse_a_development_password_in_production(service: ServiceUnderTest) -> None:
+    settings = _settings_class(service)
+    url = f"postgresql+psycopg://{service.name}:postgres@db/{service.name}"
+
+    with pytest.raises(ValueError, match="development password"):
+        settings(environment="production", database_url=url)
+
+
+def test_settings_read_the_service_prefix(
+    service: ServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"{service.name.upper()}_"
+    monkeypatch.setenv(f"{prefix}DATABASE_URL", f"postgresql+psycopg://u:p@db/{service.name}")
+    monkeypatch.setenv(f"{prefix}POOL_SIZE", "3")
+
+    settings = _settings_class(service)()
+
+    assert settings.database_url == f"postgresql+psycopg://u:p@db/{service.name}"
+    assert settings.pool_size == 3
+
+
+def test_the_embedded_default_is_an_sqlite_file_under_var(
+    service: ServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(f"{service.name.upper()}_DATABASE_URL", raising=False)
+
+    settings = _settings_class(service)()
+
+    assert settings.database_url == f"sqlite+aiosqlite:///./var/{service.name}.db"
