@@ -1,0 +1,117 @@
+"""SQL for the catalog: every query the service runs lives here."""
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from catalog_service.models import Category, Product
+from servicekit.pagination import Page, PageRequest, SortOrder, paginate
+
+# What a product response shows, loaded with one query per relation for a whole page.
+PRODUCT_RELATIONS = (selectinload(Product.category), selectinload(Product.images))
+
+
+@dataclass(frozen=True)
+class ProductFilters:
+    """The filters of a product list; None means "not filtered"."""
+
+    category_id: int | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    is_active: bool | None = None
+    name_contains: str | None = None
+
+
+class CategoryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, category_id: int) -> Category | None:
+        return await self.session.get(Category, category_id)
+
+    async def get_many(self, category_ids: Collection[int]) -> dict[int, Category]:
+        """The categories among `category_ids` that exist, by id, in one query."""
+        categories = await self.session.scalars(
+            select(Category).where(Category.id.in_(category_ids))
+        )
+        return {category.id: category for category in categories}
+
+    async def page(self, page: PageRequest, order: SortOrder) -> Page[Category]:
+        return await paginate(self.session, select(Category), order, page)
+
+    async def add(self, category: Category) -> Category:
+        """Insert a category now, so a conflicting name surfaces here rather than at commit."""
+        self.session.add(category)
+        await self.session.flush()
+        return category
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def delete(self, category: Category) -> None:
+        await self.session.delete(category)
+        await self.session.flush()
+
+
+class ProductRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, product_id: int) -> Product | None:
+        """A product with its category and images."""
+        return await self.session.scalar(
+            select(Product).where(Product.id == product_id).options(*PRODUCT_RELATIONS)
+        )
+
+    async def get_bare(self, product_id: int) -> Product | None:
+        """A product without its relations, for changes that do not show it."""
+        return await self.session.get(Product, product_id)
+
+    async def page(
+        self, page: PageRequest, order: SortOrder, filters: ProductFilters
+    ) -> Page[Product]:
+        """One page of products matching every filter given, in `order`, with their relations."""
+        statement = select(Product).options(*PRODUCT_RELATIONS)
+        if filters.category_id is not None:
+            statement = statement.where(Product.category_id == filters.category_id)
+        if filters.min_price is not None:
+            statement = statement.where(Product.price >= filters.min_price)
+        if filters.max_price is not None:
+            statement = statement.where(Product.price <= filters.max_price)
+        if filters.is_active is not None:
+            statement = statement.where(Product.is_active.is_(filters.is_active))
+        if filters.name_contains is not None:
+            statement = statement.where(
+                Product.name.icontains(filters.name_contains, autoescape=True)
+            )
+        return await paginate(self.session, statement, order, page)
+
+    async def any_in_category(self, category_id: int) -> bool:
+        return bool(
+            await self.session.scalar(select(exists().where(Product.category_id == category_id)))
+        )
+
+    async def add(self, product: Product) -> Product:
+        self.session.add(product)
+        await self.session.flush()
+        return product
+
+    async def touch_category(self, category_id: int) -> None:
+        """New versions (and updated_at) for the products of a category: they show its name."""
+        await self.session.execute(
+            update(Product)
+            .where(Product.category_id == category_id)
+            .values(version=Product.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def delete(self, product: Product) -> None:
+        await self.session.delete(product)
+        await self.session.flush()
