@@ -4,11 +4,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from catalog_service.models import Category, Product
+from catalog_service.models import Category, Product, ProductImage
 from servicekit.pagination import Page, PageRequest, SortOrder, paginate
 
 # What a product response shows, loaded with one query per relation for a whole page.
@@ -100,6 +100,20 @@ class ProductRepository:
         await self.session.flush()
         return product
 
+    async def touch(self, product_id: int) -> bool:
+        """Mark a product changed (new version and updated_at) and lock it until commit.
+
+        False if there is no such product.
+        """
+        touched = await self.session.scalar(
+            update(Product)
+            .where(Product.id == product_id)
+            .values(version=Product.version + 1)
+            .returning(Product.id)
+            .execution_options(synchronize_session=False)
+        )
+        return touched is not None
+
     async def touch_category(self, category_id: int) -> None:
         """New versions (and updated_at) for the products of a category: they show its name."""
         await self.session.execute(
@@ -114,4 +128,39 @@ class ProductRepository:
 
     async def delete(self, product: Product) -> None:
         await self.session.delete(product)
+        await self.session.flush()
+
+    async def image(self, product_id: int, image_id: int) -> ProductImage | None:
+        return await self.session.scalar(
+            select(ProductImage).where(
+                ProductImage.id == image_id, ProductImage.product_id == product_id
+            )
+        )
+
+    async def images(
+        self, product_id: int, page: PageRequest, order: SortOrder
+    ) -> Page[ProductImage]:
+        statement = select(ProductImage).where(ProductImage.product_id == product_id)
+        return await paginate(self.session, statement, order, page)
+
+    async def image_count(self, product_id: int) -> int:
+        statement = select(func.count()).where(ProductImage.product_id == product_id)
+        return await self.session.scalar(statement) or 0
+
+    async def demote_primary_image(self, product_id: int) -> None:
+        """Make the product's primary image, if any, an ordinary one."""
+        await self.session.execute(
+            update(ProductImage)
+            .where(ProductImage.product_id == product_id, ProductImage.is_primary.is_(True))
+            .values(is_primary=False)
+            .execution_options(synchronize_session="evaluate")
+        )
+
+    async def add_image(self, image: ProductImage) -> ProductImage:
+        self.session.add(image)
+        await self.session.flush()
+        return image
+
+    async def delete_image(self, image: ProductImage) -> None:
+        await self.session.delete(image)
         await self.session.flush()

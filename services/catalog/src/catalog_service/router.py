@@ -4,13 +4,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from catalog_service.models import Category, Product
+from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import CategoryRepository, ProductFilters, ProductRepository
 from catalog_service.schemas import (
     CategoryCreate,
     CategoryRead,
     CategorySortField,
     CategoryUpdate,
+    ImageCreate,
+    ImageRead,
+    ImageUpdate,
     Price,
     ProductCreate,
     ProductRead,
@@ -30,10 +33,12 @@ products_router = APIRouter(prefix="/products", tags=["products"])
 
 CategoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ImageId = Annotated[int, Path(ge=1, le=MAX_ID)]
 IfNoneMatch = Annotated[str | None, Header(max_length=1024)]
 NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified (If-None-Match)"}
 }
+IMAGES_BY_ID = SortOrder("id", (ProductImage.id,))
 
 
 def _category_writer(session: SessionDep) -> CategoryService:
@@ -286,3 +291,75 @@ async def update_product(
 async def delete_product(product_id: ProductId, products: Products, if_match: IfMatchDep) -> None:
     """Delete a product and its images; with If-Match, only if it is still at that version."""
     await products.delete(product_id, if_match)
+
+
+@products_router.get(
+    "/{product_id:int}/images",
+    response_model=list[ImageRead],
+    responses=error_responses(404),
+)
+async def list_images(
+    product_id: ProductId,
+    products: ProductsReader,
+    page: PageDep,
+    request: Request,
+    response: Response,
+) -> list[ProductImage]:
+    """The images of a product, oldest first."""
+    result = await products.images(product_id, page, IMAGES_BY_ID)
+    set_next_link(request, response, result.next_cursor)
+    return result.items
+
+
+@products_router.post(
+    "/{product_id:int}/images",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImageRead,
+    responses=error_responses(400, 404, 409),
+)
+async def add_image(
+    product_id: ProductId,
+    data: ImageCreate,
+    products: Products,
+    request: Request,
+    response: Response,
+) -> ProductImage:
+    """Add an image by its http(s) URL; a new primary image makes the previous one ordinary."""
+    image = await products.add_image(product_id, data)
+    response.headers["Location"] = str(
+        request.url_for("get_image", product_id=product_id, image_id=image.id)
+    )
+    return image
+
+
+@products_router.get(
+    "/{product_id:int}/images/{image_id:int}",
+    response_model=ImageRead,
+    responses=error_responses(404),
+)
+async def get_image(
+    product_id: ProductId, image_id: ImageId, products: ProductsReader
+) -> ProductImage:
+    return await products.image(product_id, image_id)
+
+
+@products_router.patch(
+    "/{product_id:int}/images/{image_id:int}",
+    response_model=ImageRead,
+    responses=error_responses(400, 404),
+)
+async def update_image(
+    product_id: ProductId, image_id: ImageId, data: ImageUpdate, products: Products
+) -> ProductImage:
+    """Change an image; making it primary makes the previous primary image ordinary."""
+    return await products.update_image(product_id, image_id, data)
+
+
+@products_router.delete(
+    "/{product_id:int}/images/{image_id:int}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
+async def delete_image(product_id: ProductId, image_id: ImageId, products: Products) -> None:
+    """Delete an image of a product."""
+    await products.delete_image(product_id, image_id)

@@ -4,19 +4,27 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, HttpUrl, UrlConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from servicekit.schemas import Id, PatchModel, RequestModel, ResponseModel, Text
 
 CENTS = Decimal("0.01")
 MAX_STOCK = 1_000_000_000
+MAX_IMAGE_URL_LENGTH = 2048
 
 
 def _in_cents(price: Decimal) -> Decimal:
     # Stored with exactly two places, so the response to a create matches every later read;
     # abs() turns "-0" into 0 (anything really negative was refused before this runs).
     return abs(price).quantize(CENTS)
+
+
+def _fits_the_column(url: HttpUrl) -> HttpUrl:
+    # Normalising (punycode, percent-encoding) can lengthen a URL past the limit checked on input.
+    if len(str(url)) > MAX_IMAGE_URL_LENGTH:
+        raise ValueError(f"must be at most {MAX_IMAGE_URL_LENGTH} characters once normalised")
+    return url
 
 
 CategoryName = Annotated[str, Text(min_length=1, max_length=100, strip=True)]
@@ -31,6 +39,11 @@ Price = Annotated[
     AfterValidator(_in_cents),
 ]
 StockQuantity = Annotated[int, Field(ge=0, le=MAX_STOCK)]
+ImageUrl = Annotated[
+    HttpUrl,
+    UrlConstraints(max_length=MAX_IMAGE_URL_LENGTH, allowed_schemes=["http", "https"]),
+    AfterValidator(_fits_the_column),
+]
 SortDirection = Literal["asc", "desc"]
 CategorySortField = Literal["id", "name"]
 ProductSortField = Literal["id", "name", "price", "created_at"]
@@ -80,6 +93,16 @@ class ProductUpdate(PatchModel):
     category_id: Id | SkipJsonSchema[None] = None
     stock_quantity: StockQuantity | SkipJsonSchema[None] = None
     is_active: bool | SkipJsonSchema[None] = None
+
+
+class ImageCreate(RequestModel):
+    image_url: ImageUrl
+    is_primary: bool = False
+
+
+class ImageUpdate(PatchModel):
+    image_url: ImageUrl | SkipJsonSchema[None] = None
+    is_primary: bool | SkipJsonSchema[None] = None
 
 
 class ImageRead(ResponseModel):

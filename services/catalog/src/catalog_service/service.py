@@ -2,11 +2,13 @@
 
 from sqlalchemy.exc import IntegrityError
 
-from catalog_service.models import Category, Product
+from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import CategoryRepository, ProductFilters, ProductRepository
 from catalog_service.schemas import (
     CategoryCreate,
     CategoryUpdate,
+    ImageCreate,
+    ImageUpdate,
     ProductCreate,
     ProductUpdate,
 )
@@ -15,6 +17,7 @@ from servicekit.pagination import Page, PageRequest, SortOrder
 from servicekit.preconditions import IfMatch
 
 NAME_TAKEN = "a category with this name already exists"
+MAX_IMAGES_PER_PRODUCT = 20
 
 
 def _category_in_use(category_id: int) -> Conflict:
@@ -124,3 +127,55 @@ class ProductService:
             raise NotFound(f"product {product_id} not found")
         if_match.check(product.version)
         await self.products.delete(product)
+
+    async def _lock(self, product_id: int) -> None:
+        # Changes to a product's images are serialised per product, and change its ETag.
+        if not await self.products.touch(product_id):
+            raise NotFound(f"product {product_id} not found")
+
+    async def images(
+        self, product_id: int, page: PageRequest, order: SortOrder
+    ) -> Page[ProductImage]:
+        if await self.products.get_bare(product_id) is None:
+            raise NotFound(f"product {product_id} not found")
+        return await self.products.images(product_id, page, order)
+
+    async def image(self, product_id: int, image_id: int) -> ProductImage:
+        image = await self.products.image(product_id, image_id)
+        if image is None:
+            raise NotFound(f"image {image_id} of product {product_id} not found")
+        return image
+
+    async def add_image(self, product_id: int, data: ImageCreate) -> ProductImage:
+        """Add an image; a new primary image replaces the previous one as primary."""
+        await self._lock(product_id)
+        if await self.products.image_count(product_id) >= MAX_IMAGES_PER_PRODUCT:
+            raise Conflict(
+                f"product {product_id} already has {MAX_IMAGES_PER_PRODUCT} images, "
+                "the most it can have; delete one first"
+            )
+        if data.is_primary:
+            await self.products.demote_primary_image(product_id)
+        image = ProductImage(
+            product_id=product_id, image_url=str(data.image_url), is_primary=data.is_primary
+        )
+        return await self.products.add_image(image)
+
+    async def update_image(self, product_id: int, image_id: int, data: ImageUpdate) -> ProductImage:
+        changes = data.changes()
+        if not changes:
+            return await self.image(product_id, image_id)
+        await self._lock(product_id)
+        image = await self.image(product_id, image_id)
+        if changes.get("is_primary"):
+            await self.products.demote_primary_image(product_id)
+        if "image_url" in changes:
+            changes["image_url"] = str(data.image_url)
+        for field, value in changes.items():
+            setattr(image, field, value)
+        await self.products.flush()
+        return image
+
+    async def delete_image(self, product_id: int, image_id: int) -> None:
+        await self._lock(product_id)
+        await self.products.delete_image(await self.image(product_id, image_id))
