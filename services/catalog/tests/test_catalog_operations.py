@@ -37,6 +37,7 @@ PRODUCT = {"name": "Lamp", "price": "1.00", "category_id": 1}
     [
         ("POST", "/categories/", {"name": "Books"}),
         ("POST", "/products/", PRODUCT),
+        ("POST", "/products/bulk", [PRODUCT]),
         ("POST", "/products/1/images", {"image_url": "https://img.example/a.jpg"}),
         ("DELETE", "/categories/1", None),
         ("GET", "/products/?q=lamp&sort_by=price", None),

@@ -1,12 +1,14 @@
 """SQL for the catalog: every query the service runs lives here."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from catalog_service.models import Category, Product, ProductImage
 from servicekit.pagination import Page, PageRequest, SortOrder, paginate
@@ -99,6 +101,22 @@ class ProductRepository:
         self.session.add(product)
         await self.session.flush()
         return product
+
+    async def add_many(
+        self, rows: Sequence[dict[str, Any]], categories: dict[int, Category]
+    ) -> list[Product]:
+        """Insert products in batched multi-row INSERTs (insertmanyvalues), not one per row.
+
+        Returned in the order of `rows`: ids are assigned in row order within each statement
+        and the statements run in order.
+        """
+        products = list(await self.session.scalars(insert(Product).returning(Product), rows))
+        products.sort(key=lambda product: product.id)
+        for product in products:
+            # New products have no images, and their categories are already loaded.
+            set_committed_value(product, "category", categories[product.category_id])
+            set_committed_value(product, "images", [])
+        return products
 
     async def touch(self, product_id: int) -> bool:
         """Mark a product changed (new version and updated_at) and lock it until commit.

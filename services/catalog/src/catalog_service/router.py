@@ -2,11 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
 
 from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import CategoryRepository, ProductFilters, ProductRepository
 from catalog_service.schemas import (
+    MAX_BULK_PRODUCTS,
     CategoryCreate,
     CategoryRead,
     CategorySortField,
@@ -230,6 +231,28 @@ async def create_product(
     response.headers["Location"] = str(request.url_for("get_product", product_id=product.id))
     response.headers["ETag"] = etag(product.version)
     return product
+
+
+@products_router.post(
+    "/bulk",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[ProductRead],
+    responses=error_responses(400),
+)
+async def create_products(
+    items: Annotated[
+        list[ProductCreate],
+        Body(
+            min_length=1,
+            max_length=MAX_BULK_PRODUCTS,
+            description=f"Up to {MAX_BULK_PRODUCTS} products, created together or not at all.",
+        ),
+    ],
+    products: Products,
+) -> list[Product]:
+    """Create many products in one transaction: all of them, or none and a 422 naming the
+    index of every item at fault. The response lists them in the order given."""
+    return await products.create_many(items)
 
 
 @products_router.get("/", response_model=list[ProductRead])

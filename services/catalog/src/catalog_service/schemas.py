@@ -11,6 +11,7 @@ from servicekit.schemas import Id, PatchModel, RequestModel, ResponseModel, Text
 
 CENTS = Decimal("0.01")
 MAX_STOCK = 1_000_000_000
+MAX_BULK_PRODUCTS = 1000
 MAX_IMAGE_URL_LENGTH = 2048
 
 

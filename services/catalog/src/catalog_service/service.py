@@ -1,5 +1,8 @@
 """The rules of the catalog: unique category names, categories in use, stock, primary images."""
 
+from collections.abc import Sequence
+
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError
 
 from catalog_service.models import Category, Product, ProductImage
@@ -98,6 +101,22 @@ class ProductService:
         category = await self._category(data.category_id)
         fields = data.model_dump(exclude={"category_id"})
         return await self.products.add(Product(**fields, category=category, images=[]))
+
+    async def create_many(self, items: Sequence[ProductCreate]) -> list[Product]:
+        """Create every product or none; unknown categories are named with the item's index."""
+        categories = await self.categories.get_many({item.category_id for item in items})
+        unknown = [
+            {
+                "type": "value_error",
+                "loc": ("body", index, "category_id"),
+                "msg": _unknown_category(item.category_id),
+            }
+            for index, item in enumerate(items)
+            if item.category_id not in categories
+        ]
+        if unknown:
+            raise RequestValidationError(unknown)
+        return await self.products.add_many([item.model_dump() for item in items], categories)
 
     async def get(self, product_id: int) -> Product:
         product = await self.products.get(product_id)
