@@ -38,6 +38,7 @@ PRODUCT = {"name": "Lamp", "price": "1.00", "category_id": 1}
         ("POST", "/categories/", {"name": "Books"}),
         ("POST", "/products/", PRODUCT),
         ("POST", "/products/bulk", [PRODUCT]),
+        ("POST", "/products/1/stock-adjustments", {"delta": -1}),
         ("POST", "/products/1/images", {"image_url": "https://img.example/a.jpg"}),
         ("DELETE", "/categories/1", None),
         ("GET", "/products/?q=lamp&sort_by=price", None),
@@ -57,6 +58,7 @@ async def test_requests_are_503_when_the_database_is_down(
     [
         ("PUT", "/products/1", "GET, PATCH, DELETE"),
         ("DELETE", "/products/", "GET, POST"),
+        ("GET", "/products/1/stock-adjustments", "POST"),
         ("PUT", "/products/1/images", "GET, POST"),
         ("POST", "/products/1/images/1", "GET, PATCH, DELETE"),
         ("POST", "/categories/1/products", "GET"),

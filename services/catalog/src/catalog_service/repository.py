@@ -118,6 +118,30 @@ class ProductRepository:
             set_committed_value(product, "images", [])
         return products
 
+    async def adjust_stock(self, product_id: int, delta: int, maximum: int) -> Product | None:
+        """Add `delta` to the stock in one statement, unless the result leaves 0..maximum.
+
+        The database applies concurrent adjustments one after the other, each to the stock
+        the previous one left, so stock is never oversold. None when nothing was changed.
+        """
+        new_stock = Product.stock_quantity + delta
+        statement = (
+            update(Product)
+            .where(Product.id == product_id, new_stock >= 0, new_stock <= maximum)
+            .values(stock_quantity=new_stock, version=Product.version + 1)
+            .returning(Product)
+            .options(*PRODUCT_RELATIONS)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        product: Product | None = await self.session.scalar(statement)
+        return product
+
+    async def stock_of(self, product_id: int) -> int | None:
+        stock: int | None = await self.session.scalar(
+            select(Product.stock_quantity).where(Product.id == product_id)
+        )
+        return stock
+
     async def touch(self, product_id: int) -> bool:
         """Mark a product changed (new version and updated_at) and lock it until commit.
 

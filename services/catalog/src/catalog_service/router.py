@@ -21,6 +21,7 @@ from catalog_service.schemas import (
     ProductSortField,
     ProductUpdate,
     SortDirection,
+    StockAdjustment,
 )
 from catalog_service.service import CategoryService, ProductService
 from servicekit.database import ReadSessionDep, SessionDep
@@ -314,6 +315,20 @@ async def update_product(
 async def delete_product(product_id: ProductId, products: Products, if_match: IfMatchDep) -> None:
     """Delete a product and its images; with If-Match, only if it is still at that version."""
     await products.delete(product_id, if_match)
+
+
+@products_router.post(
+    "/{product_id:int}/stock-adjustments",
+    response_model=ProductRead,
+    responses=error_responses(400, 404, 409),
+)
+async def adjust_stock(
+    product_id: ProductId, data: StockAdjustment, products: Products, response: Response
+) -> Product:
+    """Add or remove stock atomically; 409, changing nothing, if the stock would go below 0."""
+    product = await products.adjust_stock(product_id, data.delta)
+    response.headers["ETag"] = etag(product.version)
+    return product
 
 
 @products_router.get(

@@ -28,6 +28,12 @@ def _fits_the_column(url: HttpUrl) -> HttpUrl:
     return url
 
 
+def _not_zero(delta: int) -> int:
+    if delta == 0:
+        raise ValueError("must not be zero")
+    return delta
+
+
 CategoryName = Annotated[str, Text(min_length=1, max_length=100, strip=True)]
 CategoryDescription = Annotated[str, Text(max_length=1000)]
 ProductName = Annotated[str, Text(min_length=1, max_length=200, strip=True)]
@@ -45,6 +51,7 @@ ImageUrl = Annotated[
     UrlConstraints(max_length=MAX_IMAGE_URL_LENGTH, allowed_schemes=["http", "https"]),
     AfterValidator(_fits_the_column),
 ]
+StockDelta = Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK), AfterValidator(_not_zero)]
 SortDirection = Literal["asc", "desc"]
 CategorySortField = Literal["id", "name"]
 ProductSortField = Literal["id", "name", "price", "created_at"]
@@ -127,3 +134,9 @@ class ProductRead(ResponseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+class StockAdjustment(RequestModel):
+    delta: StockDelta = Field(
+        description="Units to add (positive) or remove (negative); the stock never goes below 0."
+    )

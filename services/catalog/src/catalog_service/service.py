@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import CategoryRepository, ProductFilters, ProductRepository
 from catalog_service.schemas import (
+    MAX_STOCK,
     CategoryCreate,
     CategoryUpdate,
     ImageCreate,
@@ -146,6 +147,21 @@ class ProductService:
             raise NotFound(f"product {product_id} not found")
         if_match.check(product.version)
         await self.products.delete(product)
+
+    async def adjust_stock(self, product_id: int, delta: int) -> Product:
+        """Add `delta` units to the stock atomically; 409 if it would leave 0..MAX_STOCK."""
+        product = await self.products.adjust_stock(product_id, delta, MAX_STOCK)
+        if product is not None:
+            return product
+        stock = await self.products.stock_of(product_id)
+        if stock is None:
+            raise NotFound(f"product {product_id} not found")
+        if stock + delta < 0:
+            raise Conflict(
+                f"insufficient stock: product {product_id} has {stock} in stock, "
+                f"so {-delta} cannot be removed"
+            )
+        raise Conflict(f"stock cannot exceed {MAX_STOCK}: product {product_id} has {stock}")
 
     async def _lock(self, product_id: int) -> None:
         # Changes to a product's images are serialised per product, and change its ETag.
