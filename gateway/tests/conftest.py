@@ -17,7 +17,7 @@ from servicekit.testing import ServiceProcess, asgi_client, running
 from servicekit.testing.plugin import MakeDatabase
 
 REPOSITORY = Path(__file__).parents[2]
-SERVICES = ("users", "blog")
+SERVICES = ("users", "catalog", "blog")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import httpx
 
 from gateway_service.openapi import merge_documents
 from gateway_service.proxy import ProxyRoute
+from servicekit.testing import ServiceProcess
 
 
 def _document(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
@@ -77,3 +78,27 @@ async def test_the_served_document_describes_composed_and_proxied_routes(
     assert "UserRead" in response.json()["components"]["schemas"]
     assert docs.status_code == 200
     assert "/openapi.json" in docs.text
+
+
+# Service operations a client does not call directly: probes, and the removal of a user's blog
+# content, which only the gateway's user deletion performs.
+INTERNAL_OPERATIONS = {("/posts/", "delete"), ("/health/live", "get"), ("/health/ready", "get")}
+
+
+async def test_every_service_operation_is_reachable_through_the_gateway(
+    gateway: httpx.AsyncClient, services: dict[str, ServiceProcess]
+) -> None:
+    gateway_paths = (await gateway.get("/openapi.json")).json()["paths"]
+    missing = []
+    async with httpx.AsyncClient() as direct:
+        for name, process in services.items():
+            service_paths = (await direct.get(f"{process.url}/openapi.json")).json()["paths"]
+            missing += [
+                (name, method, path)
+                for path, operations in service_paths.items()
+                for method in operations
+                if (path, method) not in INTERNAL_OPERATIONS
+                and method not in gateway_paths.get(path, {})
+            ]
+
+    assert missing == []

@@ -135,3 +135,25 @@ def test_the_route_table_sends_each_path_to_exactly_one_service() -> None:
         owners.setdefault(route.path_format, set()).add(route.service)
 
     assert all(len(services) == 1 for services in owners.values())
+
+
+async def test_catalog_routes_pass_through_with_their_statuses(gateway: httpx.AsyncClient) -> None:
+    category = await gateway.post("/categories/", json={"name": "Lamps"})
+    product = await gateway.post(
+        "/products/",
+        json={"name": "Desk lamp", "price": "19.90", "category_id": category.json()["id"],
+              "stock_quantity": 1},
+    )  # fmt: skip
+    product_id = product.json()["id"]
+
+    sold = await gateway.post(f"/products/{product_id}/stock-adjustments", json={"delta": -1})
+    oversold = await gateway.post(f"/products/{product_id}/stock-adjustments", json={"delta": -1})
+    cheap = await gateway.get("/products/", params={"min_price": 0, "max_price": "19.90"})
+    in_use = await gateway.delete(f"/categories/{category.json()['id']}")
+
+    assert category.headers["Location"].startswith("http://gateway.test/categories/")
+    assert product.headers["Location"] == f"http://gateway.test/products/{product_id}"
+    assert (sold.status_code, sold.json()["stock_quantity"]) == (200, 0)
+    assert oversold.status_code == 409
+    assert [p["id"] for p in cheap.json()] == [product_id]
+    assert in_use.status_code == 409

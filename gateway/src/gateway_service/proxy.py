@@ -58,7 +58,7 @@ ROUTE_TABLE: tuple[ProxyRoute, ...] = (
     _route("catalog", "/products/bulk", "POST"),
     _route("catalog", "/products/{product_id:int}", "GET", "PATCH", "DELETE"),
     _route("catalog", "/products/{product_id:int}/images", "GET", "POST"),
-    _route("catalog", "/products/{product_id:int}/images/{image_id:int}", "DELETE"),
+    _route("catalog", "/products/{product_id:int}/images/{image_id:int}", "GET", "PATCH", "DELETE"),
     _route("catalog", "/products/{product_id:int}/stock-adjustments", "POST"),
     _route("blog", "/posts/", "GET", "POST"),
     _route("blog", "/posts/{post_id:int}", "PATCH", "DELETE"),

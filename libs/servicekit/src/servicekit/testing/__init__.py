@@ -90,6 +90,24 @@ async def truncate_tables(engine: AsyncEngine, metadata: MetaData) -> None:
             await connection.execute(text("DELETE FROM sqlite_sequence"))
 
 
+def next_link(response: httpx.Response) -> str | None:
+    """The URL of a response's `Link: <...>; rel="next"` header, if it has one."""
+    match = re.fullmatch(r'<([^>]+)>; rel="next"', response.headers.get("Link", ""))
+    return match.group(1) if match else None
+
+
+async def walk(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
+    """Follow Link headers from `url` to the last page, collecting every row."""
+    rows: list[dict[str, Any]] = []
+    next_url: str | None = url
+    while next_url:
+        response = await client.get(next_url)
+        assert response.status_code == 200, response.text
+        rows.extend(response.json())
+        next_url = next_link(response)
+    return rows
+
+
 def database_of(app: FastAPI) -> Database:
     """The Database an app's lifespan created."""
     database: Database = app.state.database
@@ -106,24 +124,6 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
 def asgi_client(app: FastAPI, base_url: str = "http://testserver") -> httpx.AsyncClient:
     """An httpx client that calls the app in-process over ASGI."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
-
-
-def next_link(response: httpx.Response) -> str | None:
-    """The URL in a list response's `Link: <...>; rel="next"` header; None on the last page."""
-    match = re.fullmatch(r'<([^>]+)>; rel="next"', response.headers.get("Link", ""))
-    return match.group(1) if match else None
-
-
-async def walk(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
-    """Follow Link headers from `url` to the last page, collecting every row."""
-    rows: list[dict[str, Any]] = []
-    next_url: str | None = url
-    while next_url:
-        response = await client.get(next_url)
-        assert response.status_code == 200, response.text
-        rows.extend(response.json())
-        next_url = next_link(response)
-    return rows
 
 
 @contextmanager

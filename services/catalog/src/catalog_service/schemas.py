@@ -1,0 +1,142 @@
+"""The catalog API's request and response bodies."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, HttpUrl, UrlConstraints
+from pydantic.json_schema import SkipJsonSchema
+
+from servicekit.schemas import Id, PatchModel, RequestModel, ResponseModel, Text
+
+CENTS = Decimal("0.01")
+MAX_STOCK = 1_000_000_000
+MAX_BULK_PRODUCTS = 1000
+MAX_IMAGE_URL_LENGTH = 2048
+
+
+def _in_cents(price: Decimal) -> Decimal:
+    # Stored with exactly two places, so the response to a create matches every later read;
+    # abs() turns "-0" into 0 (anything really negative was refused before this runs).
+    return abs(price).quantize(CENTS)
+
+
+def _fits_the_column(url: HttpUrl) -> HttpUrl:
+    # Normalising (punycode, percent-encoding) can lengthen a URL past the limit checked on input.
+    if len(str(url)) > MAX_IMAGE_URL_LENGTH:
+        raise ValueError(f"must be at most {MAX_IMAGE_URL_LENGTH} characters once normalised")
+    return url
+
+
+def _not_zero(delta: int) -> int:
+    if delta == 0:
+        raise ValueError("must not be zero")
+    return delta
+
+
+CategoryName = Annotated[str, Text(min_length=1, max_length=100, strip=True)]
+CategoryDescription = Annotated[str, Text(max_length=1000)]
+ProductName = Annotated[str, Text(min_length=1, max_length=200, strip=True)]
+ProductDescription = Annotated[str, Text(max_length=5000)]
+# Numeric(10, 2): at most 99,999,999.99, never more than two decimal places, never NaN.
+# Not strict: JSON has no decimal type, so a price comes as a number (19.9) or a string ("19.90").
+Price = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=10, decimal_places=2, allow_inf_nan=False, strict=False),
+    AfterValidator(_in_cents),
+]
+StockQuantity = Annotated[int, Field(ge=0, le=MAX_STOCK)]
+ImageUrl = Annotated[
+    HttpUrl,
+    UrlConstraints(max_length=MAX_IMAGE_URL_LENGTH, allowed_schemes=["http", "https"]),
+    AfterValidator(_fits_the_column),
+]
+StockDelta = Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK), AfterValidator(_not_zero)]
+SortDirection = Literal["asc", "desc"]
+CategorySortField = Literal["id", "name"]
+ProductSortField = Literal["id", "name", "price", "created_at"]
+
+
+class CategoryCreate(RequestModel):
+    name: CategoryName
+    description: CategoryDescription | None = None
+
+
+class CategoryUpdate(PatchModel):
+    nullable_fields = frozenset({"description"})
+
+    name: CategoryName | SkipJsonSchema[None] = None
+    description: CategoryDescription | None = None
+
+
+class CategoryRead(ResponseModel):
+    id: int
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class CategorySummary(ResponseModel):
+    id: int
+    name: str
+
+
+class ProductCreate(RequestModel):
+    name: ProductName
+    description: ProductDescription | None = None
+    price: Price
+    category_id: Id
+    stock_quantity: StockQuantity = 0
+    is_active: bool = True
+
+
+class ProductUpdate(PatchModel):
+    nullable_fields = frozenset({"description"})
+
+    name: ProductName | SkipJsonSchema[None] = None
+    description: ProductDescription | None = None
+    price: Price | SkipJsonSchema[None] = None
+    category_id: Id | SkipJsonSchema[None] = None
+    stock_quantity: StockQuantity | SkipJsonSchema[None] = None
+    is_active: bool | SkipJsonSchema[None] = None
+
+
+class ImageCreate(RequestModel):
+    image_url: ImageUrl
+    is_primary: bool = False
+
+
+class ImageUpdate(PatchModel):
+    image_url: ImageUrl | SkipJsonSchema[None] = None
+    is_primary: bool | SkipJsonSchema[None] = None
+
+
+class ImageRead(ResponseModel):
+    id: int
+    product_id: int
+    image_url: str
+    is_primary: bool
+    created_at: datetime
+
+
+class ProductRead(ResponseModel):
+    id: int
+    name: str
+    description: str | None
+    price: Decimal = Field(description="Exact, with two decimal places, as a string: `19.90`.")
+    category_id: int
+    category: CategorySummary
+    stock_quantity: int
+    is_active: bool
+    images: list[ImageRead]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class StockAdjustment(RequestModel):
+    delta: StockDelta = Field(
+        description="Units to add (positive) or remove (negative); the stock never goes below 0."
+    )

@@ -1,0 +1,15 @@
+"""The catalog migrations: no drift from the models, reversible, safe to start twice at once."""
+
+from servicekit.testing.contracts import (
+    test_a_migration_waits_for_the_advisory_lock,
+    test_every_revision_upgrades_downgrades_and_upgrades_again,
+    test_models_and_migrations_do_not_drift,
+    test_two_processes_migrating_at_once_both_succeed,
+)
+
+__all__ = [
+    "test_a_migration_waits_for_the_advisory_lock",
+    "test_every_revision_upgrades_downgrades_and_upgrades_again",
+    "test_models_and_migrations_do_not_drift",
+    "test_two_processes_migrating_at_once_both_succeed",
+]
