@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # uv from PATH, or bootstrapped into ./.tools on a machine that has only Python and make.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 SERVICES := users
-PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway
+PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway deploy
 
 .PHONY: help install run migrate test lint format
 
