@@ -32,6 +32,11 @@ class Process:
         return f"{self.name.upper()}_"
 
     @property
+    def migration_command(self) -> list[str]:
+        """What migrates the process's database, run from its image's working directory."""
+        return ["alembic", "-c", f"{self.directory}/alembic.ini", "upgrade", "head"]
+
+    @property
     def image(self) -> str:
         """Images are named after the distribution they install."""
         return self.distribution

@@ -147,13 +147,7 @@ def test_service_migrates_to_completion_before_it_starts(
     service: Process, containers: dict[str, Container]
 ) -> None:
     migrate, server = containers[f"{service.name}-migrate"], containers[service.name]
-    assert migrate["command"] == [
-        "alembic",
-        "-c",
-        f"{service.directory}/alembic.ini",
-        "upgrade",
-        "head",
-    ]
+    assert migrate["command"] == service.migration_command
     assert migrate["image"] == server["image"]
     assert migrate["environment"] == server["environment"]
     assert migrate["depends_on"] == {f"{service.name}-db": {"condition": "service_healthy"}}

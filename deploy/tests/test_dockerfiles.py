@@ -171,24 +171,23 @@ def test_install_steps_build_a_working_environment(
     _build_context(context, project)
     _run_step(PROJECT_STEP, context, project, venv, uv)
 
-    python = venv / "bin" / "python"
+    # The app factory imports from the installed copy, not the checkout: the image holds no
+    # source tree.
     imported = subprocess.run(
-        [python, "-c", f"from {project.package}.main import create_app; print(create_app)"],
+        [
+            venv / "bin" / "python",
+            "-c",
+            f"from {project.package} import main; print(main.create_app.__module__, main.__file__)",
+        ],
         cwd=runtime,
         capture_output=True,
         text=True,
         check=False,
     )
     assert imported.returncode == 0, imported.stderr
-    # The installed copy, not the checkout: the image holds no source tree.
-    located = subprocess.run(
-        [python, "-c", f"import {project.package}; print({project.package}.__file__)"],
-        cwd=runtime,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert located.stdout.startswith(str(venv))
+    module, location = imported.stdout.split()
+    assert module == f"{project.package}.main"
+    assert location.startswith(str(venv))
     if project.has_database:
         _migrations_render_from_the_image_layout(project, context, runtime, venv)
 
@@ -201,18 +200,13 @@ def _migrations_render_from_the_image_layout(
     target.mkdir(parents=True)
     shutil.copy(context / project.directory / "alembic.ini", target)
     shutil.copytree(context / project.directory / "migrations", target / "migrations")
+    alembic, *arguments = project.migration_command
+    # The URL comes from the environment, as in a container; --sql renders without connecting.
+    url = "postgresql+psycopg://user@db.invalid:5432/offline"
     rendered = subprocess.run(
-        [
-            venv / "bin" / "alembic",
-            "-c",
-            f"{project.directory}/alembic.ini",
-            "-x",
-            "database_url=postgresql+psycopg://user@db.invalid:5432/offline",
-            "upgrade",
-            "head",
-            "--sql",
-        ],
+        [venv / "bin" / alembic, *arguments, "--sql"],
         cwd=runtime,
+        env={**os.environ, f"{project.env_prefix}DATABASE_URL": url},
         capture_output=True,
         text=True,
         check=False,

@@ -221,13 +221,7 @@ def test_service_migrates_its_database_before_serving(
     deployment = _one(rendered, "Deployment", service.name)
     (migrate,) = _pod_spec(deployment)["initContainers"]
     container = _main_container(deployment, service.name)
-    assert migrate["command"] == [
-        "alembic",
-        "-c",
-        f"{service.directory}/alembic.ini",
-        "upgrade",
-        "head",
-    ]
+    assert migrate["command"] == service.migration_command
     assert migrate["image"] == container["image"]
     assert migrate["env"] == container["env"]
     assert migrate["envFrom"] == container["envFrom"]
