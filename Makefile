@@ -5,9 +5,10 @@ SHELL := /bin/bash
 # uv from PATH, or bootstrapped into ./.tools on a machine that has only Python and make.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 SERVICES := users catalog blog
-PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway
+PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway deploy
+COMPOSE := docker compose
 
-.PHONY: help install run migrate test lint format
+.PHONY: help install run migrate test lint format up down logs
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,3 +39,13 @@ lint: install  ## ruff check, ruff format --check, mypy --strict per project
 format: install  ## Format and autofix
 	@$(UV) run --frozen --no-sync ruff format .
 	@$(UV) run --frozen --no-sync ruff check --fix .
+
+up:  ## Build the images and start the system in Docker, gateway on 127.0.0.1:8000
+	@$(COMPOSE) up --detach --build
+	@$(COMPOSE) ps
+
+down:  ## Stop and remove the Docker containers (the databases' volumes are kept)
+	@$(COMPOSE) down
+
+logs:  ## Follow the Docker containers' logs
+	@$(COMPOSE) logs --follow --tail=100

@@ -1,0 +1,224 @@
+"""docker-compose.yml: valid under the Compose specification, a database per service, migrations
+before services, only the gateway published, and nothing secret but development defaults."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from sqlalchemy.engine import URL, make_url
+
+from servicekit.settings import DEVELOPMENT_PASSWORDS, ServiceSettings
+
+if TYPE_CHECKING:
+    from conftest import Process
+
+COMPOSE_FILE = Path(__file__).parents[2] / "docker-compose.yml"
+# Compose's interpolation, as far as this file uses it: `$$`, `${NAME}` and `${NAME:-default}`.
+VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")
+
+Container = dict[str, Any]
+
+
+def interpolate(value: str, environment: Mapping[str, str]) -> str:
+    """The value Compose would use, with `environment` as the shell's variables."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group("name"), match.group("default")
+        if default is not None:
+            return environment.get(name) or default
+        return environment.get(name, "")
+
+    return VARIABLE.sub(substitute, value)
+
+
+@pytest.fixture(scope="module")
+def containers() -> dict[str, Container]:
+    services: dict[str, Container] = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    return services
+
+
+@pytest.fixture(scope="module")
+def networks() -> dict[str, dict[str, Any]]:
+    declared: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE_FILE.read_text())["networks"]
+    return declared
+
+
+def _environment(container: Container, shell: Mapping[str, str]) -> dict[str, str]:
+    return {key: interpolate(str(value), shell) for key, value in container["environment"].items()}
+
+
+def _database_url(
+    containers: dict[str, Container], service: Process, shell: Mapping[str, str]
+) -> URL:
+    return make_url(
+        _environment(containers[service.name], shell)[f"{service.env_prefix}DATABASE_URL"]
+    )
+
+
+def test_compose_file_matches_the_compose_specification(check_jsonschema: Path) -> None:
+    result = subprocess.run(
+        [check_jsonschema, "--builtin-schema", "vendor.compose-spec", COMPOSE_FILE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_long_running_container_checks_its_health(
+    containers: dict[str, Container],
+) -> None:
+    for name, container in containers.items():
+        if container.get("restart") == "no":
+            # One-shot migration steps are exempt: they exit, and their success is what their
+            # service waits for (service_completed_successfully).
+            assert name.endswith("-migrate"), f"{name} runs once but is no migration step"
+            continue
+        healthcheck = container.get("healthcheck", {})
+        assert healthcheck.get("test"), f"{name} has no health check"
+        assert not healthcheck.get("disable", False)
+
+
+def test_only_the_gateway_publishes_a_port(
+    containers: dict[str, Container], processes: tuple[Process, ...]
+) -> None:
+    gateway = processes[-1]
+    published = {
+        name: container["ports"] for name, container in containers.items() if "ports" in container
+    }
+    assert list(published) == [gateway.name]
+    (mapping,) = published[gateway.name]
+    assert interpolate(mapping, {}) == f"127.0.0.1:{gateway.port}:{gateway.port}"
+    assert interpolate(mapping, {"GATEWAY_ADDRESS": "192.0.2.1", "GATEWAY_PORT": "80"}) == (
+        f"192.0.2.1:80:{gateway.port}"
+    )
+
+
+def test_service_has_a_database_of_its_own(
+    service: Process, containers: dict[str, Container]
+) -> None:
+    database = containers[f"{service.name}-db"]
+    assert interpolate(database["image"], {}).startswith("postgres:")
+    assert interpolate(database["image"], {"POSTGRES_IMAGE": "mirror/postgres:17"}) == (
+        "mirror/postgres:17"
+    )
+    assert database["healthcheck"]["test"][1].startswith("pg_isready")
+    assert database["environment"]["POSTGRES_DB"] == service.name
+    assert database["environment"]["POSTGRES_USER"] == service.name
+    (volume,) = database["volumes"]
+    assert volume == f"{service.name}-db-data:/var/lib/postgresql/data"
+
+    url = _database_url(containers, service, {})
+    assert (url.host, url.port, url.database, url.username) == (
+        f"{service.name}-db",
+        5432,
+        service.name,
+        service.name,
+    )
+    users_of_database = {
+        name
+        for name, container in containers.items()
+        if f"@{service.name}-db:" in str(container.get("environment", {}))
+    }
+    assert users_of_database == {service.name, f"{service.name}-migrate"}
+
+
+def test_service_database_shares_a_network_only_with_its_service(
+    service: Process, containers: dict[str, Container], networks: dict[str, dict[str, Any]]
+) -> None:
+    (network,) = containers[f"{service.name}-db"]["networks"]
+    assert networks[network].get("internal") is True
+    on_network = {
+        name for name, container in containers.items() if network in container["networks"]
+    }
+    assert on_network == {service.name, f"{service.name}-migrate", f"{service.name}-db"}
+
+
+def test_service_migrates_to_completion_before_it_starts(
+    service: Process, containers: dict[str, Container]
+) -> None:
+    migrate, server = containers[f"{service.name}-migrate"], containers[service.name]
+    assert migrate["command"] == service.migration_command
+    assert migrate["image"] == server["image"]
+    assert migrate["environment"] == server["environment"]
+    assert migrate["depends_on"] == {f"{service.name}-db": {"condition": "service_healthy"}}
+    assert server["depends_on"] == {
+        f"{service.name}-migrate": {"condition": "service_completed_successfully"}
+    }
+
+
+def test_containers_are_built_from_their_dockerfiles(
+    process: Process, containers: dict[str, Container]
+) -> None:
+    container = containers[process.name]
+    assert container["build"]["context"] == "."
+    assert container["build"]["dockerfile"] == f"{process.directory}/Dockerfile"
+    assert interpolate(container["image"], {}) == f"{process.image}:dev"
+    assert interpolate(
+        container["image"], {"IMAGE_PREFIX": "registry.example.com/", "IMAGE_TAG": "1.0"}
+    ) == (f"registry.example.com/{process.image}:1.0")
+    assert interpolate(container["build"]["args"]["PYTHON_IMAGE"], {}) == (
+        "python:3.11-slim-bookworm"
+    )
+
+
+def test_services_are_reachable_only_on_internal_networks(
+    containers: dict[str, Container],
+    networks: dict[str, dict[str, Any]],
+    processes: tuple[Process, ...],
+) -> None:
+    gateway = processes[-1]
+    for name, container in containers.items():
+        external = [net for net in container["networks"] if not networks[net].get("internal")]
+        assert external == ([] if name != gateway.name else ["edge"]), name
+
+
+def test_gateway_waits_for_ready_services_at_their_addresses(
+    service: Process, containers: dict[str, Container], processes: tuple[Process, ...]
+) -> None:
+    gateway = containers[processes[-1].name]
+    assert gateway["depends_on"][service.name] == {"condition": "service_healthy"}
+    assert gateway["environment"][f"GATEWAY_{service.name.upper()}_URL"] == (
+        f"http://{service.name}:{service.port}"
+    )
+    assert "services" in set(gateway["networks"]) & set(containers[service.name]["networks"])
+    probe = " ".join(containers[service.name]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{service.port}/health/ready" in probe
+
+
+def test_passwords_come_from_the_environment_with_development_defaults(
+    service: Process, containers: dict[str, Container]
+) -> None:
+    raw_password = containers[f"{service.name}-db"]["environment"]["POSTGRES_PASSWORD"]
+    match = re.fullmatch(r"\$\{(?P<name>\w+_DB_PASSWORD):-(?P<default>\w+)\}", raw_password)
+    assert match, f"{service.name}-db's password is not taken from the environment"
+    assert match["default"] in DEVELOPMENT_PASSWORDS
+    raw_url = containers[service.name]["environment"][f"{service.env_prefix}DATABASE_URL"]
+    assert f":{raw_password}@" in raw_url
+
+
+def test_development_defaults_are_refused_outside_development(
+    service: Process, containers: dict[str, Container]
+) -> None:
+    def settings(shell: Mapping[str, str]) -> ServiceSettings:
+        environment = _environment(containers[service.name], shell)
+        prefix = service.env_prefix
+        return ServiceSettings.model_validate(
+            {key.removeprefix(prefix).lower(): value for key, value in environment.items()}
+        )
+
+    assert settings({}).environment == "development"
+    with pytest.raises(ValidationError, match="development password"):
+        settings({"APP_ENVIRONMENT": "production"})
+    password = f"{service.name.upper()}_DB_PASSWORD"
+    production = settings({"APP_ENVIRONMENT": "production", password: "a-real-password"})
+    assert production.environment == "production"

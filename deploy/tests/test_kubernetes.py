@@ -1,0 +1,427 @@
+"""The Kubernetes manifests: every overlay renders offline with `kubectl kustomize`, every object
+validates against the Kubernetes schemas, and the rendered system has the properties operators
+rely on (probes, limits, migrations, Secrets, network isolation, autoscaling)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from servicekit.settings import DEVELOPMENT_PASSWORDS
+
+if TYPE_CHECKING:
+    from conftest import Process
+
+DEPLOY = Path(__file__).parents[1]
+OVERLAYS = sorted(path.parent.name for path in DEPLOY.glob("overlays/*/kustomization.yaml"))
+# The oldest Kubernetes the manifests support (see deploy/README.md), and the newest schemas.
+KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
+POSTGRES_DEFAULT_MAX_CONNECTIONS = 100
+
+Object = dict[str, Any]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def render(kubectl: Path) -> Callable[[str], list[Object]]:
+    """Renders an overlay as `kubectl kustomize` does (offline), once per overlay."""
+
+    @functools.cache
+    def objects(overlay: str) -> list[Object]:
+        result = subprocess.run(
+            [kubectl, "kustomize", DEPLOY / "overlays" / overlay],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+    return objects
+
+
+@pytest.fixture(scope="module")
+def rendered(overlay: str, render: Callable[[str], list[Object]]) -> list[Object]:
+    return render(overlay)
+
+
+@pytest.fixture(scope="module")
+def dev(render: Callable[[str], list[Object]]) -> list[Object]:
+    return render("dev")
+
+
+@pytest.fixture(scope="module")
+def prod(render: Callable[[str], list[Object]]) -> list[Object]:
+    return render("prod")
+
+
+def _all(rendered: list[Object], kind: str) -> list[Object]:
+    return [item for item in rendered if item["kind"] == kind]
+
+
+def _one(rendered: list[Object], kind: str, name: str) -> Object:
+    matches = [item for item in _all(rendered, kind) if item["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+    return matches[0]
+
+
+def _generated(rendered: list[Object], kind: str, name: str) -> Object:
+    """A ConfigMap or Secret, whose rendered name may carry kustomize's content hash."""
+    matches = [
+        item
+        for item in _all(rendered, kind)
+        if item["metadata"]["name"] == name or item["metadata"]["name"].startswith(f"{name}-")
+    ]
+    assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+    return matches[0]
+
+
+def _pod_spec(workload: Object) -> Object:
+    spec: Object = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def _containers(workload: Object) -> Iterator[Object]:
+    spec = _pod_spec(workload)
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def _main_container(workload: Object, name: str) -> Object:
+    containers: list[Object] = _pod_spec(workload)["containers"]
+    (container,) = [container for container in containers if container["name"] == name]
+    return container
+
+
+def _environment(rendered: list[Object], container: Object) -> dict[str, str]:
+    """The variables a container sees from its ConfigMaps and literal values."""
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        config_map = _one(rendered, "ConfigMap", source["configMapRef"]["name"])
+        environment.update(config_map["data"])
+    for variable in container.get("env", []):
+        if "value" in variable:
+            environment[variable["name"]] = variable["value"]
+    return environment
+
+
+def test_dev_and_prod_overlays_exist() -> None:
+    assert {"dev", "prod"} <= set(OVERLAYS)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_rendered_objects_validate_against_the_kubernetes_schemas(
+    rendered: list[Object], version: str
+) -> None:
+    problems = []
+    for item in rendered:
+        name = f"{item['kind']}/{item['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(item, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(str(part) for part in error.path)
+            problems.append(f"{name}: {path}: {error.message}")
+        except kubernetes_validate.SchemaNotFoundError as error:
+            problems.append(f"{name}: {error.message}")
+    assert problems == []
+
+
+def test_process_has_a_deployment_service_autoscaler_and_disruption_budget(
+    rendered: list[Object], process: Process
+) -> None:
+    deployment = _one(rendered, "Deployment", process.name)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # The autoscaler owns the replica count; a `replicas` here would fight it on every apply.
+    assert "replicas" not in deployment["spec"]
+
+    container = _main_container(deployment, process.name)
+    assert container["ports"] == [{"name": "http", "containerPort": process.port}]
+    service = _one(rendered, "Service", process.name)
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": process.port, "targetPort": "http"}
+    ]
+
+    autoscaler = _one(rendered, "HorizontalPodAutoscaler", process.name)
+    assert autoscaler["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": process.name,
+    }
+    assert 1 <= autoscaler["spec"]["minReplicas"] <= autoscaler["spec"]["maxReplicas"]
+
+    budget = _one(rendered, "PodDisruptionBudget", process.name)
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # maxUnavailable, not minAvailable: a drain still proceeds when only one replica runs.
+    assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_deployment_probes_its_health_endpoints(rendered: list[Object], process: Process) -> None:
+    container = _main_container(_one(rendered, "Deployment", process.name), process.name)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    # The gateway's readiness is its liveness: see the comment in deploy/base/gateway.yaml.
+    ready_path = "/health/ready" if process.has_database else "/health/live"
+    assert container["readinessProbe"]["httpGet"] == {"path": ready_path, "port": "http"}
+
+
+def test_every_container_requests_and_is_limited_in_cpu_and_memory(
+    rendered: list[Object],
+) -> None:
+    for workload in _all(rendered, "Deployment") + _all(rendered, "StatefulSet"):
+        for container in _containers(workload):
+            resources = container["resources"]
+            for bound in ("requests", "limits"):
+                assert set(resources[bound]) == {"cpu", "memory"}, (
+                    f"{workload['metadata']['name']}/{container['name']} {bound}"
+                )
+
+
+def test_every_pod_runs_unprivileged_on_a_read_only_filesystem(rendered: list[Object]) -> None:
+    for workload in _all(rendered, "Deployment") + _all(rendered, "StatefulSet"):
+        pod = _pod_spec(workload)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for container in _containers(workload):
+            context = container["securityContext"]
+            assert context == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }, f"{workload['metadata']['name']}/{container['name']}"
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard(rendered: list[Object]) -> None:
+    (namespace,) = _all(rendered, "Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    namespaced = [item for item in rendered if item["kind"] != "Namespace"]
+    assert {item["metadata"]["namespace"] for item in namespaced} == {namespace["metadata"]["name"]}
+
+
+def test_service_migrates_its_database_before_serving(
+    rendered: list[Object], service: Process
+) -> None:
+    deployment = _one(rendered, "Deployment", service.name)
+    (migrate,) = _pod_spec(deployment)["initContainers"]
+    container = _main_container(deployment, service.name)
+    assert migrate["command"] == service.migration_command
+    assert migrate["image"] == container["image"]
+    assert migrate["env"] == container["env"]
+    assert migrate["envFrom"] == container["envFrom"]
+
+
+def test_service_reads_its_database_url_from_a_secret(
+    rendered: list[Object], service: Process
+) -> None:
+    container = _main_container(_one(rendered, "Deployment", service.name), service.name)
+    (variable,) = container["env"]
+    assert variable["name"] == f"{service.env_prefix}DATABASE_URL"
+    reference = variable["valueFrom"]["secretKeyRef"]
+    assert reference["key"] == "url"
+    assert reference["name"].startswith(f"{service.name}-database")
+    configuration = _environment(rendered, container)
+    assert f"{service.env_prefix}DATABASE_URL" not in configuration
+
+
+def test_overlay_sets_one_environment_for_every_process(
+    rendered: list[Object], overlay: str, process: Process
+) -> None:
+    config_map = _generated(rendered, "ConfigMap", f"{process.name}-config")
+    expected = "development" if overlay == "dev" else "production"
+    assert config_map["data"][f"{process.env_prefix}ENVIRONMENT"] == expected
+
+
+def test_gateway_calls_each_service_at_its_service_address(
+    rendered: list[Object], service: Process, processes: tuple[Process, ...]
+) -> None:
+    gateway = processes[-1]
+    container = _main_container(_one(rendered, "Deployment", gateway.name), gateway.name)
+    port = _one(rendered, "Service", service.name)["spec"]["ports"][0]["port"]
+    assert _environment(rendered, container)[f"GATEWAY_{service.name.upper()}_URL"] == (
+        f"http://{service.name}:{port}"
+    )
+
+
+def test_autoscaled_connections_fit_in_the_database(
+    rendered: list[Object], service: Process
+) -> None:
+    container = _main_container(_one(rendered, "Deployment", service.name), service.name)
+    environment = _environment(rendered, container)
+    per_pod = int(environment[f"{service.env_prefix}POOL_SIZE"]) + int(
+        environment[f"{service.env_prefix}MAX_OVERFLOW"]
+    )
+    replicas = _one(rendered, "HorizontalPodAutoscaler", service.name)["spec"]["maxReplicas"]
+    # Headroom for migrations and an operator's psql.
+    assert replicas * per_pod <= POSTGRES_DEFAULT_MAX_CONNECTIONS - 10
+
+
+def test_gateway_is_published_through_the_ingress(
+    rendered: list[Object], overlay: str, processes: tuple[Process, ...]
+) -> None:
+    gateway = processes[-1]
+    (ingress,) = _all(rendered, "Ingress")
+    backends = [
+        path["backend"]["service"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert backends == [{"name": gateway.name, "port": {"name": "http"}}]
+    if overlay == "prod":
+        (rule,) = ingress["spec"]["rules"]
+        (tls,) = ingress["spec"]["tls"]
+        assert tls["hosts"] == [rule["host"]]
+
+
+# Network policies, evaluated for traffic between the workloads of the namespace.
+
+
+def _selects(selector: Object, labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, "only matchLabels selectors are evaluated here"
+    return all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items())
+
+
+def _admits(rule: Object, peers_key: str, labels: dict[str, str], port: int) -> bool:
+    """Whether a rule admits a pod of this namespace with `labels`, on `port`."""
+    peers = rule.get(peers_key, [])
+    # A peer with a namespaceSelector or an ipBlock is about other namespaces or addresses.
+    peer_admits = not peers or any(
+        set(peer) == {"podSelector"} and _selects(peer["podSelector"], labels) for peer in peers
+    )
+    ports = rule.get("ports", [])
+    port_admits = not ports or any(entry["port"] == port for entry in ports)
+    return peer_admits and port_admits
+
+
+def _allows(policies: list[Object], source: Object, target: Object, port: int) -> bool:
+    def applying(labels: dict[str, str], direction: str) -> list[Object]:
+        return [
+            policy["spec"]
+            for policy in policies
+            if direction in policy["spec"]["policyTypes"]
+            and _selects(policy["spec"]["podSelector"], labels)
+        ]
+
+    source_labels = source["spec"]["template"]["metadata"]["labels"]
+    target_labels = target["spec"]["template"]["metadata"]["labels"]
+    ingress = applying(target_labels, "Ingress")
+    egress = applying(source_labels, "Egress")
+    return (
+        not ingress
+        or any(
+            _admits(rule, "from", source_labels, port)
+            for spec in ingress
+            for rule in spec.get("ingress", [])
+        )
+    ) and (
+        not egress
+        or any(
+            _admits(rule, "to", target_labels, port)
+            for spec in egress
+            for rule in spec.get("egress", [])
+        )
+    )
+
+
+def test_network_policies_allow_only_gateway_to_services_and_service_to_its_database(
+    rendered: list[Object], overlay: str, processes: tuple[Process, ...]
+) -> None:
+    policies = _all(rendered, "NetworkPolicy")
+    workloads = _all(rendered, "Deployment") + _all(rendered, "StatefulSet")
+    allowed = {
+        (source["metadata"]["name"], target["metadata"]["name"], port["containerPort"])
+        for source in workloads
+        for target in workloads
+        for container in _pod_spec(target)["containers"]
+        for port in container["ports"]
+        if _allows(policies, source, target, port["containerPort"])
+    }
+    gateway, services = processes[-1], [process for process in processes if process.has_database]
+    expected = {(gateway.name, service.name, service.port) for service in services}
+    if overlay == "dev":
+        expected |= {(service.name, f"{service.name}-db", 5432) for service in services}
+    assert allowed == expected
+
+
+def test_network_policies_deny_by_default_and_allow_name_resolution(
+    rendered: list[Object],
+) -> None:
+    default_deny = _one(rendered, "NetworkPolicy", "default-deny")["spec"]
+    assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    dns = _one(rendered, "NetworkPolicy", "allow-dns")["spec"]
+    (rule,) = dns["egress"]
+    assert {(port["port"], port["protocol"]) for port in rule["ports"]} == {
+        (53, "UDP"),
+        (53, "TCP"),
+    }
+
+
+def test_only_the_ingress_controller_reaches_the_gateway(
+    rendered: list[Object], processes: tuple[Process, ...]
+) -> None:
+    gateway = processes[-1]
+    (rule,) = _one(rendered, "NetworkPolicy", gateway.name)["spec"]["ingress"]
+    (peer,) = rule["from"]
+    assert list(peer) == ["namespaceSelector"]
+    assert rule["ports"] == [{"port": gateway.port, "protocol": "TCP"}]
+
+
+def test_service_reaches_only_its_database_port_outside_the_cluster(
+    rendered: list[Object], overlay: str, service: Process
+) -> None:
+    (rule,) = _one(rendered, "NetworkPolicy", service.name)["spec"]["egress"]
+    assert rule["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    (peer,) = rule["to"]
+    if overlay == "dev":
+        assert peer == {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": f"{service.name}-db"}}
+        }
+    else:
+        assert list(peer) == ["ipBlock"]
+        assert not peer["ipBlock"]["cidr"].startswith("0.0.0.0/")
+
+
+def test_prod_expects_external_databases_and_secrets(rendered: list[Object], overlay: str) -> None:
+    if overlay != "prod":
+        return
+    assert _all(rendered, "StatefulSet") == []
+    assert _all(rendered, "PersistentVolumeClaim") == []
+    # The Secrets are created outside this repository (deploy/README.md): none is rendered.
+    assert _all(rendered, "Secret") == []
+
+
+def test_dev_runs_one_postgres_per_service_with_development_passwords(
+    dev: list[Object], service: Process
+) -> None:
+    database = _one(dev, "StatefulSet", f"{service.name}-db")
+    assert database["spec"]["replicas"] == 1
+    (postgres,) = _pod_spec(database)["containers"]
+    assert postgres["image"].startswith("postgres:")
+    assert postgres["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    variables = {variable["name"]: variable for variable in postgres["env"]}
+    assert variables["POSTGRES_DB"]["value"] == service.name
+    password_reference = variables["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+
+    secret = _generated(dev, "Secret", f"{service.name}-database")
+    assert password_reference == {"name": secret["metadata"]["name"], "key": "password"}
+    literals = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    url = make_url(literals["url"])
+    assert url.password == literals["password"]
+    assert url.password in DEVELOPMENT_PASSWORDS
+    assert (url.host, url.database) == (f"{service.name}-db", service.name)
