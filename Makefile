@@ -5,10 +5,10 @@ SHELL := /bin/bash
 # uv from PATH, or bootstrapped into ./.tools on a machine that has only Python and make.
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 SERVICES := users catalog blog
-PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway deploy
+PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway deploy bench
 COMPOSE := docker compose
 
-.PHONY: help install run migrate test lint format up down logs
+.PHONY: help install run migrate test lint format bench up down logs
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ lint: install  ## ruff check, ruff format --check, mypy --strict per project
 format: install  ## Format and autofix
 	@$(UV) run --frozen --no-sync ruff format .
 	@$(UV) run --frozen --no-sync ruff check --fix .
+
+bench: install  ## Benchmarks on Postgres: seed, drive every scenario with wrk, report (BENCH_ARGS=--help)
+	@scripts/install-wrk
+	@$(UV) run --frozen --no-sync python -m bench $(BENCH_ARGS)
 
 up:  ## Build the images and start the system in Docker, gateway on 127.0.0.1:8000
 	@$(COMPOSE) up --detach --build

@@ -1,0 +1,1 @@
+"""Benchmarks of the system against its own ceilings: `make bench`."""

@@ -1,0 +1,121 @@
+"""Load generation with wrk: a Lua script picks each request's path from a list, reports JSON."""
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_MARKER = "BENCH_RESULT "
+# Each wrk thread runs its own copy of the script; the thread's address seeds its generator so
+# threads do not replay the same sequence of paths.
+_SCRIPT = """
+local paths = {%(paths)s}
+local count = #paths
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("seed", counter)
+end
+
+function init(args)
+  math.randomseed(seed or 1)
+end
+
+function request()
+  return wrk.format("GET", paths[math.random(count)])
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '%(marker)s{"requests":%%d,"duration_us":%%d,"bytes":%%d,' ..
+    '"errors":{"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d},' ..
+    '"latency_us":{"mean":%%.1f,"p50":%%d,"p90":%%d,"p99":%%d,"max":%%d}}\\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max))
+end
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What wrk measured in one run."""
+
+    connections: int
+    requests: int
+    seconds: float
+    rps: float
+    latency_ms: dict[str, float]
+    errors: dict[str, int]
+
+    @property
+    def failed(self) -> int:
+        """Requests that got no 2xx/3xx answer, or no answer at all."""
+        return sum(self.errors.values())
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+def wrk_path() -> str | None:
+    """The wrk executable, if one is installed."""
+    return shutil.which("wrk")
+
+
+def parse_wrk_output(output: str, connections: int) -> LoadResult:
+    """The result the script's done() printed."""
+    for line in output.splitlines():
+        if line.startswith(_MARKER):
+            raw = json.loads(line[len(_MARKER) :])
+            seconds = raw["duration_us"] / 1e6
+            return LoadResult(
+                connections=connections,
+                requests=raw["requests"],
+                seconds=round(seconds, 3),
+                rps=round(raw["requests"] / seconds, 1) if seconds else 0.0,
+                latency_ms={k: round(v / 1000, 3) for k, v in raw["latency_us"].items()},
+                errors=raw["errors"],
+            )
+    raise RuntimeError(f"wrk printed no result:\n{output}")
+
+
+def run_wrk(
+    base_url: str,
+    paths: Sequence[str],
+    *,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+) -> LoadResult:
+    """GET random paths of `paths` from `base_url` for `seconds` over `connections` connections."""
+    executable = wrk_path()
+    if executable is None:
+        raise RuntimeError("wrk is not installed")
+    listed = ",".join(json.dumps(path) for path in paths)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_SCRIPT % {"paths": listed, "marker": _MARKER})
+    try:
+        completed = subprocess.run(  # noqa: S603 - our own arguments
+            [
+                executable,
+                f"--threads={min(threads, connections)}",
+                f"--connections={connections}",
+                f"--duration={max(1, round(seconds))}s",
+                "--timeout=10s",
+                f"--script={script.name}",
+                base_url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        Path(script.name).unlink()
+    return parse_wrk_output(completed.stdout, connections)

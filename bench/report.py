@@ -1,0 +1,234 @@
+"""The ratios a run is judged by, and the table, markdown report and chart that show them."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ratio of two measurements of the same run, and the bound it should meet."""
+
+    key: str
+    description: str
+    bound: float
+    at_most: bool = False  # a latency ratio: lower is better
+
+    def met(self, value: float) -> bool:
+        """Whether `value` is within the bound."""
+        return value <= self.bound if self.at_most else value >= self.bound
+
+
+TARGETS = (
+    Target("users_vs_ceiling", "users service GET /users/{id} vs the raw ceiling", 0.5),
+    Target("gateway_vs_users", "gateway GET /users/{id} vs the users service", 0.6),
+    Target("users_with_posts_vs_gateway", "/users-with-posts?limit=20 vs gateway user read", 0.5),
+    Target("gateway_256_vs_64", "gateway at 256 connections vs at 64", 0.9),
+    Target("keyset_deep_vs_first", "keyset page at 90% depth vs first page (p50)", 1.5, True),
+    Target("bulk_vs_executemany", "POST /products/bulk vs psycopg executemany (rows/s)", 0.5),
+)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _rps(document: dict[str, Any], key: str) -> float | None:
+    entry = document.get("throughput", {}).get(key)
+    return float(entry["rps"]) if entry else None
+
+
+def _gateway_rps_at(document: dict[str, Any], connections: int) -> float | None:
+    for point in document.get("concurrency", {}).get("gateway", []):
+        if point["connections"] == connections:
+            return float(point["rps"])
+    return None
+
+
+def _p50(document: dict[str, Any], key: str) -> float | None:
+    entry = document.get("latency", {}).get(key)
+    return float(entry["latency_ms"]["p50"]) if entry else None
+
+
+def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its measured ratio (None when its scenarios did not run)."""
+    bulk = document.get("bulk") or {}
+    values = {
+        "users_vs_ceiling": _ratio(_rps(document, "users"), _rps(document, "ceiling")),
+        "gateway_vs_users": _ratio(_rps(document, "gateway_user"), _rps(document, "users")),
+        "users_with_posts_vs_gateway": _ratio(
+            _rps(document, "users_with_posts"), _rps(document, "gateway_user")
+        ),
+        "gateway_256_vs_64": _ratio(_gateway_rps_at(document, 256), _gateway_rps_at(document, 64)),
+        "keyset_deep_vs_first": _ratio(_p50(document, "keyset_deep"), _p50(document, "first_page")),
+        "bulk_vs_executemany": _ratio(
+            bulk.get("service_rows_per_second"), bulk.get("executemany_rows_per_second")
+        ),
+    }
+    judged = []
+    for target in TARGETS:
+        value = values[target.key]
+        judged.append(
+            {
+                "key": target.key,
+                "description": target.description,
+                "bound": ("<= " if target.at_most else ">= ") + str(target.bound),
+                "value": value,
+                "met": None if value is None else target.met(value),
+            }
+        )
+    return judged
+
+
+def _scenario_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for entry in document.get("throughput", {}).values():
+        rows.append(
+            (
+                entry["label"],
+                f"{entry['rps']:,.0f} req/s",
+                f"{entry['latency_ms']['p50']:.2f}",
+                f"{entry['latency_ms']['p99']:.2f}",
+                str(sum(entry["errors"].values())),
+            )
+        )
+    for entry in document.get("latency", {}).values():
+        rows.append(
+            (
+                entry["label"],
+                f"{entry['rps']:,.0f} req/s",
+                f"{entry['latency_ms']['p50']:.2f}",
+                f"{entry['latency_ms']['p99']:.2f}",
+                str(sum(entry["errors"].values())),
+            )
+        )
+    bulk = document.get("bulk")
+    if bulk:
+        for label, key in (
+            ("7. POST /products/bulk (1,000 rows), catalog", "service_rows_per_second"),
+            ("7. psycopg executemany, same rows", "executemany_rows_per_second"),
+        ):
+            rows.append((label, f"{bulk[key]:,} rows/s", "", "", ""))
+    for server, points in document.get("concurrency", {}).items():
+        for point in points:
+            rows.append(
+                (
+                    f"8. {server} GET /users/{{id}}, {point['connections']} connections",
+                    f"{point['rps']:,.0f} req/s",
+                    f"{point['latency_ms']['p50']:.2f}",
+                    f"{point['latency_ms']['p99']:.2f}",
+                    str(sum(point["errors"].values())),
+                )
+            )
+    return rows
+
+
+def _target_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    verdicts = {True: "met", False: "MISSED", None: "not run"}
+    return [
+        (
+            target["description"],
+            "" if target["value"] is None else f"{target['value']:.2f}",
+            target["bound"],
+            verdicts[target["met"]],
+        )
+        for target in document.get("targets", [])
+    ]
+
+
+def _markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+SCENARIO_HEADER = ("scenario", "throughput", "p50 ms", "p99 ms", "failed")
+
+
+def table(document: dict[str, Any]) -> str:
+    """The scenarios and targets as plain text for the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    scenarios = Table(*SCENARIO_HEADER, title="scenarios")
+    for row in _scenario_rows(document):
+        scenarios.add_row(*row)
+    ratios = Table("ratio", "value", "target", "", title="targets")
+    for target_row in _target_rows(document):
+        ratios.add_row(*target_row)
+    console = Console(width=120, record=True)
+    with console.capture() as capture:
+        console.print(scenarios)
+        console.print(ratios)
+    return capture.get()
+
+
+def write(document: dict[str, Any], folder: Path) -> None:
+    """latest.md and gateway-concurrency.png in `folder`."""
+    machine = document["machine"]
+    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
+    scale = document["scale"]
+    markdown = f"""# Benchmark report
+
+Run {document["started"]}: {document["seconds"]} s measured after {document["warmup"]} s of
+warm-up per scenario, {document["connections"]} connections for scenarios 1-5, wrk with one
+thread, {machine["workers_per_server"]} uvicorn worker(s) for every server.
+
+Machine: {machine["cores"]} cores ({machine["cpu"]}), Python {machine["python"]},
+PostgreSQL {machine["postgres"]}, {machine["wrk"]}. Packages: {packages}.
+
+Data: {scale["users"]:,} users, {scale["posts"]:,} posts with tags, {scale["comments"]:,}
+comments, {scale["products"]:,} products in 50 categories.
+
+## Targets
+
+{_markdown_table(("ratio", "value", "target", "verdict"), _target_rows(document))}
+
+## Scenarios
+
+{_markdown_table(SCENARIO_HEADER, _scenario_rows(document))}
+
+![gateway throughput against concurrency](gateway-concurrency.png)
+"""
+    folder.joinpath("latest.md").write_text(markdown)
+    _chart(document, folder / "gateway-concurrency.png")
+
+
+def _chart(document: dict[str, Any], path: Path) -> None:
+    concurrency = document.get("concurrency")
+    if not concurrency:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    names = {"gateway": "gateway (aiohttp pool)", "gateway-httpx": "gateway (httpx pool)"}
+    for server, points in concurrency.items():
+        axes.plot(
+            [p["connections"] for p in points],
+            [p["rps"] for p in points],
+            marker="o",
+            label=names.get(server, server),
+        )
+    users = document.get("throughput", {}).get("users")
+    if users:
+        axes.axhline(users["rps"], linestyle="--", color="grey", label="users service directly")
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(
+        [p["connections"] for p in next(iter(concurrency.values()))],
+        labels=[str(p["connections"]) for p in next(iter(concurrency.values()))],
+    )
+    axes.set_xlabel("concurrent connections")
+    axes.set_ylabel("requests per second")
+    axes.set_title("GET /users/{id} through the gateway")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

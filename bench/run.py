@@ -1,0 +1,574 @@
+"""`make bench`: seed Postgres, start every server, drive each scenario with wrk, report ratios.
+
+Every server runs as its own uvicorn process with the same worker count, on ports of its own
+(18000 and up) so that a `make run` on the usual ports is left alone.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import SimpleNamespace
+from typing import IO, Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from bench import report
+from bench.load import LoadResult, run_wrk, wrk_path
+from bench.seed import Scale, is_seeded, product_bodies, seed
+from servicekit.pagination import SortOrder
+from users_service.models import User
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SERVICES = ("users", "catalog", "blog")
+DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+HOST = "127.0.0.1"
+PORTS = {
+    "gateway": 18000,
+    "users": 18001,
+    "catalog": 18002,
+    "blog": 18003,
+    "gateway-httpx": 18010,
+    "ceiling": 18100,
+}
+GATEWAY_CONCURRENCY = (1, 16, 64, 256)
+PATH_SAMPLE = 2000  # distinct paths per scenario: enough that no cache answers them all
+BULK_ROWS = 1000
+BULK_REQUESTS = 10
+
+
+@dataclass
+class Options:
+    """The command line."""
+
+    scale: Scale
+    seconds: float
+    warmup: float
+    connections: int
+    workers: int
+    reseed: bool
+    profile: bool
+    only: set[str] = field(default_factory=set)
+
+
+def _parse(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="data set size (1 = full)")
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per run")
+    parser.add_argument("--connections", type=int, default=64, help="connections for 1-5")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    parser.add_argument("--reseed", action="store_true", help="rebuild the data set")
+    parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of 2-4")
+    parser.add_argument("--only", nargs="*", default=[], help="scenario numbers to run")
+    args = parser.parse_args(argv)
+    scale = Scale() if args.scale == 1 else Scale().scaled(args.scale)
+    return Options(
+        scale,
+        args.seconds,
+        args.warmup,
+        args.connections,
+        args.workers,
+        args.reseed,
+        args.profile,
+        set(args.only),
+    )
+
+
+def say(message: str) -> None:
+    """Progress for the person waiting."""
+    print(f"bench: {message}", flush=True)
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+
+def _libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def postgres_server() -> Iterator[URL]:
+    """BENCH_DATABASE_URL or the local server; else a testcontainers Postgres."""
+    url = make_url(os.environ.get("BENCH_DATABASE_URL", DEFAULT_SERVER))
+    try:
+        psycopg.connect(_libpq(url), connect_timeout=3).close()
+    except psycopg.OperationalError:
+        from testcontainers.postgres import PostgresContainer
+
+        image = os.environ.get("TEST_POSTGRES_IMAGE", "postgres:16")
+        say(f"no Postgres at {url.host}:{url.port}; starting {image} with testcontainers")
+        with PostgresContainer(image, driver="psycopg") as container:
+            yield make_url(container.get_connection_url())
+        return
+    yield url
+
+
+def _database_url(server: URL, service: str) -> URL:
+    return server.set(drivername="postgresql+psycopg", database=f"bench_{service}")
+
+
+def recreate_databases(server: URL) -> None:
+    """Drop and create the bench databases, then run each service's migrations."""
+    with psycopg.connect(_libpq(server), autocommit=True) as connection:
+        for service in SERVICES:
+            name = sql.Identifier(f"bench_{service}")
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    for service in SERVICES:
+        url = _database_url(server, service).render_as_string(hide_password=False)
+        subprocess.run(  # noqa: S603 - our own arguments
+            [
+                sys.executable,
+                "-m",
+                "alembic",
+                "-c",
+                str(ROOT / "services" / service / "alembic.ini"),
+                "-x",
+                f"database_url={url}",
+                "upgrade",
+                "head",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def serve(
+    name: str, app: str, env: dict[str, str], workers: int, ready_path: str
+) -> Iterator[Server]:
+    """Run `app` (an app factory) under uvicorn until the block ends."""
+    port = PORTS[name]
+    RESULTS.joinpath("logs").mkdir(parents=True, exist_ok=True)
+    log: IO[bytes]
+    with RESULTS.joinpath("logs", f"{name}.log").open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own arguments
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app,
+                "--factory",
+                f"--host={HOST}",
+                f"--port={port}",
+                f"--workers={workers}",
+                "--no-access-log",
+            ],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        url = f"http://{HOST}:{port}"
+        try:
+            _wait_until_ready(url + ready_path, process)
+            yield Server(name, url, process)
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}; see bench/results/logs")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)  # polling a process's start-up, not synchronising a test
+    raise RuntimeError(f"{url} did not become ready within 60 s")
+
+
+def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Server]:
+    """Every server of the benchmark, ready."""
+    servers: dict[str, Server] = {}
+    for service in SERVICES:
+        prefix = service.upper()
+        env = {
+            f"{prefix}_DATABASE_URL": _database_url(server, service).render_as_string(
+                hide_password=False
+            ),
+            # The bulk scenario writes 1,000 rows a request; the default timeout stays.
+            f"{prefix}_LOG_LEVEL": "INFO",
+        }
+        servers[service] = stack.enter_context(
+            serve(service, f"{service}_service.main:create_app", env, workers, "/health/ready")
+        )
+    service_urls = {f"GATEWAY_{service.upper()}_URL": servers[service].url for service in SERVICES}
+    for name, transport in (("gateway", "aiohttp"), ("gateway-httpx", "httpx")):
+        servers[name] = stack.enter_context(
+            serve(
+                name,
+                "gateway_service.main:create_app",
+                {**service_urls, "GATEWAY_HTTP_TRANSPORT": transport},
+                workers,
+                "/health/ready",
+            )
+        )
+    ceiling_dsn = _libpq(_database_url(server, "users"))
+    servers["ceiling"] = stack.enter_context(
+        serve(
+            "ceiling",
+            "bench.ceiling:create_app",
+            {"BENCH_CEILING_DSN": ceiling_dsn},
+            workers,
+            "/health/live",
+        )
+    )
+    return servers
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Measurements:
+    """Every number of one run, by scenario."""
+
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
+    concurrency: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bulk: dict[str, Any] = field(default_factory=dict)
+
+
+class Bench:
+    def __init__(self, options: Options, servers: dict[str, Server], engines: dict[str, Engine]):
+        self.options = options
+        self.servers = servers
+        self.engines = engines
+        self.rng = random.Random(4)  # noqa: S311 - test data, not secrets
+        self.results = Measurements()
+
+    def measure(
+        self, server: str, paths: Sequence[str], connections: int, profile_as: str | None = None
+    ) -> LoadResult:
+        """A warm-up, then the measured run (profiled by py-spy if asked)."""
+        url = self.servers[server].url
+        run_wrk(url, paths, connections=connections, seconds=self.options.warmup)
+        with self._profiled(server, profile_as):
+            result = run_wrk(url, paths, connections=connections, seconds=self.options.seconds)
+        if result.failed:
+            say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
+        return result
+
+    @contextmanager
+    def _profiled(self, server: str, label: str | None) -> Iterator[None]:
+        if not (self.options.profile and label):
+            yield
+            return
+        output = RESULTS / f"profile-{label}.svg"
+        spy = subprocess.Popen(  # noqa: S603 - our own arguments
+            [
+                sys.executable,
+                "-m",
+                "py_spy",
+                "record",
+                "--nonblocking",
+                "--subprocesses",
+                f"--pid={self.servers[server].process.pid}",
+                f"--duration={max(1, round(self.options.seconds))}",
+                f"--output={output}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.wait(30)
+
+    def wanted(self, number: str) -> bool:
+        return not self.options.only or number in self.options.only
+
+    def user_paths(self) -> list[str]:
+        users = self.options.scale.users
+        return [f"/users/{self.rng.randint(1, users)}" for _ in range(PATH_SAMPLE)]
+
+    def throughput(self, key: str, server: str, paths: Sequence[str], label: str) -> None:
+        say(f"{label}: {server}, {self.options.connections} connections")
+        result = self.measure(server, paths, self.options.connections, profile_as=key)
+        self.results.throughput[key] = {"label": label, "server": server, **result.as_dict()}
+        say(f"  {result.rps:,.0f} requests/s, p50 {result.latency_ms['p50']} ms")
+
+    def run(self) -> Measurements:
+        user_paths = self.user_paths()
+        if self.wanted("1"):
+            self.throughput("ceiling", "ceiling", user_paths, "1. raw ceiling GET /users/{id}")
+        if self.wanted("2"):
+            self.throughput("users", "users", user_paths, "2. users service GET /users/{id}")
+        if self.wanted("3"):
+            self.throughput("gateway_user", "gateway", user_paths, "3. gateway GET /users/{id}")
+        if self.wanted("4"):
+            self.throughput(
+                "users_with_posts",
+                "gateway",
+                self.users_with_posts_paths(),
+                "4. gateway GET /users-with-posts?limit=20",
+            )
+        if self.wanted("5"):
+            self.throughput(
+                "products",
+                "gateway",
+                self.product_paths(),
+                "5. gateway GET /products/?category_id&min_price&max_price&limit=20",
+            )
+        if self.wanted("6"):
+            self.pagination()
+        if self.wanted("7"):
+            self.bulk()
+        if self.wanted("8"):
+            self.gateway_concurrency()
+        return self.results
+
+    def users_with_posts_paths(self) -> list[str]:
+        # Pages start after random users, the way a client following Link headers would land.
+        by_id = SortOrder("id", (User.id,))
+        last = max(1, self.options.scale.users - 20)
+        return [
+            "/users-with-posts?limit=20&after="
+            + by_id.cursor_after(SimpleNamespace(id=self.rng.randint(1, last)))
+            for _ in range(PATH_SAMPLE)
+        ]
+
+    def product_paths(self) -> list[str]:
+        with self.engines["catalog"].connect() as connection:
+            categories = list(connection.execute(text("SELECT id FROM categories")).scalars())
+        paths = []
+        for _ in range(PATH_SAMPLE):
+            low = self.rng.randint(0, 800)
+            high = low + self.rng.randint(20, 200)
+            category = self.rng.choice(categories)
+            paths.append(
+                f"/products/?category_id={category}&min_price={low}&max_price={high}&limit=20"
+            )
+        return paths
+
+    def pagination(self) -> None:
+        """Latency of one client paging posts: first page, keyset and offset at 90% depth."""
+        depth = int(self.options.scale.posts * 0.9)
+        gateway = self.servers["gateway"].url
+        answer = httpx.get(f"{gateway}/posts/", params={"skip": depth, "limit": 20}, timeout=30)
+        answer.raise_for_status()
+        next_url = httpx.URL(answer.links["next"]["url"])
+        keyset = f"{next_url.path}?{next_url.query.decode()}"
+        pages = {
+            "first_page": ("6. posts, first page", "/posts/?limit=20"),
+            "keyset_deep": (f"6. posts, keyset at 90% depth ({depth:,})", keyset),
+            "offset_deep": (
+                f"6. posts, offset at 90% depth ({depth:,})",
+                f"/posts/?skip={depth}&limit=20",
+            ),
+        }
+        for key, (label, path) in pages.items():
+            say(f"{label}: gateway, 1 connection")
+            result = self.measure("gateway", [path], 1)
+            self.results.latency[key] = {"label": label, "path": path, **result.as_dict()}
+            say(f"  p50 {result.latency_ms['p50']} ms, mean {result.latency_ms['mean']} ms")
+
+    def bulk(self) -> None:
+        """Rows per second: `POST /products/bulk` of 1,000 products vs psycopg executemany."""
+        engine = self.engines["catalog"]
+        with engine.connect() as connection:
+            categories = list(connection.execute(text("SELECT id FROM categories")).scalars())
+        batches = [
+            product_bodies(self.rng, categories, BULK_ROWS, "bench-bulk")
+            for _ in range(BULK_REQUESTS + 2)
+        ]
+        say(f"7. POST /products/bulk: {BULK_REQUESTS} requests of {BULK_ROWS} rows, catalog")
+        with httpx.Client(base_url=self.servers["catalog"].url, timeout=60) as catalog:
+
+            def post(batch: list[dict[str, Any]]) -> None:
+                catalog.post("/products/bulk", json=batch).raise_for_status()
+
+            service = _rows_per_second(post, batches)
+        say(f"  {service:,.0f} rows/s")
+        say("7. psycopg executemany of the same rows")
+        dsn = _libpq(engine.url)
+        with psycopg.connect(dsn, autocommit=True) as database:
+
+            def insert(batch: list[dict[str, Any]]) -> None:
+                with database.transaction(), database.cursor() as cursor:
+                    cursor.executemany(
+                        "INSERT INTO products (name, description, price, category_id, "
+                        "stock_quantity, is_active) VALUES (%s, %s, %s, %s, %s, %s)",
+                        [
+                            (
+                                row["name"],
+                                row["description"],
+                                row["price"],
+                                row["category_id"],
+                                row["stock_quantity"],
+                                row["is_active"],
+                            )
+                            for row in batch
+                        ],
+                    )
+
+            raw = _rows_per_second(insert, batches)
+            database.execute("DELETE FROM products WHERE name LIKE 'bench-bulk %'")
+        say(f"  {raw:,.0f} rows/s")
+        self.results.bulk = {
+            "rows_per_request": BULK_ROWS,
+            "requests": BULK_REQUESTS,
+            "service_rows_per_second": round(service),
+            "executemany_rows_per_second": round(raw),
+        }
+
+    def gateway_concurrency(self) -> None:
+        """The gateway's `GET /users/{id}` at rising concurrency, on both HTTP transports."""
+        paths = self.user_paths()
+        for server in ("gateway", "gateway-httpx"):
+            points = []
+            for connections in GATEWAY_CONCURRENCY:
+                say(f"8. {server} GET /users/{{id}}, {connections} connections")
+                result = self.measure(server, paths, connections)
+                points.append(result.as_dict())
+                say(f"  {result.rps:,.0f} requests/s, p99 {result.latency_ms['p99']} ms")
+            self.results.concurrency[server] = points
+
+
+def _rows_per_second(
+    send: Callable[[list[dict[str, Any]]], None], batches: list[list[dict[str, Any]]]
+) -> float:
+    for batch in batches[:2]:  # warm-up
+        send(batch)
+    started = time.perf_counter()
+    for batch in batches[2:]:
+        send(batch)
+    elapsed = time.perf_counter() - started
+    return sum(len(batch) for batch in batches[2:]) / elapsed
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+def machine(engines: dict[str, Engine], workers: int) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    with engines["users"].connect() as connection:
+        postgres = connection.execute(text("SHOW server_version")).scalar_one()
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)  # noqa: S607
+    packages = (
+        "fastapi",
+        "starlette",
+        "pydantic",
+        "sqlalchemy",
+        "psycopg",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "httpx",
+        "aiohttp",
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "postgres": str(postgres),
+        "wrk": (wrk.stdout or wrk.stderr).split(" Copyright")[0].strip(),
+        "workers_per_server": workers,
+        "packages": {name: _version(name) for name in packages},
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = _parse(sys.argv[1:] if argv is None else argv)
+    if wrk_path() is None:
+        say("wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu), `brew install wrk`")
+        return 2
+    with postgres_server() as server, ExitStack() as stack:
+        engines = {
+            service: create_engine(_database_url(server, service), pool_pre_ping=True)
+            for service in SERVICES
+        }
+        for engine in engines.values():
+            stack.callback(engine.dispose)
+        fresh = options.reseed or not is_seeded(
+            engines["users"], engines["blog"], engines["catalog"], options.scale
+        )
+        if fresh:
+            for engine in engines.values():
+                engine.dispose()
+            say("creating and migrating bench_users, bench_catalog, bench_blog")
+            recreate_databases(server)
+        say("starting the servers")
+        servers = start_system(stack, server, options.workers)
+        if fresh:
+            say(
+                f"seeding {options.scale.users:,} users, {options.scale.posts:,} posts, "
+                f"{options.scale.products:,} products"
+            )
+            with httpx.Client(base_url=servers["catalog"].url, timeout=120) as catalog:
+                seed(engines["users"], engines["blog"], engines["catalog"], catalog, options.scale)
+        else:
+            say("reusing the seeded data set (--reseed rebuilds it)")
+        started = datetime.now(UTC)
+        results = Bench(options, servers, engines).run()
+        document = {
+            "started": started.isoformat(timespec="seconds"),
+            "machine": machine(engines, options.workers),
+            "scale": options.scale.__dict__,
+            "seconds": options.seconds,
+            "warmup": options.warmup,
+            "connections": options.connections,
+            "throughput": results.throughput,
+            "latency": results.latency,
+            "bulk": results.bulk,
+            "concurrency": results.concurrency,
+        }
+    document["targets"] = report.targets(document)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULTS.joinpath("latest.json").write_text(json.dumps(document, indent=2) + "\n")
+    report.write(document, RESULTS)
+    print(report.table(document))
+    say(f"wrote {RESULTS.relative_to(ROOT)}/latest.json, latest.md and gateway-concurrency.png")
+    return 0

@@ -1,0 +1,64 @@
+"""The benchmark's arithmetic: wrk's output read back, and ratios judged against their targets."""
+
+import pytest
+
+from bench.load import parse_wrk_output
+from bench.report import targets
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:18001
+  1 threads and 64 connections
+BENCH_RESULT {"requests":50000,"duration_us":10000000,"bytes":1,\
+"errors":{"connect":0,"read":1,"write":0,"status":2,"timeout":0},\
+"latency_us":{"mean":1250.0,"p50":1100,"p90":1900,"p99":4200,"max":9000}}
+"""
+
+
+def _throughput(rps: float) -> dict[str, object]:
+    return {"rps": rps, "latency_ms": {"p50": 1.0, "p99": 2.0}, "errors": {}}
+
+
+def test_wrk_output_gives_rate_latencies_in_milliseconds_and_failures() -> None:
+    result = parse_wrk_output(WRK_OUTPUT, connections=64)
+
+    assert result.rps == 5000.0
+    assert result.latency_ms == {"mean": 1.25, "p50": 1.1, "p90": 1.9, "p99": 4.2, "max": 9.0}
+    assert result.failed == 3
+
+
+def test_wrk_output_without_a_result_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no result"):
+        parse_wrk_output("unable to connect to 127.0.0.1:18001\n", connections=1)
+
+
+def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
+    document = {
+        "throughput": {
+            "ceiling": _throughput(10_000),
+            "users": _throughput(4_000),
+            "gateway_user": _throughput(3_000),
+            "users_with_posts": _throughput(1_000),
+        },
+        "concurrency": {
+            "gateway": [{"connections": 64, "rps": 3000}, {"connections": 256, "rps": 2900}]
+        },
+        "latency": {
+            "first_page": {"latency_ms": {"p50": 2.0}},
+            "keyset_deep": {"latency_ms": {"p50": 2.5}},
+        },
+        "bulk": {"service_rows_per_second": 30_000, "executemany_rows_per_second": 50_000},
+    }
+
+    verdicts = {t["key"]: (t["value"], t["met"]) for t in targets(document)}
+
+    assert verdicts == {
+        "users_vs_ceiling": (0.4, False),
+        "gateway_vs_users": (0.75, True),
+        "users_with_posts_vs_gateway": (0.333, False),
+        "gateway_256_vs_64": (0.967, True),
+        "keyset_deep_vs_first": (1.25, True),
+        "bulk_vs_executemany": (0.6, True),
+    }
+
+
+def test_targets_of_scenarios_that_did_not_run_have_no_verdict() -> None:
+    assert all(t["value"] is None and t["met"] is None for t in targets({}))
