@@ -4,6 +4,9 @@ Each test runs on both HTTP transports the gateway offers, since they report fai
 differently underneath.
 """
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
 import httpx
 import psycopg
 import pytest
@@ -12,10 +15,13 @@ from sqlalchemy.engine import make_url
 from starlette.requests import Request
 
 from gateway_service.errors import BadGateway
+from gateway_service.main import create_app
 from gateway_service.proxy import relay
-from servicekit.testing import ServiceProcess
+from gateway_service.settings import GatewaySettings
+from servicekit.testing import ServiceProcess, asgi_client, running
 
 Gateway = tuple[httpx.AsyncClient, list[httpx.Request]]
+GatewaySettingsFactory = Callable[..., GatewaySettings]
 
 
 async def test_a_stopped_service_gives_503_naming_it(
@@ -96,3 +102,33 @@ def test_a_service_error_becomes_a_502_naming_the_service() -> None:
 
     with pytest.raises(BadGateway, match="the users service failed"):
         relay(request, None, "users", httpx.Response(500, json={"detail": "boom"}))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def broken_service() -> AsyncIterator[str]:
+    """A server on loopback that answers every request with bytes that are not HTTP."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 ok\r\nno header here\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_service_answering_garbage_gives_502_naming_it(
+    gateway_settings: GatewaySettingsFactory, broken_service: str, transport: str
+) -> None:
+    app = create_app(gateway_settings(users_url=broken_service, http_transport=transport))
+    async with running(app), asgi_client(app) as gateway:
+        response = await gateway.post("/users/", json={"email": "a@example.com", "name": "A"})
+        ready = await gateway.get("/health/ready")
+
+    assert response.status_code == 502
+    assert response.json() == {"detail": "the users service broke the connection"}
+    assert (ready.status_code, ready.json()["checks"]["users"]) == (503, "unreachable")

@@ -79,11 +79,41 @@ async def test_query_strings_pass_through_and_links_point_at_the_gateway(
     assert "link" not in second.headers
 
 
-async def test_the_request_id_is_forwarded_and_returned(gateway: httpx.AsyncClient) -> None:
+async def test_the_request_id_is_forwarded_and_returned(
+    gateway: httpx.AsyncClient, downstream_calls: list[httpx.Request]
+) -> None:
     response = await gateway.get("/users/stats", headers={"X-Request-ID": "from-client-7"})
 
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] == "from-client-7"
+    assert [call.headers["X-Request-ID"] for call in downstream_calls] == ["from-client-7"]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected_status"),
+    [
+        ("Accept", 200),
+        ("If-None-Match", 200),  # only reads answer 304
+        ("If-Match", 412),  # names no version the user has
+        ("Content-Type", 422),  # the body is not declared JSON
+    ],
+)
+async def test_header_bytes_beyond_ascii_are_passed_on_not_a_500(
+    gateway: httpx.AsyncClient,
+    downstream_calls: list[httpx.Request],
+    header: str,
+    expected_status: int,
+) -> None:
+    user = (await gateway.post("/users/", json=ADA)).json()
+
+    headers = {b"content-type": b"application/json", header.lower().encode(): b'"\xff\xe9"'}
+
+    response = await gateway.patch(
+        f"/users/{user['id']}", content=b'{"name": "Ada L."}', headers=headers
+    )
+
+    assert response.status_code == expected_status
+    assert (header.lower().encode(), b'"\xff\xe9"') in downstream_calls[-1].headers.raw
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,17 @@
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway_service.errors import BadGateway, GatewayTimeout, ServiceUnavailable, UpstreamResponse
 from gateway_service.settings import GatewaySettings
+from servicekit.errors import BadRequest
 from servicekit.observability import REQUEST_ID_HEADER, request_id_var
 
 IDEMPOTENT_READS = frozenset({"GET", "HEAD"})
+_REQUEST_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
 
 
 def create_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
@@ -57,7 +60,7 @@ class Downstream:
         params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
         content: bytes | None = None,
         json: Any = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[bytes, bytes] | None = None,
     ) -> httpx.Response:
         """Send one request to `service`; connection failures of reads are retried once.
 
@@ -66,11 +69,15 @@ class Downstream:
         """
         url = httpx.URL(self.base_urls[service] + path)
         if query:
-            url = url.copy_with(query=query if isinstance(query, bytes) else query.encode())
+            try:
+                url = url.copy_with(query=query if isinstance(query, bytes) else query.encode())
+            except (UnicodeDecodeError, httpx.InvalidURL) as exc:
+                # uvicorn refuses such request lines itself; other servers may pass them on.
+                raise BadRequest("the query string is not valid in a URL") from exc
         request_headers = dict(headers or {})
         request_id = request_id_var.get()
         if request_id:
-            request_headers[REQUEST_ID_HEADER] = request_id
+            request_headers[_REQUEST_ID_HEADER] = request_id.encode()
         attempts = 2 if method in IDEMPOTENT_READS else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -91,7 +98,9 @@ class Downstream:
                 ) from exc
             except httpx.TimeoutException as exc:
                 raise GatewayTimeout(f"the {service} service did not answer in time") from exc
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, aiohttp.ClientError) as exc:
+                # aiohttp's transport passes on some of aiohttp's own errors (a malformed
+                # status line or header, say) instead of mapping them to httpx's.
                 raise BadGateway(f"the {service} service broke the connection") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -2,6 +2,7 @@
 
 import asyncio
 
+import aiohttp
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -27,7 +28,7 @@ async def _service_state(client: httpx.AsyncClient, base_url: str) -> str:
         return "unreachable"
     except httpx.TimeoutException:
         return "timeout"
-    except httpx.TransportError:
+    except (httpx.TransportError, aiohttp.ClientError):
         return "unreachable"
     return "ok" if answer.status_code == 200 else "unavailable"
 

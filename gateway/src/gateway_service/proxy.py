@@ -11,7 +11,7 @@ from gateway_service.downstream import Downstream
 from gateway_service.errors import BadGateway
 
 # Headers that mean something end to end; hop-by-hop and server-specific ones stay behind.
-FORWARDED_REQUEST_HEADERS = ("accept", "content-type", "if-match", "if-none-match")
+FORWARDED_REQUEST_HEADERS = frozenset({b"accept", b"content-type", b"if-match", b"if-none-match"})
 RELAYED_RESPONSE_HEADERS = (
     "content-type",
     "etag",
@@ -68,13 +68,13 @@ ROUTE_TABLE: tuple[ProxyRoute, ...] = (
 )
 
 
-def forwarded_headers(request: Request) -> dict[str, str]:
-    """The request headers a service should see."""
-    return {
-        name: value
-        for name in FORWARDED_REQUEST_HEADERS
-        if (value := request.headers.get(name)) is not None
-    }
+def forwarded_headers(request: Request) -> dict[bytes, bytes]:
+    """The request headers a service should see, as the bytes the client sent.
+
+    A client may send any octet in a header value (HTTP allows obs-text); forwarding the bytes
+    as they came avoids re-encoding them as text, which fails beyond ASCII.
+    """
+    return {name: value for name, value in request.headers.raw if name in FORWARDED_REQUEST_HEADERS}
 
 
 def relay(

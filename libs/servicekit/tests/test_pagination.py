@@ -1,5 +1,7 @@
 """Keyset cursors: they round-trip the sort values and refuse anything they did not issue."""
 
+import base64
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +29,13 @@ class Row(Base):
 
 BY_PRICE = SortOrder("price:asc", (Row.price, Row.id))
 BY_CREATED = SortOrder("created_at:desc", (Row.created_at, Row.id), descending=True)
+BY_NAME = SortOrder("name:asc", (Row.name, Row.id))
+
+
+def forged(order: SortOrder, *values: Any) -> str:
+    """A cursor a client made up: well-formed, but with values of its own choosing."""
+    payload = json.dumps({"o": order.name, "v": list(values)})
+    return base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
 
 
 def row(**values: Any) -> Row:
@@ -70,6 +79,35 @@ def test_anything_not_issued_by_the_ordering_is_a_422(cursor: str) -> None:
         BY_PRICE.values_of(cursor)
 
     assert error.value.errors()[0]["loc"] == ("query", "after")
+
+
+@pytest.mark.parametrize(
+    ("order", "values"),
+    [
+        (BY_NAME, ["\ud800", 1]),  # a lone surrogate: no encoding can send it
+        (BY_NAME, ["a", 2**70]),  # wider than any integer column
+        (BY_NAME, ["a", -(2**63) - 1]),
+        (BY_CREATED, ["0001-01-01T00:00:00+01:00", 1]),  # before year 1 once in UTC
+        (BY_CREATED, ["9999-12-31T23:59:59-01:00", 1]),  # after year 9999 once in UTC
+        (BY_PRICE, ["sNaN", 1]),
+        (BY_PRICE, ["NaN", 1]),
+        (BY_PRICE, ["-Infinity", 1]),
+        (BY_PRICE, ["1e999999", 1]),
+    ],
+)
+def test_values_no_database_could_compare_are_a_422(order: SortOrder, values: list[Any]) -> None:
+    with pytest.raises(RequestValidationError) as error:
+        order.values_of(forged(order, *values))
+
+    assert error.value.errors()[0]["loc"] == ("query", "after")
+
+
+def test_the_widest_values_a_database_holds_still_round_trip() -> None:
+    assert BY_NAME.values_of(forged(BY_NAME, "ünïcode ✓", 2**63 - 1)) == ["ünïcode ✓", 2**63 - 1]
+    assert BY_CREATED.values_of(forged(BY_CREATED, "0001-01-01T00:00:00+00:00", 1)) == [
+        datetime(1, 1, 1, tzinfo=UTC),
+        1,
+    ]
 
 
 def test_a_timestamp_without_a_timezone_is_refused() -> None:

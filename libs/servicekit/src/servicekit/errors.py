@@ -28,6 +28,10 @@ class ServiceError(Exception):
         self.detail = detail
 
 
+class BadRequest(ServiceError):
+    status_code = 400
+
+
 class NotFound(ServiceError):
     status_code = 404
 

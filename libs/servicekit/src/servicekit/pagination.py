@@ -5,7 +5,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import urlencode
@@ -66,19 +66,33 @@ def _encode(value: Any) -> Any:
     return value
 
 
+# Cursor values are checked as strictly as any other input: what the database or a driver
+# cannot bind (a 65-bit integer, a lone surrogate, a NaN, a year outside 1-9999 once in UTC)
+# must be a 422 here, not an error while the query runs.
+_BIGINT = 2**63 - 1
+_DECIMAL_EXPONENT = 40
+
+
 def _decode(value: Any, python_type: type[Any]) -> Any:
     if python_type is datetime:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is None:
             raise ValueError("a timestamp without a timezone")
-        return moment
+        return moment.astimezone(UTC)  # OverflowError near the ends of the calendar
     if python_type is Decimal:
-        return Decimal(value)
+        number = Decimal(value)
+        if not number.is_finite() or abs(number.adjusted()) > _DECIMAL_EXPONENT:
+            raise ValueError("a number that is not finite or out of range")
+        return number
     # bool is an int to isinstance, but never a valid id or count.
     if isinstance(value, bool) is not (python_type is bool) or not isinstance(value, python_type):
         raise TypeError(f"expected {python_type.__name__}")
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("NUL in a cursor value")
+    if isinstance(value, int) and not -_BIGINT <= value <= _BIGINT:
+        raise ValueError("an integer out of range")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("NUL in a cursor value")
+        value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
     return value
 
 
@@ -122,6 +136,7 @@ class SortOrder:
             TypeError,
             KeyError,
             InvalidOperation,
+            OverflowError,
         ) as exc:
             raise invalid_input(
                 ("query", "after"),

@@ -107,11 +107,16 @@ class ProductRepository:
     ) -> list[Product]:
         """Insert products in batched multi-row INSERTs (insertmanyvalues), not one per row.
 
-        Returned in the order of `rows`: ids are assigned in row order within each statement
-        and the statements run in order.
+        Returned in the order of `rows`. Postgres does not promise RETURNING rows in VALUES
+        order, so there SQLAlchemy correlates each row with its parameter set; SQLite has no
+        batched form of that, but its writer holds the database lock for the whole statement,
+        so ids follow the rows and sorting by id restores their order.
         """
-        products = list(await self.session.scalars(insert(Product).returning(Product), rows))
-        products.sort(key=lambda product: product.id)
+        on_postgres = self.session.get_bind().dialect.name == "postgresql"
+        statement = insert(Product).returning(Product, sort_by_parameter_order=on_postgres)
+        products = list(await self.session.scalars(statement, rows))
+        if not on_postgres:
+            products.sort(key=lambda product: product.id)
         for product in products:
             # New products have no images, and their categories are already loaded.
             set_committed_value(product, "category", categories[product.category_id])
