@@ -21,7 +21,12 @@ from servicekit.schemas import MAX_ID
 router = APIRouter()
 T = TypeVar("T")
 
-DownstreamDep = Annotated[Downstream, Depends(downstream_of)]
+
+async def _downstream(request: Request) -> Downstream:
+    return downstream_of(request)
+
+
+DownstreamDep = Annotated[Downstream, Depends(_downstream)]
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_POSTS_PER_USER = 49  # blog answers at most 50 per author; one more tells if there are more

@@ -1,6 +1,7 @@
 """Engine and session lifecycle: one engine per process, one session per request."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -10,12 +11,14 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Dialect, MetaData, event, text
 from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from servicekit.settings import ServiceSettings
@@ -33,6 +36,8 @@ READINESS_TIMEOUT = 2.0
 
 # Execution option marking connections of read-only sessions (see Database).
 _READ_ONLY = "servicekit_read_only"
+# When a pooled connection was last returned (ConnectionPoolEntry.info key).
+_IDLE_SINCE = "servicekit_idle_since"
 
 
 def make_metadata() -> MetaData:
@@ -96,6 +101,32 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def _ping_connections_idle_for(engine: AsyncEngine, seconds: float) -> None:
+    """SQLAlchemy's pre-ping, for connections that sat in the pool longer than `seconds`.
+
+    Pinging at every checkout costs a round trip on every request; a connection in steady use
+    has just proved itself. One that waited longer is tested before it is handed out, and
+    replaced when the server has dropped it (DisconnectionError makes the pool retry with a
+    new connection). A connection dropped while busy fails its statement, and the pool then
+    invalidates every connection of that age, so the next checkouts get fresh ones.
+    """
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection no longer answers") from exc
+
+
 def create_engine(settings: ServiceSettings) -> AsyncEngine:
     """An async engine configured from settings (pool, timeouts, dialect specifics)."""
     url = make_url(settings.database_url)
@@ -109,10 +140,12 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
-        pool_pre_ping=settings.pool_pre_ping,
+        pool_pre_ping=settings.pool_pre_ping and not settings.pool_pre_ping_idle,
         echo=settings.sql_echo,
         connect_args=connect_args,
     )
+    if settings.pool_pre_ping and settings.pool_pre_ping_idle:
+        _ping_connections_idle_for(engine, settings.pool_pre_ping_idle)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine

@@ -31,7 +31,7 @@ class PageRequest:
     after: str | None
 
 
-def page_request(
+async def page_request(
     skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="Rows to skip.")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows to return.")] = 20,
     after: Annotated[

@@ -37,7 +37,7 @@ class IfMatch:
             )
 
 
-def _if_match(if_match: Annotated[str | None, Header(max_length=1024)] = None) -> IfMatch:
+async def _if_match(if_match: Annotated[str | None, Header(max_length=1024)] = None) -> IfMatch:
     return IfMatch(if_match)
 
 

@@ -26,10 +26,19 @@ class ServiceSettings(BaseProcessSettings):
 
     database_url: str
     pool_size: int = Field(default=10, ge=1)
-    max_overflow: int = Field(default=10, ge=0)
+    # Connections beyond pool_size are closed as soon as they are returned, so under a steady
+    # load above pool_size every burst opens new ones; waiting briefly for a pooled connection
+    # is cheaper than a new Postgres backend.
+    max_overflow: int = Field(default=0, ge=0)
     pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a connection.")
     pool_recycle: int = Field(default=1800, description="Seconds before a connection is replaced.")
     pool_pre_ping: bool = True
+    pool_pre_ping_idle: float = Field(
+        default=5.0,
+        ge=0,
+        description="Test a pooled connection before use only once it has been idle this long; "
+        "0 tests it at every checkout.",
+    )
     statement_timeout_ms: int = Field(default=15_000, ge=0, description="Postgres only; 0 = off.")
     sql_echo: bool = False
 

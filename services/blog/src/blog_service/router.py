@@ -39,23 +39,23 @@ OLDEST_FIRST = SortOrder("created_at:asc", (Comment.created_at, Comment.id))
 _PAGE_PARAMETERS = ("skip", "limit", "after", "sort_by", "order")
 
 
-def _post_writer(session: SessionDep) -> PostService:
+async def _post_writer(session: SessionDep) -> PostService:
     return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
 
 
-def _post_reader(session: ReadSessionDep) -> PostService:
+async def _post_reader(session: ReadSessionDep) -> PostService:
     return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
 
 
-def _comment_writer(session: SessionDep) -> CommentService:
+async def _comment_writer(session: SessionDep) -> CommentService:
     return CommentService(CommentRepository(session), PostRepository(session))
 
 
-def _comment_reader(session: ReadSessionDep) -> CommentService:
+async def _comment_reader(session: ReadSessionDep) -> CommentService:
     return CommentService(CommentRepository(session), PostRepository(session))
 
 
-def _tag_reader(session: ReadSessionDep) -> TagService:
+async def _tag_reader(session: ReadSessionDep) -> TagService:
     return TagService(TagRepository(session))
 
 

@@ -43,19 +43,19 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 IMAGES_BY_ID = SortOrder("id", (ProductImage.id,))
 
 
-def _category_writer(session: SessionDep) -> CategoryService:
+async def _category_writer(session: SessionDep) -> CategoryService:
     return CategoryService(CategoryRepository(session), ProductRepository(session))
 
 
-def _category_reader(session: ReadSessionDep) -> CategoryService:
+async def _category_reader(session: ReadSessionDep) -> CategoryService:
     return CategoryService(CategoryRepository(session), ProductRepository(session))
 
 
-def _product_writer(session: SessionDep) -> ProductService:
+async def _product_writer(session: SessionDep) -> ProductService:
     return ProductService(ProductRepository(session), CategoryRepository(session))
 
 
-def _product_reader(session: ReadSessionDep) -> ProductService:
+async def _product_reader(session: ReadSessionDep) -> ProductService:
     return ProductService(ProductRepository(session), CategoryRepository(session))
 
 
@@ -72,14 +72,14 @@ def _sort_order(
     return SortOrder(f"{field}:{direction}", columns, descending=direction == "desc")
 
 
-def _category_order(
+async def _category_order(
     sort_by: Annotated[CategorySortField, Query(description="Field to sort by.")] = "id",
     order: Annotated[SortDirection, Query(description="Sort direction; ties by id.")] = "asc",
 ) -> SortOrder:
     return _sort_order(Category, sort_by, order)
 
 
-def _product_order(
+async def _product_order(
     sort_by: Annotated[ProductSortField, Query(description="Field to sort by.")] = "id",
     order: Annotated[SortDirection, Query(description="Sort direction; ties by id.")] = "asc",
 ) -> SortOrder:
@@ -90,7 +90,7 @@ CategoryOrder = Annotated[SortOrder, Depends(_category_order)]
 ProductOrder = Annotated[SortOrder, Depends(_product_order)]
 
 
-def _product_filters(
+async def _product_filters(
     category_id: Annotated[Id | None, Query(description="Only products of this category.")] = None,
     min_price: Annotated[Price | None, Query(description="Price at least this.")] = None,
     max_price: Annotated[Price | None, Query(description="Price at most this.")] = None,

@@ -21,11 +21,11 @@ SearchText = Annotated[Annotated[str, Text(max_length=254)] | None, Query()]
 BY_ID = SortOrder("id", (User.id,))
 
 
-def _writer(session: SessionDep) -> UserService:
+async def _writer(session: SessionDep) -> UserService:
     return UserService(UserRepository(session))
 
 
-def _reader(session: ReadSessionDep) -> UserService:
+async def _reader(session: ReadSessionDep) -> UserService:
     return UserService(UserRepository(session))
 
 

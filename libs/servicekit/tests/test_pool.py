@@ -1,0 +1,83 @@
+"""Pooled connections on real Postgres: tested only after idling, replaced when dropped."""
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from servicekit.database import Database
+from servicekit.settings import ServiceSettings
+from servicekit.testing.plugin import MakeDatabase
+
+MakePool = Callable[..., Database]
+
+
+@pytest.fixture
+async def make_pool(make_database: MakeDatabase) -> AsyncIterator[MakePool]:
+    """A factory of Databases with one pooled connection on a fresh Postgres database."""
+    url = make_database("postgresql", "pool")
+    databases: list[Database] = []
+
+    def make(**settings: Any) -> Database:
+        database = Database.from_settings(
+            ServiceSettings(database_url=url, pool_size=1, **settings)
+        )
+        databases.append(database)
+        return database
+
+    yield make
+    for database in databases:
+        await database.dispose()
+
+
+async def _backend_pid(database: Database) -> int:
+    async with database.reader() as session:
+        return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(database: Database, pid: int) -> None:
+    url = make_url(database.engine.url).set(drivername="postgresql")
+    async with await psycopg.AsyncConnection.connect(
+        url.render_as_string(hide_password=False), autocommit=True
+    ) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+async def test_a_connection_dropped_while_idle_is_replaced_before_use(make_pool: MakePool) -> None:
+    database = make_pool(pool_pre_ping_idle=1e-6)  # any pause counts as idle
+    first = await _backend_pid(database)
+    await _terminate(database, first)
+
+    second = await _backend_pid(database)
+
+    assert second != first
+
+
+async def test_connections_in_steady_use_are_not_pinged(
+    make_pool: MakePool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = make_pool(pool_pre_ping_idle=3600)
+    pings: list[object] = []
+    monkeypatch.setattr(database.engine.dialect, "do_ping", pings.append)
+
+    pids = {await _backend_pid(database) for _ in range(5)}
+
+    assert (len(pids), pings) == (1, [])
+
+
+async def test_without_pings_a_dropped_connection_fails_once_then_the_pool_recovers(
+    make_pool: MakePool,
+) -> None:
+    database = make_pool(pool_pre_ping=False)
+    first = await _backend_pid(database)
+    await _terminate(database, first)
+
+    with pytest.raises(OperationalError):
+        await _backend_pid(database)
+    second = await _backend_pid(database)
+
+    assert second != first
