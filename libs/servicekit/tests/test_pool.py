@@ -1,16 +1,18 @@
-"""Pooled connections on real Postgres: tested only after idling, replaced when dropped."""
+"""Pooled connections on real Postgres: tested after idling, replaced when dropped; fast reads."""
 
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.util import greenlet_spawn
 
 from servicekit.database import Database
 from servicekit.settings import ServiceSettings
+from servicekit.testing import count_statements
 from servicekit.testing.plugin import MakeDatabase
 
 MakePool = Callable[..., Database]
@@ -81,3 +83,37 @@ async def test_without_pings_a_dropped_connection_fails_once_then_the_pool_recov
     second = await _backend_pid(database)
 
     assert second != first
+
+
+async def test_a_fast_read_cut_off_by_a_dropped_connection_runs_again_on_a_fresh_one(
+    make_pool: MakePool,
+) -> None:
+    database = make_pool(pool_pre_ping=False)
+    backend = select(func.pg_backend_pid().label("pid"))
+    first = await database.fetch_one(backend)
+    assert first is not None
+    await _terminate(database, first["pid"])
+
+    second = await database.fetch_one(backend)
+
+    assert second is not None
+    assert second["pid"] != first["pid"]
+
+
+async def test_fast_reads_count_as_statements_and_need_no_transaction(
+    make_pool: MakePool,
+) -> None:
+    database = make_pool()
+
+    with count_statements(database) as log:
+        row = await database.fetch_one(select(literal(1).label("one")))
+
+    assert row == {"one": 1}
+    assert log.statements == ["SELECT %(param_1)s::INTEGER AS one"]
+    connection = await database.read_engine.raw_connection()
+    try:
+        driver = connection.driver_connection
+        assert driver is not None
+        assert driver.autocommit  # psycopg sends no BEGIN or ROLLBACK
+    finally:
+        await greenlet_spawn(connection.close)

@@ -226,14 +226,14 @@ async def test_each_listed_post_carries_its_tags(
 async def test_a_page_of_50_authors_costs_the_statements_of_one(
     app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
-    engine = database_of(app).engine
+    database = database_of(app)
     await create_post(author_id=1, tags=["a", "b"])
-    with count_statements(engine) as one:
+    with count_statements(database) as one:
         assert len((await client.get("/posts/?author_id=1&limit=100")).json()) == 1
     for author_id in range(2, 51):
         await create_post(author_id=author_id, tags=["a", f"tag{author_id}"])
     authors = "&".join(f"author_id={i}" for i in range(1, 51))
-    with count_statements(engine) as fifty:
+    with count_statements(database) as fifty:
         page = (await client.get(f"/posts/?{authors}&limit=100")).json()
 
     assert len(page) == 50
@@ -375,13 +375,13 @@ async def add_posts(app: FastAPI, author_ids: range, per_author: int) -> None:
 async def test_per_author_for_50_authors_costs_the_statements_of_one(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    engine = database_of(app).engine
+    database = database_of(app)
     await add_posts(app, range(1, 2), per_author=12)
-    with count_statements(engine) as one:
+    with count_statements(database) as one:
         assert len((await client.get("/posts/?author_id=1&per_author=11")).json()) == 11
     await add_posts(app, range(2, 51), per_author=12)
     authors = "&".join(f"author_id={i}" for i in range(1, 51))
-    with count_statements(engine) as fifty:
+    with count_statements(database) as fifty:
         batch = (await client.get(f"/posts/?{authors}&per_author=11")).json()
 
     # 550 posts: more than one IN-list's worth, should tags be loaded by chunks of ids.

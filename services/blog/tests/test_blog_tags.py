@@ -247,13 +247,13 @@ async def test_bad_tag_list_parameters_are_422(
 async def test_listing_tags_costs_the_same_statements_for_1_and_41_tags(
     app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
-    engine = database_of(app).engine
+    database = database_of(app)
     await create_post(tags=["only"])
-    with count_statements(engine) as one:
+    with count_statements(database) as one:
         assert len((await client.get("/tags/?limit=100")).json()) == 1
     await create_post(tags=[f"tag{i}" for i in range(20)])
     await create_post(tags=[f"more{i}" for i in range(20)])
-    with count_statements(engine) as many:
+    with count_statements(database) as many:
         assert len((await client.get("/tags/?limit=100")).json()) == 41
 
     assert one.count == many.count

@@ -60,10 +60,10 @@ async def test_bulk_create_of_1000_products_stores_them_all(
 async def test_bulk_insert_statements_do_not_grow_with_the_number_of_products(
     app: FastAPI, client: httpx.AsyncClient, category: Body
 ) -> None:
-    engine = database_of(app).engine
-    with count_statements(engine) as ten:
+    database = database_of(app)
+    with count_statements(database) as ten:
         assert (await client.post("/products/bulk", json=items(10, category["id"]))).is_success
-    with count_statements(engine) as thousand:
+    with count_statements(database) as thousand:
         assert (await client.post("/products/bulk", json=items(1000, category["id"]))).is_success
 
     assert thousand.count == ten.count
@@ -118,7 +118,7 @@ async def test_categories_are_checked_with_one_query_for_the_whole_batch(
     categories = [await make_category(f"Category {index}") for index in range(10)]
     body = [item for c in categories for item in items(10, c["id"])]
 
-    with count_statements(database_of(app).engine) as log:
+    with count_statements(database_of(app)) as log:
         assert (await client.post("/products/bulk", json=body)).status_code == 201
 
     assert [s.split()[0] for s in log.statements].count("SELECT") == 1

@@ -281,7 +281,7 @@ async def test_a_cursor_with_values_no_row_can_have_is_never_a_server_error(
 async def test_a_page_with_images_and_categories_costs_the_same_queries_for_1_and_50(
     app: FastAPI, client: httpx.AsyncClient, make_category: Make, make_product: Make
 ) -> None:
-    engine = database_of(app).engine
+    database = database_of(app)
     categories = [await make_category(f"Category {index}") for index in range(5)]
 
     async def add_products(count: int) -> None:
@@ -294,12 +294,12 @@ async def test_a_page_with_images_and_categories_costs_the_same_queries_for_1_an
                 )
 
     await add_products(1)
-    with count_statements(engine) as one:
+    with count_statements(database) as one:
         page = (await client.get("/products/?limit=100")).json()
     assert [len(product["images"]) for product in page] == [2]
 
     await add_products(49)
-    with count_statements(engine) as fifty:
+    with count_statements(database) as fifty:
         page = (await client.get("/products/?limit=100")).json()
     assert len(page) == 50
     assert {product["category"]["name"] for product in page} == {c["name"] for c in categories}

@@ -78,17 +78,18 @@ async def test_batch_read_of_more_than_100_ids_is_422(client: httpx.AsyncClient)
 async def test_listing_costs_the_same_statements_for_1_and_50_users(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    engine = database_of(app).engine
+    database = database_of(app)
     await seed(client, ["Only"])
-    with count_statements(engine) as one:
+    with count_statements(database) as one:
         assert len((await client.get("/users/?limit=100")).json()) == 1
     await seed(client, [f"user{i}" for i in range(49)])
-    with count_statements(engine) as fifty:
+    with count_statements(database) as fifty:
         assert len((await client.get("/users/?limit=100")).json()) == 50
 
     assert one.count == fifty.count
+    assert [sql.split()[0] for sql in one.statements if "users" in sql] == ["SELECT"]
     ids = "&".join(f"id={i}" for i in range(1, 51))
-    with count_statements(engine) as batch:
+    with count_statements(database) as batch:
         assert len((await client.get(f"/users/?{ids}&limit=100")).json()) == 50
     assert batch.count == one.count
 

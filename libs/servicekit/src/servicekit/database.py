@@ -2,14 +2,14 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Dialect, MetaData, event, text
+from sqlalchemy import DateTime, Dialect, MetaData, Select, event, literal, select, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from servicekit.reads import DriverReads, Row
 from servicekit.settings import ServiceSettings
 
 # Constraint names are part of the schema: migrations and error mapping refer to them.
@@ -127,15 +128,23 @@ def _ping_connections_idle_for(engine: AsyncEngine, seconds: float) -> None:
             raise DisconnectionError("the pooled connection no longer answers") from exc
 
 
-def create_engine(settings: ServiceSettings) -> AsyncEngine:
-    """An async engine configured from settings (pool, timeouts, dialect specifics)."""
+def create_engine(settings: ServiceSettings, *, autocommit: bool = False) -> AsyncEngine:
+    """An async engine configured from settings (pool, timeouts, dialect specifics).
+
+    `autocommit` makes an engine for reads: its connections never open a transaction, so
+    they need no reset when they are returned either.
+    """
     url = make_url(settings.database_url)
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql" and settings.statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
     prepare_sqlite_path(url)
+    modes: dict[str, Any] = (
+        {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}
+    )
     engine = create_async_engine(
         url,
+        **modes,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
@@ -152,23 +161,46 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
 
 
 class Database:
-    """The engine and the two kinds of session a request can ask for."""
+    """The engine for transactions, the engine and fast path for reads, and their sessions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        # Reads need no transaction on Postgres: autocommit saves the BEGIN and ROLLBACK round
-        # trips, and READ COMMITTED gives each statement its own snapshot either way.
-        if engine.dialect.name == "postgresql":
-            read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            read_engine = engine.execution_options(**{_READ_ONLY: True})
-        self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
+        # Reads need no transaction on Postgres: an autocommit engine of their own saves the
+        # BEGIN and ROLLBACK round trips, and READ COMMITTED gives each statement its own
+        # snapshot either way. SQLite has one file and one writer: reads share the engine.
+        self.read_engine = read_engine or engine.execution_options(**{_READ_ONLY: True})
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self.driver_reads = DriverReads(read_engine) if read_engine is not None else None
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> "Database":
-        """A Database for the configured URL."""
-        return cls(create_engine(settings))
+        """A Database for the configured URL; on Postgres, reads get a pool of their own."""
+        engine = create_engine(settings)
+        if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+            return cls(engine, create_engine(settings, autocommit=True))
+        return cls(engine)
+
+    async def fetch(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None = None
+    ) -> list[Row]:
+        """The rows of a read-only Core SELECT as dicts keyed by column label.
+
+        `parameters` gives values for the statement's `bindparam()`s; a statement defined
+        once that way is compiled once (see servicekit.reads).
+        """
+        if self.driver_reads is not None:
+            return await self.driver_reads.fetch(statement, parameters)
+        async with self.read_engine.connect() as connection:
+            result = await connection.execute(statement, parameters)
+            return [dict(row) for row in result.mappings()]
+
+    async def fetch_one(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None = None
+    ) -> Row | None:
+        """The first row of a read-only Core SELECT, or None."""
+        rows = await self.fetch(statement, parameters)
+        return rows[0] if rows else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -183,16 +215,19 @@ class Database:
             yield session
 
     async def is_reachable(self) -> bool:
-        """Whether the database answers a trivial query within READINESS_TIMEOUT seconds."""
+        """Whether the database answers within READINESS_TIMEOUT seconds, on every pool."""
         try:
-            async with asyncio.timeout(READINESS_TIMEOUT), self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            async with asyncio.timeout(READINESS_TIMEOUT):
+                async with self.engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+                await self.fetch(select(literal(1).label("ok")))
         except Exception:
             return False
         return True
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
+        await self.read_engine.dispose()
         await self.engine.dispose()
 
 
@@ -200,6 +235,10 @@ def get_database(request: Request) -> Database:
     """The process's Database, created by the application's lifespan."""
     database: Database = request.app.state.database
     return database
+
+
+async def _database(request: Request) -> Database:
+    return get_database(request)
 
 
 async def _transaction_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -216,3 +255,5 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
 # reported to the client instead of being lost after a 2xx went out.
 SessionDep = Annotated[AsyncSession, Depends(_transaction_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]
+# The process's Database, for requests that read through its fast path (Database.fetch).
+DatabaseDep = Annotated[Database, Depends(_database)]

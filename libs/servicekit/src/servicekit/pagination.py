@@ -3,11 +3,11 @@
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Depends, Query, Request, Response
@@ -16,10 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from servicekit.errors import invalid_input
+from servicekit.reads import Row
+
+if TYPE_CHECKING:
+    from servicekit.database import Database
 
 MAX_LIMIT = 100
 MAX_SKIP = 2**31 - 1
 T = TypeVar("T")
+S = TypeVar("S", bound=Select[Any])
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,11 @@ class SortOrder:
         return [column.desc() if self.descending else column.asc() for column in self.columns]
 
     def cursor_after(self, row: object) -> str:
-        """The opaque cursor that continues the list after `row`."""
-        values = [_encode(getattr(row, column.key)) for column in self.columns]
+        """The opaque cursor that continues the list after `row` (an object or a mapping)."""
+        if isinstance(row, Mapping):
+            values = [_encode(row[column.key]) for column in self.columns]
+        else:
+            values = [_encode(getattr(row, column.key)) for column in self.columns]
         payload = json.dumps({"o": self.name, "v": values}, separators=(",", ":"))
         return base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
 
@@ -157,17 +165,32 @@ class SortOrder:
         return key < values if self.descending else key > values
 
 
+def _page_statement(statement: S, order: SortOrder, page: PageRequest) -> S:
+    if page.after is not None:
+        statement = statement.where(order.after(page.after))
+    return statement.order_by(*order.order_by()).offset(page.skip).limit(page.limit + 1)
+
+
+def _page_of(rows: Sequence[T], order: SortOrder, page: PageRequest) -> Page[T]:
+    items = list(rows[: page.limit])
+    has_more = len(rows) > page.limit
+    return Page(items, order.cursor_after(items[-1]) if has_more and items else None)
+
+
 async def paginate(
     session: AsyncSession, statement: Select[T], order: SortOrder, page: PageRequest
 ) -> Page[T]:
     """Run `statement` for one page in `order`, fetching one extra row to know if more follow."""
-    if page.after is not None:
-        statement = statement.where(order.after(page.after))
-    statement = statement.order_by(*order.order_by()).offset(page.skip).limit(page.limit + 1)
-    rows: Sequence[T] = (await session.scalars(statement)).all()
-    items = list(rows[: page.limit])
-    has_more = len(rows) > page.limit
-    return Page(items, order.cursor_after(items[-1]) if has_more and items else None)
+    rows: Sequence[T] = (await session.scalars(_page_statement(statement, order, page))).all()
+    return _page_of(rows, order, page)
+
+
+async def fetch_page(
+    database: "Database", statement: Select[Any], order: SortOrder, page: PageRequest
+) -> Page[Row]:
+    """`paginate` for a Core SELECT on the read path: the page's rows as dicts."""
+    rows = await database.fetch(_page_statement(statement, order, page))
+    return _page_of(rows, order, page)
 
 
 def set_next_link(request: Request, response: Response, next_cursor: str | None) -> None:

@@ -1,21 +1,32 @@
-"""SQL for users: every query the service runs lives here."""
+"""SQL for users: every query the service runs lives here.
+
+Reads are Core SELECTs on the database's read path and return rows as dicts; writes go
+through the ORM session of the request's transaction.
+"""
 
 from collections.abc import Sequence
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.pagination import Page, PageRequest, SortOrder, paginate
+from servicekit.database import Database
+from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
+from servicekit.reads import Row
 from users_service.models import User
 from users_service.schemas import UserStats
 
+USERS = User.__table__
+_BY_ID = select(*USERS.c).where(USERS.c.id == bindparam("user_id"))
 
-class UserRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
 
-    async def get(self, user_id: int) -> User | None:
-        return await self.session.get(User, user_id)
+class UserReads:
+    """Queries that only read."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def get(self, user_id: int) -> Row | None:
+        return await self.database.fetch_one(_BY_ID, {"user_id": user_id})
 
     async def page(
         self,
@@ -26,23 +37,37 @@ class UserRepository:
         email: str | None = None,
         name: str | None = None,
         active_only: bool = False,
-    ) -> Page[User]:
+    ) -> Page[Row]:
         """One page of users matching every filter given, in `order`."""
-        statement = select(User)
+        statement = select(*USERS.c)
         if ids:
-            statement = statement.where(User.id.in_(ids))
+            statement = statement.where(USERS.c.id.in_(ids))
         if email is not None:
-            statement = statement.where(User.email.icontains(email, autoescape=True))
+            statement = statement.where(USERS.c.email.icontains(email, autoescape=True))
         if name is not None:
-            statement = statement.where(User.name.icontains(name, autoescape=True))
+            statement = statement.where(USERS.c.name.icontains(name, autoescape=True))
         if active_only:
-            statement = statement.where(User.is_active)
-        return await paginate(self.session, statement, order, page)
+            statement = statement.where(USERS.c.is_active)
+        return await fetch_page(self.database, statement, order, page)
 
     async def stats(self) -> UserStats:
-        active = func.coalesce(func.sum(case((User.is_active, 1), else_=0)), 0)
-        total, active_count = (await self.session.execute(select(func.count(), active))).one()
+        active = func.coalesce(func.sum(case((USERS.c.is_active, 1), else_=0)), 0)
+        row = await self.database.fetch_one(
+            select(func.count().label("total"), active.label("active")).select_from(USERS)
+        )
+        assert row is not None  # an aggregate always has a row
+        total, active_count = int(row["total"]), int(row["active"])
         return UserStats(total=total, active=active_count, inactive=total - active_count)
+
+
+class UserRepository:
+    """Changes, in the ORM session of the request's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
 
     async def add(self, user: User) -> User:
         """Insert a user now, so a conflicting email surfaces here rather than at commit."""

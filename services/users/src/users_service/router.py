@@ -4,15 +4,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from servicekit.database import ReadSessionDep, SessionDep
+from servicekit.database import DatabaseDep, SessionDep
 from servicekit.errors import error_responses
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 from users_service.models import User
-from users_service.repository import UserRepository
+from users_service.repository import UserReads, UserRepository
 from users_service.schemas import UserCreate, UserRead, UserSortField, UserStats, UserUpdate
-from users_service.service import UserService
+from users_service.service import UserQueries, UserService
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -25,12 +26,12 @@ async def _writer(session: SessionDep) -> UserService:
     return UserService(UserRepository(session))
 
 
-async def _reader(session: ReadSessionDep) -> UserService:
-    return UserService(UserRepository(session))
+async def _reader(database: DatabaseDep) -> UserQueries:
+    return UserQueries(UserReads(database))
 
 
 Users = Annotated[UserService, Depends(_writer)]
-UsersReader = Annotated[UserService, Depends(_reader)]
+UsersReader = Annotated[UserQueries, Depends(_reader)]
 
 
 def _sort_order(field: UserSortField, direction: Literal["asc", "desc"]) -> SortOrder:
@@ -62,7 +63,7 @@ async def list_users(
         list[Id],
         Query(alias="id", max_length=MAX_LIMIT, description="Only these users (batch read)."),
     ] = [],  # noqa: B006 - FastAPI copies defaults
-) -> list[User]:
+) -> list[Row]:
     """Users by id, a page at a time; `?id=1&id=2` reads a batch in one query."""
     result = await users.list(page, BY_ID, ids=ids)
     set_next_link(request, response, result.next_cursor)
@@ -78,7 +79,7 @@ async def search_users(
     email: SearchText = None,
     name: SearchText = None,
     active_only: bool = False,
-) -> list[User]:
+) -> list[Row]:
     """Users whose email and name contain the given texts, ignoring case."""
     result = await users.list(page, BY_ID, email=email, name=name, active_only=active_only)
     set_next_link(request, response, result.next_cursor)
@@ -99,7 +100,7 @@ async def sorted_users(
     response: Response,
     sort_by: UserSortField = "id",
     order: Literal["asc", "desc"] = "asc",
-) -> list[User]:
+) -> list[Row]:
     """Users sorted by a whitelisted field; ties are broken by id."""
     result = await users.list(page, _sort_order(sort_by, order))
     set_next_link(request, response, result.next_cursor)
@@ -117,13 +118,13 @@ async def get_user(
     users: UsersReader,
     response: Response,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
-) -> User | Response:
+) -> Row | Response:
     user = await users.get(user_id)
-    if is_not_modified(if_none_match, user.version):
+    if is_not_modified(if_none_match, user["version"]):
         return Response(
-            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(user.version)}
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(user["version"])}
         )
-    response.headers["ETag"] = etag(user.version)
+    response.headers["ETag"] = etag(user["version"])
     return user
 
 

@@ -39,7 +39,7 @@ class ServiceUnderTest:
 
 @dataclass
 class StatementLog:
-    """The SQL statements an engine ran while the log was open."""
+    """The SQL statements a database ran while the log was open."""
 
     statements: list[str] = field(default_factory=list)
 
@@ -49,18 +49,26 @@ class StatementLog:
 
 
 @contextmanager
-def count_statements(engine: AsyncEngine) -> Iterator[StatementLog]:
-    """Record every statement `engine` sends to the database inside the block."""
+def count_statements(database: Database) -> Iterator[StatementLog]:
+    """Record every statement `database` sends inside the block, on the engine and read path."""
     log = StatementLog()
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         log.statements.append(statement)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    engines = [database.engine.sync_engine]
+    if database.read_engine.sync_engine.pool is not database.engine.sync_engine.pool:
+        engines.append(database.read_engine.sync_engine)  # not an alias sharing its events
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    listeners = database.driver_reads.listeners if database.driver_reads is not None else []
+    listeners.append(log.statements.append)
     try:
         yield log
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+        listeners.remove(log.statements.append)
 
 
 async def migrate(alembic_ini: Path, database_url: str, revision: str = "head") -> None:

@@ -1,0 +1,116 @@
+"""Reads by the shortest path: Core SELECTs run on the driver's own connection on Postgres.
+
+SQLAlchemy's execution layer (connection events, execution contexts, result wrappers, the ORM
+identity map) costs several times the database round trip of a small query. For read-only
+requests SQLAlchemy compiles the statement, its pool lends a connection of an engine kept in
+autocommit mode (no BEGIN or ROLLBACK), and psycopg runs the SQL, preparing statements it
+sees repeatedly and returning rows as dicts. Writes keep the ORM and its unit of work.
+"""
+
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import Dialect, Select
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+Row = dict[str, Any]
+
+
+class _Compiled:
+    """A statement compiled for the driver: its SQL and how to bind its parameters."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        self.compiled = statement.compile(
+            dialect=dialect, compile_kwargs={"render_postcompile": True}
+        )
+        self.sql = str(self.compiled)
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for name in self.compiled.params:
+            # An expanded IN element `ids_1_3` is bound by the parameter `ids_1`.
+            bind = self.compiled.binds.get(name)
+            if bind is None:
+                bind = self.compiled.binds.get(name.rpartition("_")[0])
+            processor = bind.type.bind_processor(dialect) if bind is not None else None
+            if processor is not None:
+                self.processors[name] = processor
+
+    def parameters(self, values: Mapping[str, Any] | None) -> dict[str, Any]:
+        # construct_params() returns a new dict each call, so it can be processed in place.
+        parameters = dict(self.compiled.construct_params(values))
+        for name, processor in self.processors.items():
+            parameters[name] = processor(parameters[name])
+        return parameters
+
+
+# Statements given with separate parameter values are shapes the code defines once; their
+# compiled form is kept for as long as the statement object lives.
+_COMPILED: weakref.WeakKeyDictionary[Select[Any], _Compiled] = weakref.WeakKeyDictionary()
+
+
+def compile_for_driver(
+    statement: Select[Any], dialect: Dialect, parameters: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The SQL text and parameters psycopg runs for `statement`.
+
+    `IN` lists are rendered as one parameter per element, and parameters go through their
+    types' bind processing, as SQLAlchemy's own execution would do. With `parameters` (values
+    for the statement's `bindparam()`s) the compiled form is reused across calls; a statement
+    built with its values inside is compiled each time.
+    """
+    if parameters is None:
+        compiled = _Compiled(statement, dialect)
+    else:
+        compiled = _COMPILED.get(statement) or _COMPILED.setdefault(
+            statement, _Compiled(statement, dialect)
+        )
+    return compiled.sql, compiled.parameters(parameters)
+
+
+def _sqlalchemy_error(
+    sql: str, values: Mapping[str, Any], exc: psycopg.Error, *, invalidated: bool = True
+) -> StatementError:
+    # The error SQLAlchemy would have raised, so the error model maps both paths alike.
+    return DBAPIError.instance(sql, values, exc, psycopg.Error, connection_invalidated=invalidated)
+
+
+class DriverReads:
+    """Runs compiled SQL on psycopg connections lent by an autocommit engine's pool."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        # Called with each statement's SQL before it runs (tests count statements this way).
+        self.listeners: list[Callable[[str], None]] = []
+
+    async def fetch(
+        self, statement: Select[Any], parameters: Mapping[str, Any] | None
+    ) -> list[Row]:
+        """Every row of one statement; a read cut off by a dropped connection runs once more."""
+        sql, values = compile_for_driver(statement, self.engine.dialect, parameters)
+        for listener in self.listeners:
+            listener(sql)
+        for attempt in (1, 2):
+            # The pool's own rules apply: its timeout, recycling, pings of idle connections,
+            # and an error at once when the server refuses connections.
+            try:
+                connection = await self.engine.raw_connection()
+            except psycopg.Error as exc:
+                raise _sqlalchemy_error(sql, values, exc) from exc
+            driver = cast("psycopg.AsyncConnection[Any]", connection.driver_connection)
+            try:
+                async with driver.cursor(row_factory=dict_row) as cursor:
+                    await cursor.execute(sql, values)
+                    return await cursor.fetchall()
+            except psycopg.Error as exc:
+                if driver.broken:
+                    connection.invalidate(exc)
+                    if attempt == 1:
+                        continue
+                raise _sqlalchemy_error(sql, values, exc, invalidated=driver.broken) from exc
+            finally:
+                await greenlet_spawn(connection.close)
+        raise AssertionError("unreachable")  # pragma: no cover
