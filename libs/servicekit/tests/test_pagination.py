@@ -123,7 +123,11 @@ def test_a_cursor_of_another_ordering_is_refused() -> None:
 
 
 def test_descending_orderings_continue_below_the_cursor() -> None:
-    clause = BY_CREATED.after(BY_CREATED.cursor_after(row()))
+    assert str(BY_CREATED.after()) == "(rows.created_at, rows.id) < (:after_0, :after_1)"
+    assert str(BY_PRICE.after()) == "(rows.price, rows.id) > (:after_0, :after_1)"
 
-    assert "<" in str(clause)
-    assert ">" in str(BY_PRICE.after(BY_PRICE.cursor_after(row())))
+
+def test_a_cursor_binds_its_values_as_the_after_parameters() -> None:
+    cursor = BY_PRICE.cursor_after(row(price=Decimal("5.10"), id=3))
+
+    assert BY_PRICE.after_parameters(cursor) == {"after_0": Decimal("5.10"), "after_1": 3}

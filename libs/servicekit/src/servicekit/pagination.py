@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Depends, Query, Request, Response
-from sqlalchemy import Select, literal, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -152,23 +153,43 @@ class SortOrder:
                 "with the same sort order",
             ) from exc
 
-    def after(self, cursor: str) -> Any:
-        """The WHERE clause selecting the rows that come after the cursor."""
+    def after(self) -> ColumnElement[bool]:
+        """The WHERE clause selecting the rows after a cursor, whose values bind as parameters.
+
+        Its SQL is the same for every cursor, so a statement using it compiles once; the
+        values come from `after_parameters`.
+        """
         key = tuple_(*self.columns)
         # Bound with the columns' own types, so e.g. timestamps compare as timestamps on SQLite.
         values = tuple_(
             *(
-                literal(value, column.type)
-                for value, column in zip(self.values_of(cursor), self.columns, strict=True)
+                bindparam(f"after_{index}", type_=column.type)
+                for index, column in enumerate(self.columns)
             )
         )
         return key < values if self.descending else key > values
 
+    def after_parameters(self, cursor: str) -> dict[str, Any]:
+        """The parameters of `after()` for a cursor; 422 if it is not one of this ordering's."""
+        return {f"after_{index}": value for index, value in enumerate(self.values_of(cursor))}
 
-def _page_statement(statement: S, order: SortOrder, page: PageRequest) -> S:
+
+def _page_statement(statement: S, order: SortOrder, after: bool) -> S:
+    if after:
+        statement = statement.where(order.after())
+    return (
+        statement.order_by(*order.order_by())
+        .offset(bindparam("page_offset"))
+        .limit(bindparam("page_limit"))
+    )
+
+
+def _page_parameters(order: SortOrder, page: PageRequest) -> dict[str, Any]:
+    # One more row than asked for tells whether another page follows.
+    parameters: dict[str, Any] = {"page_offset": page.skip, "page_limit": page.limit + 1}
     if page.after is not None:
-        statement = statement.where(order.after(page.after))
-    return statement.order_by(*order.order_by()).offset(page.skip).limit(page.limit + 1)
+        parameters |= order.after_parameters(page.after)
+    return parameters
 
 
 def _page_of(rows: Sequence[T], order: SortOrder, page: PageRequest) -> Page[T]:
@@ -180,16 +201,33 @@ def _page_of(rows: Sequence[T], order: SortOrder, page: PageRequest) -> Page[T]:
 async def paginate(
     session: AsyncSession, statement: Select[T], order: SortOrder, page: PageRequest
 ) -> Page[T]:
-    """Run `statement` for one page in `order`, fetching one extra row to know if more follow."""
-    rows: Sequence[T] = (await session.scalars(_page_statement(statement, order, page))).all()
+    """Run an ORM `statement` for one page in `order`, and the cursor of the next page."""
+    statement = _page_statement(statement, order, page.after is not None)
+    rows = (await session.scalars(statement, _page_parameters(order, page))).all()
     return _page_of(rows, order, page)
 
 
+# The page statements of a shape (a statement defined once, see servicekit.reads), kept as
+# long as the shape itself so that each compiles once.
+_PAGE_SHAPES: "weakref.WeakKeyDictionary[Select[Any], dict[tuple[str, bool], Select[Any]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def fetch_page(
-    database: "Database", statement: Select[Any], order: SortOrder, page: PageRequest
+    database: "Database",
+    shape: Select[Any],
+    order: SortOrder,
+    page: PageRequest,
+    parameters: Mapping[str, Any] | None = None,
 ) -> Page[Row]:
-    """`paginate` for a Core SELECT on the read path: the page's rows as dicts."""
-    rows = await database.fetch(_page_statement(statement, order, page))
+    """One page of a Core SELECT on the read path, as dicts; `parameters` bind its own values."""
+    after = page.after is not None
+    pages = _PAGE_SHAPES.setdefault(shape, {})
+    statement = pages.get((order.name, after))
+    if statement is None:
+        statement = pages.setdefault((order.name, after), _page_statement(shape, order, after))
+    rows = await database.fetch(statement, {**(parameters or {}), **_page_parameters(order, page)})
     return _page_of(rows, order, page)
 
 

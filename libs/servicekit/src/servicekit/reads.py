@@ -13,12 +13,58 @@ from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import Dialect, Select
+from sqlalchemy import ARRAY, ColumnElement, Dialect, Select, any_, bindparam
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import NullType
 from sqlalchemy.util import greenlet_spawn
 
 Row = dict[str, Any]
+
+
+LIKE_ESCAPE = "/"
+
+
+def escape_like(text: str) -> str:
+    """`text` with LIKE's wildcards escaped by LIKE_ESCAPE, to match it literally.
+
+    For a statement shape: `column.icontains(bindparam("q"), escape=LIKE_ESCAPE)` with
+    `{"q": escape_like(text)}` matches what `icontains(text, autoescape=True)` would.
+    """
+    escape = LIKE_ESCAPE
+    return text.replace(escape, escape * 2).replace("%", escape + "%").replace("_", escape + "_")
+
+
+class _OneOf(ColumnElement[bool]):
+    inherit_cache = False  # compiled per dialect below; shapes are compiled once anyway
+    # A predicate: typed Boolean, SQLite (no boolean type) would compare it with 1.
+    type = NullType()  # type: ignore[assignment]
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        self.column = column
+        self.name = name
+
+
+def one_of(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column IN (...)` with the list bound as the parameter `name`, as one array on Postgres.
+
+    `IN` renders one placeholder per element, so every length of list is different SQL to
+    compile and to prepare; `= ANY(:name)` is the same statement whatever the length.
+    """
+    return _OneOf(column, name)
+
+
+@compiles(_OneOf)
+def _one_of_in(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
+
+
+@compiles(_OneOf, "postgresql")
+def _one_of_any(element: _OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    values = bindparam(element.name, type_=ARRAY(element.column.type))
+    return compiler.process(element.column == any_(values), **kw)
 
 
 class _Compiled:

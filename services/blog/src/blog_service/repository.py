@@ -1,16 +1,37 @@
-"""SQL for posts, comments and tags: every query the service runs lives here."""
+"""SQL for posts, comments and tags: every query the service runs lives here.
 
+Reads of posts and comments are Core SELECTs on the database's read path and return rows as
+dicts; writes (and the tag list, which counts through the ORM) use the request's session.
+"""
+
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select
+from sqlalchemy import Integer, Select, String, and_, bindparam, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased, selectinload, undefer
+from sqlalchemy.orm import selectinload, undefer
 
-from blog_service.models import Comment, Post, Tag
-from servicekit.pagination import Page, PageRequest, SortOrder, paginate
+from blog_service.models import Comment, Post, Tag, post_tags
+from servicekit.database import Database
+from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page, paginate
+from servicekit.reads import LIKE_ESCAPE, Row, escape_like, one_of
+
+POSTS = Post.__table__
+COMMENTS = Comment.__table__
+TAGS = Tag.__table__
+_POST_BY_ID = select(*POSTS.c).where(POSTS.c.id == bindparam("post_id"))
+_POST_EXISTS = select(POSTS.c.id).where(POSTS.c.id == bindparam("post_id"))
+_COMMENT_BY_ID = select(*COMMENTS.c).where(COMMENTS.c.id == bindparam("comment_id"))
+_COMMENTS_OF_POST = select(*COMMENTS.c).where(COMMENTS.c.post_id == bindparam("post_id"))
+_TAGS_OF_POSTS = (
+    select(post_tags.c.post_id, TAGS.c.name)
+    .join(TAGS, TAGS.c.id == post_tags.c.tag_id)
+    .where(one_of(post_tags.c.post_id, "post_ids"))
+    .order_by(post_tags.c.post_id, TAGS.c.name)
+)
 
 
 @dataclass(frozen=True)
@@ -22,22 +43,119 @@ class PostFilter:
     published: bool | None = None
     text: str | None = None
 
-    def apply(self, statement: Select[Any]) -> Select[Any]:
-        """`statement` narrowed to the posts that pass this filter."""
+    def posts(self) -> Select[Any]:
+        """The posts passing a filter of this filter's kind; `parameters()` binds its values."""
+        return _filtered_posts(
+            authors=bool(self.author_ids),
+            tag=self.tag is not None,
+            published=self.published is not None,
+            text=self.text is not None,
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        """The values of this filter, for the statement `posts()` gives."""
+        values: dict[str, Any] = {"tag": self.tag, "published": self.published}
         if self.author_ids:
-            statement = statement.where(Post.author_id.in_(self.author_ids))
-        if self.tag is not None:
-            statement = statement.where(Post.tags.any(Tag.name == self.tag))
-        if self.published is not None:
-            statement = statement.where(Post.published == self.published)
+            values["author_ids"] = list(self.author_ids)
         if self.text is not None:
-            statement = statement.where(
-                or_(
-                    Post.title.icontains(self.text, autoescape=True),
-                    Post.content.icontains(self.text, autoescape=True),
-                )
+            values["text"] = escape_like(self.text)
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@functools.cache
+def _filtered_posts(*, authors: bool, tag: bool, published: bool, text: bool) -> Select[Any]:
+    # One statement for each combination of criteria, so each compiles once.
+    statement = select(*POSTS.c)
+    if authors:
+        statement = statement.where(one_of(POSTS.c.author_id, "author_ids"))
+    if tag:
+        statement = statement.where(Post.tags.any(Tag.name == bindparam("tag")))
+    if published:
+        statement = statement.where(POSTS.c.published == bindparam("published"))
+    if text:
+        pattern = bindparam("text", type_=String)
+        statement = statement.where(
+            or_(
+                POSTS.c.title.icontains(pattern, escape=LIKE_ESCAPE),
+                POSTS.c.content.icontains(pattern, escape=LIKE_ESCAPE),
             )
-        return statement
+        )
+    return statement
+
+
+@functools.cache
+def _newest_by_author(shape: Select[Any]) -> Select[Any]:
+    """The posts of `shape` ranked within each author, keeping the first `per_author`."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=POSTS.c.author_id,
+            order_by=(POSTS.c.created_at.desc(), POSTS.c.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = shape.add_columns(rank).subquery("ranked")
+    return (
+        select(*(ranked.c[column.name] for column in POSTS.c))
+        .where(ranked.c.rank <= bindparam("per_author"))
+        .order_by(ranked.c.author_id, ranked.c.created_at.desc(), ranked.c.id.desc())
+    )
+
+
+class PostReads:
+    """Queries that only read posts: rows as dicts, each post with its `tags` by name."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def get(self, post_id: int) -> Row | None:
+        post = await self.database.fetch_one(_POST_BY_ID, {"post_id": post_id})
+        return (await self._with_tags([post]))[0] if post is not None else None
+
+    async def exists(self, post_id: int) -> bool:
+        return await self.database.fetch_one(_POST_EXISTS, {"post_id": post_id}) is not None
+
+    async def page(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
+        """One page of posts passing the filter, in `order`."""
+        result = await fetch_page(
+            self.database, post_filter.posts(), order, page, post_filter.parameters()
+        )
+        return Page(await self._with_tags(result.items), result.next_cursor)
+
+    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Row]:
+        """The newest `per_author` posts of each author that pass the filter.
+
+        Ordered by author, then newest first: one query ranks every author's posts at once,
+        one more reads their tags.
+        """
+        statement = _newest_by_author(post_filter.posts())
+        parameters = {**post_filter.parameters(), "per_author": per_author}
+        return await self._with_tags(await self.database.fetch(statement, parameters))
+
+    async def _with_tags(self, posts: list[Row]) -> list[Row]:
+        """The posts, each with the names of its tags in order: one query for all of them."""
+        tags: dict[int, list[str]] = {post["id"]: [] for post in posts}
+        if tags:
+            links = await self.database.fetch(_TAGS_OF_POSTS, {"post_ids": list(tags)})
+            for link in links:
+                tags[link["post_id"]].append(link["name"])
+        for post in posts:
+            post["tags"] = tags[post["id"]]
+        return posts
+
+
+class CommentReads:
+    """Queries that only read comments."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def get(self, comment_id: int) -> Row | None:
+        return await self.database.fetch_one(_COMMENT_BY_ID, {"comment_id": comment_id})
+
+    async def page(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
+        """One page of a post's comments in `order`."""
+        return await fetch_page(self.database, _COMMENTS_OF_POST, order, page, {"post_id": post_id})
 
 
 class PostRepository:
@@ -47,39 +165,6 @@ class PostRepository:
     async def get(self, post_id: int) -> Post | None:
         """The post with its tags, or None."""
         return await self.session.get(Post, post_id, options=[selectinload(Post.tags)])
-
-    async def exists(self, post_id: int) -> bool:
-        return await self.session.scalar(select(Post.id).where(Post.id == post_id)) is not None
-
-    async def page(
-        self, page: PageRequest, order: SortOrder, post_filter: PostFilter
-    ) -> Page[Post]:
-        """One page of posts passing the filter, in `order`, each with its tags."""
-        statement = post_filter.apply(select(Post)).options(selectinload(Post.tags))
-        return await paginate(self.session, statement, order, page)
-
-    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Post]:
-        """The newest `per_author` posts of each author that pass the filter, with their tags.
-
-        Ordered by author, then newest first. One query ranks every author's posts at once and
-        one more loads their tags: a batch may hold more posts than selectinload's default
-        chunk of 500 ids, so the chunk is sized to hold the whole batch.
-        """
-        rank = (
-            func.row_number()
-            .over(partition_by=Post.author_id, order_by=(Post.created_at.desc(), Post.id.desc()))
-            .label("rank")
-        )
-        ranked = post_filter.apply(select(Post, rank)).subquery("ranked")
-        ranked_post = aliased(Post, ranked)
-        largest_batch = max(1, len(post_filter.author_ids) * per_author)
-        statement = (
-            select(ranked_post)
-            .where(ranked.c.rank <= per_author)
-            .order_by(ranked_post.author_id, ranked_post.created_at.desc(), ranked_post.id.desc())
-            .options(selectinload(ranked_post.tags, chunksize=largest_batch))
-        )
-        return list(await self.session.scalars(statement))
 
     async def add(self, post: Post) -> Post:
         self.session.add(post)
@@ -109,11 +194,6 @@ class CommentRepository:
     async def get(self, comment_id: int) -> Comment | None:
         return await self.session.get(Comment, comment_id)
 
-    async def page(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Comment]:
-        """One page of a post's comments in `order`."""
-        statement = select(Comment).where(Comment.post_id == post_id)
-        return await paginate(self.session, statement, order, page)
-
     async def add(self, comment: Comment) -> Comment:
         """Insert a comment now, so a post deleted meanwhile surfaces here rather than at commit."""
         self.session.add(comment)
@@ -138,8 +218,8 @@ class TagsByUse(SortOrder):
     def order_by(self) -> list[Any]:
         return [Tag.post_count.desc(), Tag.name.asc()]
 
-    def after(self, cursor: str) -> Any:
-        post_count, name = self.values_of(cursor)
+    def after(self) -> Any:
+        post_count, name = bindparam("after_0", type_=Integer), bindparam("after_1", type_=String)
         return or_(Tag.post_count < post_count, and_(Tag.post_count == post_count, Tag.name > name))
 
 

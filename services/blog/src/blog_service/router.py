@@ -5,7 +5,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
 from blog_service.models import Comment, Post, Tag
-from blog_service.repository import CommentRepository, PostFilter, PostRepository, TagRepository
+from blog_service.repository import (
+    CommentReads,
+    CommentRepository,
+    PostFilter,
+    PostReads,
+    PostRepository,
+    TagRepository,
+)
 from blog_service.schemas import (
     CommentCreate,
     CommentRead,
@@ -16,11 +23,18 @@ from blog_service.schemas import (
     TagName,
     TagRead,
 )
-from blog_service.service import CommentService, PostService, TagService
-from servicekit.database import ReadSessionDep, SessionDep
+from blog_service.service import (
+    CommentQueries,
+    CommentService,
+    PostQueries,
+    PostService,
+    TagService,
+)
+from servicekit.database import DatabaseDep, ReadSessionDep, SessionDep
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
 posts_router = APIRouter(prefix="/posts", tags=["posts"])
@@ -43,16 +57,16 @@ async def _post_writer(session: SessionDep) -> PostService:
     return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
 
 
-async def _post_reader(session: ReadSessionDep) -> PostService:
-    return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
+async def _post_reader(database: DatabaseDep) -> PostQueries:
+    return PostQueries(PostReads(database))
 
 
 async def _comment_writer(session: SessionDep) -> CommentService:
-    return CommentService(CommentRepository(session), PostRepository(session))
+    return CommentService(CommentRepository(session))
 
 
-async def _comment_reader(session: ReadSessionDep) -> CommentService:
-    return CommentService(CommentRepository(session), PostRepository(session))
+async def _comment_reader(database: DatabaseDep) -> CommentQueries:
+    return CommentQueries(CommentReads(database), PostReads(database))
 
 
 async def _tag_reader(session: ReadSessionDep) -> TagService:
@@ -60,9 +74,9 @@ async def _tag_reader(session: ReadSessionDep) -> TagService:
 
 
 Posts = Annotated[PostService, Depends(_post_writer)]
-PostsReader = Annotated[PostService, Depends(_post_reader)]
+PostsReader = Annotated[PostQueries, Depends(_post_reader)]
 Comments = Annotated[CommentService, Depends(_comment_writer)]
-CommentsReader = Annotated[CommentService, Depends(_comment_reader)]
+CommentsReader = Annotated[CommentQueries, Depends(_comment_reader)]
 TagsReader = Annotated[TagService, Depends(_tag_reader)]
 
 
@@ -114,7 +128,7 @@ async def list_posts(
             "ordered by author, then newest first (a batch read; no Link header).",
         ),
     ] = None,
-) -> list[Post]:
+) -> list[Row]:
     """Posts, newest first by default, a page at a time; `?author_id=1&author_id=2` is a batch."""
     post_filter = PostFilter(author_ids=author_ids, tag=tag, published=published, text=q)
     if per_author is None:
@@ -164,13 +178,14 @@ async def get_post(
     posts: PostsReader,
     response: Response,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
-) -> Post | Response:
+) -> Row | Response:
     post = await posts.get(post_id)
-    if is_not_modified(if_none_match, post.version):
+    if is_not_modified(if_none_match, post["version"]):
         return Response(
-            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(post.version)}
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(post["version"])}
         )
-    return _with_etag(post, response)
+    response.headers["ETag"] = etag(post["version"])
+    return post
 
 
 @posts_router.patch(
@@ -222,7 +237,7 @@ async def list_comments(
     page: PageDep,
     request: Request,
     response: Response,
-) -> list[Comment]:
+) -> list[Row]:
     """A post's comments, oldest first, a page at a time."""
     result = await comments.list(post_id, page, OLDEST_FIRST)
     set_next_link(request, response, result.next_cursor)
@@ -232,7 +247,7 @@ async def list_comments(
 @comments_router.get(
     "/{comment_id:int}", response_model=CommentRead, responses=error_responses(404)
 )
-async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Comment:
+async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Row:
     return await comments.get(comment_id)
 
 

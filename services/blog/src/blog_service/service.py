@@ -5,19 +5,71 @@ from collections.abc import Sequence
 from sqlalchemy.exc import IntegrityError
 
 from blog_service.models import Comment, Post, Tag
-from blog_service.repository import CommentRepository, PostFilter, PostRepository, TagRepository
+from blog_service.repository import (
+    CommentReads,
+    CommentRepository,
+    PostFilter,
+    PostReads,
+    PostRepository,
+    TagRepository,
+)
 from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
 from servicekit.database import utcnow
 from servicekit.errors import NotFound
 from servicekit.pagination import Page, PageRequest, SortOrder
 from servicekit.preconditions import IfMatch
+from servicekit.reads import Row
 
 
 def _post_not_found(post_id: int) -> NotFound:
     return NotFound(f"post {post_id} not found")
 
 
+def _comment_not_found(comment_id: int) -> NotFound:
+    return NotFound(f"comment {comment_id} not found")
+
+
+class PostQueries:
+    """Reading posts."""
+
+    def __init__(self, posts: PostReads) -> None:
+        self.posts = posts
+
+    async def get(self, post_id: int) -> Row:
+        post = await self.posts.get(post_id)
+        if post is None:
+            raise _post_not_found(post_id)
+        return post
+
+    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Row]:
+        return await self.posts.newest_by_author(per_author, post_filter)
+
+    async def list(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
+        return await self.posts.page(page, order, post_filter)
+
+
+class CommentQueries:
+    """Reading comments."""
+
+    def __init__(self, comments: CommentReads, posts: PostReads) -> None:
+        self.comments = comments
+        self.posts = posts
+
+    async def list(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
+        if not await self.posts.exists(post_id):
+            raise _post_not_found(post_id)
+        return await self.comments.page(post_id, page, order)
+
+    async def get(self, comment_id: int) -> Row:
+        comment = await self.comments.get(comment_id)
+        if comment is None:
+            raise _comment_not_found(comment_id)
+        return comment
+
+
 class PostService:
+    """Creating, changing and deleting posts."""
+
     def __init__(
         self, posts: PostRepository, tags: TagRepository, comments: CommentRepository
     ) -> None:
@@ -34,14 +86,6 @@ class PostService:
         if post is None:
             raise _post_not_found(post_id)
         return post
-
-    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Post]:
-        return await self.posts.newest_by_author(per_author, post_filter)
-
-    async def list(
-        self, page: PageRequest, order: SortOrder, post_filter: PostFilter
-    ) -> Page[Post]:
-        return await self.posts.page(page, order, post_filter)
 
     async def update(self, post_id: int, data: PostUpdate, if_match: IfMatch) -> Post:
         post = await self.get(post_id)
@@ -69,9 +113,10 @@ class PostService:
 
 
 class CommentService:
-    def __init__(self, comments: CommentRepository, posts: PostRepository) -> None:
+    """Commenting, and deleting comments."""
+
+    def __init__(self, comments: CommentRepository) -> None:
         self.comments = comments
-        self.posts = posts
 
     async def create(self, post_id: int, data: CommentCreate) -> Comment:
         try:
@@ -80,19 +125,11 @@ class CommentService:
             # The only constraint a comment can break is its post's foreign key.
             raise _post_not_found(post_id) from exc
 
-    async def list(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Comment]:
-        if not await self.posts.exists(post_id):
-            raise _post_not_found(post_id)
-        return await self.comments.page(post_id, page, order)
-
-    async def get(self, comment_id: int) -> Comment:
+    async def delete(self, comment_id: int) -> None:
         comment = await self.comments.get(comment_id)
         if comment is None:
-            raise NotFound(f"comment {comment_id} not found")
-        return comment
-
-    async def delete(self, comment_id: int) -> None:
-        await self.comments.delete(await self.get(comment_id))
+            raise _comment_not_found(comment_id)
+        await self.comments.delete(comment)
 
 
 class TagService:

@@ -4,19 +4,36 @@ Reads are Core SELECTs on the database's read path and return rows as dicts; wri
 through the ORM session of the request's transaction.
 """
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.database import Database
 from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
-from servicekit.reads import Row
+from servicekit.reads import LIKE_ESCAPE, Row, escape_like, one_of
 from users_service.models import User
 from users_service.schemas import UserStats
 
 USERS = User.__table__
 _BY_ID = select(*USERS.c).where(USERS.c.id == bindparam("user_id"))
+
+
+@functools.cache
+def _users(*, ids: bool, email: bool, name: bool, active_only: bool) -> Select[Any]:
+    """The users a list shows, one statement for each combination of filters a list takes."""
+    statement = select(*USERS.c)
+    if active_only:
+        statement = statement.where(USERS.c.is_active)
+    if ids:
+        statement = statement.where(one_of(USERS.c.id, "ids"))
+    if email:
+        statement = statement.where(USERS.c.email.icontains(bindparam("email"), escape=LIKE_ESCAPE))
+    if name:
+        statement = statement.where(USERS.c.name.icontains(bindparam("name"), escape=LIKE_ESCAPE))
+    return statement
 
 
 class UserReads:
@@ -39,16 +56,15 @@ class UserReads:
         active_only: bool = False,
     ) -> Page[Row]:
         """One page of users matching every filter given, in `order`."""
-        statement = select(*USERS.c)
-        if ids:
-            statement = statement.where(USERS.c.id.in_(ids))
+        shape = _users(
+            ids=bool(ids), email=email is not None, name=name is not None, active_only=active_only
+        )
+        parameters: dict[str, Any] = {"ids": list(ids)} if ids else {}
         if email is not None:
-            statement = statement.where(USERS.c.email.icontains(email, autoescape=True))
+            parameters["email"] = escape_like(email)
         if name is not None:
-            statement = statement.where(USERS.c.name.icontains(name, autoescape=True))
-        if active_only:
-            statement = statement.where(USERS.c.is_active)
-        return await fetch_page(self.database, statement, order, page)
+            parameters["name"] = escape_like(name)
+        return await fetch_page(self.database, shape, order, page, parameters)
 
     async def stats(self) -> UserStats:
         active = func.coalesce(func.sum(case((USERS.c.is_active, 1), else_=0)), 0)
