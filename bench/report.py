@@ -173,9 +173,10 @@ def write(document: dict[str, Any], folder: Path) -> None:
     scale = document["scale"]
     markdown = f"""# Benchmark report
 
-Run {document["started"]}: {document["seconds"]} s measured after {document["warmup"]} s of
-warm-up per scenario, {document["connections"]} connections for scenarios 1-5, wrk with one
-thread, {machine["workers_per_server"]} uvicorn worker(s) for every server.
+Run {document["started"]}: every load run {document["seconds"]} s after {document["warmup"]} s of
+warm-up, {document.get("repeat", 1)} rounds of all runs interleaved, each run's median round
+kept; {document["connections"]} connections for scenarios 1-5; wrk with one thread;
+{machine["workers_per_server"]} uvicorn worker(s) for every server.
 
 Machine: {machine["cores"]} cores ({machine["cpu"]}), Python {machine["python"]},
 PostgreSQL {machine["postgres"]}, {machine["wrk"]}. Packages: {packages}.

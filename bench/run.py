@@ -61,6 +61,7 @@ class Options:
     warmup: float
     connections: int
     workers: int
+    repeat: int
     reseed: bool
     profile: bool
     only: set[str] = field(default_factory=set)
@@ -69,10 +70,11 @@ class Options:
 def _parse(argv: Sequence[str]) -> Options:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="data set size (1 = full)")
-    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per run")
+    parser.add_argument("--seconds", type=float, default=6, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per run")
     parser.add_argument("--connections", type=int, default=64, help="connections for 1-5")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each run keeps its median")
     parser.add_argument("--reseed", action="store_true", help="rebuild the data set")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of 2-4")
     parser.add_argument("--only", nargs="*", default=[], help="scenario numbers to run")
@@ -84,6 +86,7 @@ def _parse(argv: Sequence[str]) -> Options:
         args.warmup,
         args.connections,
         args.workers,
+        args.repeat,
         args.reseed,
         args.profile,
         set(args.only),
@@ -263,6 +266,18 @@ class Measurements:
     bulk: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One load run: `paths` from `server` over `connections` connections."""
+
+    group: str  # "throughput", "latency", or the server whose concurrency curve it is on
+    key: str
+    label: str
+    server: str
+    paths: Sequence[str]
+    connections: int
+
+
 class Bench:
     def __init__(self, options: Options, servers: dict[str, Server], engines: dict[str, Engine]):
         self.options = options
@@ -270,6 +285,7 @@ class Bench:
         self.engines = engines
         self.rng = random.Random(4)  # noqa: S311 - test data, not secrets
         self.results = Measurements()
+        self._bulk_runs: list[tuple[float, float]] = []
 
     def measure(
         self, server: str, paths: Sequence[str], connections: int, profile_as: str | None = None
@@ -316,41 +332,86 @@ class Bench:
         users = self.options.scale.users
         return [f"/users/{self.rng.randint(1, users)}" for _ in range(PATH_SAMPLE)]
 
-    def throughput(self, key: str, server: str, paths: Sequence[str], label: str) -> None:
-        say(f"{label}: {server}, {self.options.connections} connections")
-        result = self.measure(server, paths, self.options.connections, profile_as=key)
-        self.results.throughput[key] = {"label": label, "server": server, **result.as_dict()}
-        say(f"  {result.rps:,.0f} requests/s, p50 {result.latency_ms['p50']} ms")
-
-    def run(self) -> Measurements:
+    def jobs(self) -> list[Job]:
+        """The load runs of the scenarios asked for, in the order one round runs them."""
         user_paths = self.user_paths()
-        if self.wanted("1"):
-            self.throughput("ceiling", "ceiling", user_paths, "1. raw ceiling GET /users/{id}")
-        if self.wanted("2"):
-            self.throughput("users", "users", user_paths, "2. users service GET /users/{id}")
-        if self.wanted("3"):
-            self.throughput("gateway_user", "gateway", user_paths, "3. gateway GET /users/{id}")
+        connections = self.options.connections
+        jobs: list[Job] = []
+
+        def throughput(
+            number: str, key: str, server: str, paths: Sequence[str], label: str
+        ) -> None:
+            if self.wanted(number):
+                jobs.append(Job("throughput", key, label, server, paths, connections))
+
+        throughput("1", "ceiling", "ceiling", user_paths, "1. raw ceiling GET /users/{id}")
+        throughput("2", "users", "users", user_paths, "2. users service GET /users/{id}")
+        throughput("3", "gateway_user", "gateway", user_paths, "3. gateway GET /users/{id}")
         if self.wanted("4"):
-            self.throughput(
+            throughput(
+                "4",
                 "users_with_posts",
                 "gateway",
                 self.users_with_posts_paths(),
                 "4. gateway GET /users-with-posts?limit=20",
             )
         if self.wanted("5"):
-            self.throughput(
+            throughput(
+                "5",
                 "products",
                 "gateway",
                 self.product_paths(),
                 "5. gateway GET /products/?category_id&min_price&max_price&limit=20",
             )
         if self.wanted("6"):
-            self.pagination()
-        if self.wanted("7"):
-            self.bulk()
+            jobs += self.pagination_jobs()
         if self.wanted("8"):
-            self.gateway_concurrency()
+            for server in ("gateway", "gateway-httpx"):
+                for count in GATEWAY_CONCURRENCY:
+                    label = f"8. {server} GET /users/{{id}}, {count} connections"
+                    jobs.append(Job(server, str(count), label, server, user_paths, count))
+        return jobs
+
+    def run(self) -> Measurements:
+        """Every load run `repeat` times, interleaved; each keeps its median run.
+
+        Interleaving puts the runs of a ratio's two sides close in time, so a machine whose
+        speed drifts (a shared host) moves both alike.
+        """
+        jobs = self.jobs()
+        runs: dict[Job, list[LoadResult]] = {job: [] for job in jobs}
+        for round_number in range(1, self.options.repeat + 1):
+            for job in jobs:
+                say(f"{job.label} (round {round_number} of {self.options.repeat})")
+                profile = job.key if job.group == "throughput" and round_number == 1 else None
+                result = self.measure(job.server, job.paths, job.connections, profile)
+                runs[job].append(result)
+                say(f"  {result.rps:,.0f} requests/s, p50 {result.latency_ms['p50']} ms")
+            if self.wanted("7"):
+                self.bulk()
+        for job, results in runs.items():
+            self._keep_median(job, results)
+        if self.wanted("7"):
+            self._keep_bulk_median()
         return self.results
+
+    def _keep_median(self, job: Job, results: list[LoadResult]) -> None:
+        if job.group == "latency":
+            median = sorted(results, key=lambda r: r.latency_ms["p50"])[len(results) // 2]
+        else:
+            median = sorted(results, key=lambda r: r.rps)[len(results) // 2]
+        entry = {
+            "label": job.label,
+            "server": job.server,
+            **median.as_dict(),
+            "runs_rps": [r.rps for r in results],
+        }
+        if job.group == "throughput":
+            self.results.throughput[job.key] = entry
+        elif job.group == "latency":
+            self.results.latency[job.key] = {**entry, "path": job.paths[0]}
+        else:
+            self.results.concurrency.setdefault(job.group, []).append(entry)
 
     def users_with_posts_paths(self) -> list[str]:
         # Pages start after random users, the way a client following Link headers would land.
@@ -375,8 +436,8 @@ class Bench:
             )
         return paths
 
-    def pagination(self) -> None:
-        """Latency of one client paging posts: first page, keyset and offset at 90% depth."""
+    def pagination_jobs(self) -> list[Job]:
+        """One client paging posts: the first page, and keyset and offset at 90% depth."""
         depth = int(self.options.scale.posts * 0.9)
         gateway = self.servers["gateway"].url
         answer = httpx.get(f"{gateway}/posts/", params={"skip": depth, "limit": 20}, timeout=30)
@@ -391,11 +452,9 @@ class Bench:
                 f"/posts/?skip={depth}&limit=20",
             ),
         }
-        for key, (label, path) in pages.items():
-            say(f"{label}: gateway, 1 connection")
-            result = self.measure("gateway", [path], 1)
-            self.results.latency[key] = {"label": label, "path": path, **result.as_dict()}
-            say(f"  p50 {result.latency_ms['p50']} ms, mean {result.latency_ms['mean']} ms")
+        return [
+            Job("latency", key, label, "gateway", [path], 1) for key, (label, path) in pages.items()
+        ]
 
     def bulk(self) -> None:
         """Rows per second: `POST /products/bulk` of 1,000 products vs psycopg executemany."""
@@ -439,24 +498,18 @@ class Bench:
             raw = _rows_per_second(insert, batches)
             database.execute("DELETE FROM products WHERE name LIKE 'bench-bulk %'")
         say(f"  {raw:,.0f} rows/s")
+        self._bulk_runs.append((service, raw))
+
+    def _keep_bulk_median(self) -> None:
+        services = sorted(service for service, _ in self._bulk_runs)
+        raws = sorted(raw for _, raw in self._bulk_runs)
         self.results.bulk = {
             "rows_per_request": BULK_ROWS,
             "requests": BULK_REQUESTS,
-            "service_rows_per_second": round(service),
-            "executemany_rows_per_second": round(raw),
+            "service_rows_per_second": round(services[len(services) // 2]),
+            "executemany_rows_per_second": round(raws[len(raws) // 2]),
+            "runs": [[round(service), round(raw)] for service, raw in self._bulk_runs],
         }
-
-    def gateway_concurrency(self) -> None:
-        """The gateway's `GET /users/{id}` at rising concurrency, on both HTTP transports."""
-        paths = self.user_paths()
-        for server in ("gateway", "gateway-httpx"):
-            points = []
-            for connections in GATEWAY_CONCURRENCY:
-                say(f"8. {server} GET /users/{{id}}, {connections} connections")
-                result = self.measure(server, paths, connections)
-                points.append(result.as_dict())
-                say(f"  {result.rps:,.0f} requests/s, p99 {result.latency_ms['p99']} ms")
-            self.results.concurrency[server] = points
 
 
 def _rows_per_second(
@@ -560,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": options.seconds,
             "warmup": options.warmup,
             "connections": options.connections,
+            "repeat": options.repeat,
             "throughput": results.throughput,
             "latency": results.latency,
             "bulk": results.bulk,
