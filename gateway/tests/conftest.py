@@ -77,13 +77,9 @@ async def gateway(
 
 def _record_calls(app: FastAPI) -> tuple[list[httpx.Request], Callable[[], None]]:
     calls: list[httpx.Request] = []
-
-    async def record(request: httpx.Request) -> None:
-        calls.append(request)
-
-    hooks = app.state.downstream.client.event_hooks["request"]
-    hooks.append(record)
-    return calls, lambda: hooks.remove(record)
+    listeners = app.state.downstream.listeners
+    listeners.append(calls.append)
+    return calls, lambda: listeners.remove(calls.append)
 
 
 @pytest.fixture

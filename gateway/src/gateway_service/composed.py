@@ -1,12 +1,12 @@
 """Views the gateway composes from several services, each with a fixed number of calls."""
 
 import asyncio
-import json
 from collections import defaultdict
 from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 import httpx
+import pydantic_core
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
 
 from gateway_service.downstream import Downstream
@@ -59,12 +59,15 @@ def _next_cursor(answer: httpx.Response) -> str | None:
     return cursor
 
 
+def _json(answer: httpx.Response) -> Any:
+    # pydantic-core's JSON parser and serialiser are several times faster than the stdlib's.
+    return pydantic_core.from_json(answer.content)
+
+
 def _json_response(body: Any, status_code: int = 200) -> Response:
     # Bodies are assembled from services' JSON, which is already valid; no re-validation.
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
-        status_code=status_code,
-        media_type="application/json",
+        pydantic_core.to_json(body), status_code=status_code, media_type="application/json"
     )
 
 
@@ -84,7 +87,7 @@ async def users_with_posts(
 ) -> Response:
     """A page of users, each with their newest posts: one users call and one blog call."""
     users_answer = await downstream.expect_ok("users", "GET", "/users/", params=_page_params(page))
-    users: list[dict[str, Any]] = users_answer.json()
+    users: list[dict[str, Any]] = _json(users_answer)
     posts_by_author: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if users:
         posts_answer = await downstream.expect_ok(
@@ -94,7 +97,7 @@ async def users_with_posts(
             params=[("author_id", user["id"]) for user in users]
             + [("per_author", posts_per_user + 1)],
         )
-        for post in posts_answer.json():
+        for post in _json(posts_answer):
             posts_by_author[post["author_id"]].append(post)
     for user in users:
         posts = posts_by_author[user["id"]]
@@ -228,12 +231,12 @@ async def get_post(
     post_answer, *comments_answers = await concurrently(*calls)
     if not post_answer.is_success:
         return relay(request, downstream, "blog", post_answer)
-    post: dict[str, Any] = post_answer.json()
+    post: dict[str, Any] = _json(post_answer)
     if comments_answers:
         comments_answer = comments_answers[0]
         if not comments_answer.is_success:
             return relay(request, downstream, "blog", comments_answer)
-        post["comments"] = comments_answer.json()
+        post["comments"] = _json(comments_answer)
     if "author" in expansions:
         people = [post, *post.get("comments", [])]
         authors = await _users_by_id(downstream, {person["author_id"] for person in people})
@@ -249,7 +252,7 @@ async def _users_by_id(downstream: Downstream, ids: set[int]) -> dict[int, dict[
     answer = await downstream.expect_ok(
         "users", "GET", "/users/", params=[("id", i) for i in sorted(ids)] + [("limit", MAX_LIMIT)]
     )
-    return {user["id"]: user for user in answer.json()}
+    return {user["id"]: user for user in _json(answer)}
 
 
 @router.delete(
@@ -269,7 +272,7 @@ async def delete_user(
     The blog content goes first: if blog is unavailable the user stays and the answer is 503,
     so no post is ever left pointing at a user who is gone.
     """
-    user = (await downstream.expect_ok("users", "GET", f"/users/{user_id}")).json()
+    user = _json(await downstream.expect_ok("users", "GET", f"/users/{user_id}"))
     IfMatch(if_match).check(user["version"])
     await downstream.expect_ok("blog", "DELETE", "/posts/", params={"author_id": user_id})
     answer = await downstream.request(

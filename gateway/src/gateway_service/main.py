@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway_service import composed, health
-from gateway_service.downstream import Downstream, create_http_client
+from gateway_service.downstream import Downstream, create_http_client, create_transport
 from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
 from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
@@ -22,8 +22,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with create_http_client(settings) as client:
-            app.state.downstream = Downstream(client, settings.service_urls())
+        transport = create_transport(settings)
+        async with create_http_client(settings, transport) as client:
+            app.state.downstream = Downstream(client, transport, settings.service_urls())
             yield
 
     app = FastAPI(

@@ -12,15 +12,10 @@ from gateway_service.errors import BadGateway
 
 # Headers that mean something end to end; hop-by-hop and server-specific ones stay behind.
 FORWARDED_REQUEST_HEADERS = frozenset({b"accept", b"content-type", b"if-match", b"if-none-match"})
-RELAYED_RESPONSE_HEADERS = (
-    "content-type",
-    "etag",
-    "location",
-    "link",
-    "allow",
-    "retry-after",
-    "cache-control",
+RELAYED_RESPONSE_HEADERS = frozenset(
+    {b"content-type", b"etag", b"location", b"link", b"allow", b"retry-after", b"cache-control"}
 )
+_URL_HEADERS = frozenset({b"location", b"link"})
 _CONVERTOR = re.compile(r"{(\w+):\w+}")
 
 
@@ -87,15 +82,17 @@ def relay(
     """
     if answer.status_code >= 500 and answer.status_code != 503:
         raise BadGateway(f"the {service} service failed ({answer.status_code})")
-    service_origin = downstream.base_urls[service]
-    gateway_origin = str(request.base_url).rstrip("/")
-    headers = {}
-    for name in RELAYED_RESPONSE_HEADERS:
-        value = answer.headers.get(name)
-        if value is not None:
-            if name in {"location", "link"}:
+    headers: dict[str, str] = {}
+    # One pass over the raw headers: looking each name up scans them all every time.
+    for raw_name, raw_value in answer.headers.raw:
+        name = raw_name.lower()
+        if name in RELAYED_RESPONSE_HEADERS:
+            value = raw_value.decode("latin-1")
+            if name in _URL_HEADERS:
+                service_origin = downstream.base_urls[service]
+                gateway_origin = str(request.base_url).rstrip("/")
                 value = value.replace(f"{service_origin}/", f"{gateway_origin}/")
-            headers[name] = value
+            headers[name.decode("latin-1")] = value
     return Response(content=answer.content, status_code=answer.status_code, headers=headers)
 
 

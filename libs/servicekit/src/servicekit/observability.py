@@ -82,8 +82,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # Requests are logged once, by RequestContextMiddleware, with their id.
+    # Requests are logged once, by RequestContextMiddleware, with their id; the HTTP clients'
+    # own line per outgoing request would double the gateway's log (and its cost).
     logging.getLogger("uvicorn.access").disabled = True
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
 
 
 def _request_id_from(scope: Scope) -> str:
