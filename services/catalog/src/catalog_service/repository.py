@@ -1,20 +1,39 @@
 """SQL for the catalog: every query the service runs lives here."""
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import Select, String, bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from catalog_service.models import Category, Product, ProductImage
-from servicekit.pagination import Page, PageRequest, SortOrder, paginate
+from servicekit.database import Database
+from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page, paginate
+from servicekit.reads import LIKE_ESCAPE, Row, escape_like, one_of
 
 # What a product response shows, loaded with one query per relation for a whole page.
 PRODUCT_RELATIONS = (selectinload(Product.category), selectinload(Product.images))
+
+
+PRODUCTS = Product.__table__
+CATEGORIES = Category.__table__
+IMAGES = ProductImage.__table__
+# A product row as responses show it: its columns and its category's name.
+_PRODUCT_ROWS = select(*PRODUCTS.c, CATEGORIES.c.name.label("category_name")).join(
+    CATEGORIES, CATEGORIES.c.id == PRODUCTS.c.category_id
+)
+_PRODUCT_BY_ID = _PRODUCT_ROWS.where(PRODUCTS.c.id == bindparam("product_id"))
+_CATEGORY_EXISTS = select(CATEGORIES.c.id).where(CATEGORIES.c.id == bindparam("category_id"))
+_IMAGES_OF_PRODUCTS = (
+    select(*IMAGES.c)
+    .where(one_of(IMAGES.c.product_id, "product_ids"))
+    .order_by(IMAGES.c.product_id, IMAGES.c.id)
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +45,86 @@ class ProductFilters:
     max_price: Decimal | None = None
     is_active: bool | None = None
     name_contains: str | None = None
+
+    def products(self) -> Select[Any]:
+        """The products passing a filter of this kind; `parameters()` binds its values."""
+        return _filtered_products(
+            category=self.category_id is not None,
+            min_price=self.min_price is not None,
+            max_price=self.max_price is not None,
+            is_active=self.is_active is not None,
+            name=self.name_contains is not None,
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        """The values of this filter, for the statement `products()` gives."""
+        values: dict[str, Any] = {
+            "category_id": self.category_id,
+            "min_price": self.min_price,
+            "max_price": self.max_price,
+            "is_active": self.is_active,
+        }
+        if self.name_contains is not None:
+            values["name"] = escape_like(self.name_contains)
+        return {name: value for name, value in values.items() if value is not None}
+
+
+@functools.cache
+def _filtered_products(
+    *, category: bool, min_price: bool, max_price: bool, is_active: bool, name: bool
+) -> Select[Any]:
+    # One statement for each combination of filters, so each compiles once.
+    statement = _PRODUCT_ROWS
+    if category:
+        statement = statement.where(PRODUCTS.c.category_id == bindparam("category_id"))
+    if min_price:
+        statement = statement.where(PRODUCTS.c.price >= bindparam("min_price"))
+    if max_price:
+        statement = statement.where(PRODUCTS.c.price <= bindparam("max_price"))
+    if is_active:
+        statement = statement.where(PRODUCTS.c.is_active == bindparam("is_active"))
+    if name:
+        pattern = bindparam("name", type_=String)
+        statement = statement.where(PRODUCTS.c.name.icontains(pattern, escape=LIKE_ESCAPE))
+    return statement
+
+
+class ProductReads:
+    """Queries that only read products: rows as dicts, as product responses show them."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def get(self, product_id: int) -> Row | None:
+        """A product with its category and images."""
+        product = await self.database.fetch_one(_PRODUCT_BY_ID, {"product_id": product_id})
+        return (await self._shown([product]))[0] if product is not None else None
+
+    async def page(self, page: PageRequest, order: SortOrder, filters: ProductFilters) -> Page[Row]:
+        """One page of products matching every filter given, in `order`."""
+        result = await fetch_page(
+            self.database, filters.products(), order, page, filters.parameters()
+        )
+        return Page(await self._shown(result.items), result.next_cursor)
+
+    async def category_exists(self, category_id: int) -> bool:
+        found = await self.database.fetch_one(_CATEGORY_EXISTS, {"category_id": category_id})
+        return found is not None
+
+    async def _shown(self, products: list[Row]) -> list[Row]:
+        """The products with their category and images: one more query for all of them."""
+        images: dict[int, list[Row]] = {product["id"]: [] for product in products}
+        if images:
+            rows = await self.database.fetch(_IMAGES_OF_PRODUCTS, {"product_ids": list(images)})
+            for image in rows:
+                images[image["product_id"]].append(image)
+        for product in products:
+            product["category"] = {
+                "id": product["category_id"],
+                "name": product.pop("category_name"),
+            }
+            product["images"] = images[product["id"]]
+        return products
 
 
 class CategoryRepository:
@@ -72,25 +171,6 @@ class ProductRepository:
     async def get_bare(self, product_id: int) -> Product | None:
         """A product without its relations, for changes that do not show it."""
         return await self.session.get(Product, product_id)
-
-    async def page(
-        self, page: PageRequest, order: SortOrder, filters: ProductFilters
-    ) -> Page[Product]:
-        """One page of products matching every filter given, in `order`, with their relations."""
-        statement = select(Product).options(*PRODUCT_RELATIONS)
-        if filters.category_id is not None:
-            statement = statement.where(Product.category_id == filters.category_id)
-        if filters.min_price is not None:
-            statement = statement.where(Product.price >= filters.min_price)
-        if filters.max_price is not None:
-            statement = statement.where(Product.price <= filters.max_price)
-        if filters.is_active is not None:
-            statement = statement.where(Product.is_active.is_(filters.is_active))
-        if filters.name_contains is not None:
-            statement = statement.where(
-                Product.name.icontains(filters.name_contains, autoescape=True)
-            )
-        return await paginate(self.session, statement, order, page)
 
     async def any_in_category(self, category_id: int) -> bool:
         return bool(

@@ -5,7 +5,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
 
 from catalog_service.models import Category, Product, ProductImage
-from catalog_service.repository import CategoryRepository, ProductFilters, ProductRepository
+from catalog_service.repository import (
+    CategoryRepository,
+    ProductFilters,
+    ProductReads,
+    ProductRepository,
+)
 from catalog_service.schemas import (
     MAX_BULK_PRODUCTS,
     CategoryCreate,
@@ -23,11 +28,12 @@ from catalog_service.schemas import (
     SortDirection,
     StockAdjustment,
 )
-from catalog_service.service import CategoryService, ProductService
-from servicekit.database import ReadSessionDep, SessionDep
+from catalog_service.service import CategoryService, ProductQueries, ProductService
+from servicekit.database import DatabaseDep, ReadSessionDep, SessionDep
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
 categories_router = APIRouter(prefix="/categories", tags=["categories"])
@@ -55,14 +61,19 @@ async def _product_writer(session: SessionDep) -> ProductService:
     return ProductService(ProductRepository(session), CategoryRepository(session))
 
 
-async def _product_reader(session: ReadSessionDep) -> ProductService:
+async def _product_reader(database: DatabaseDep) -> ProductQueries:
+    return ProductQueries(ProductReads(database))
+
+
+async def _image_reader(session: ReadSessionDep) -> ProductService:
     return ProductService(ProductRepository(session), CategoryRepository(session))
 
 
 Categories = Annotated[CategoryService, Depends(_category_writer)]
 CategoriesReader = Annotated[CategoryService, Depends(_category_reader)]
 Products = Annotated[ProductService, Depends(_product_writer)]
-ProductsReader = Annotated[ProductService, Depends(_product_reader)]
+ProductsReader = Annotated[ProductQueries, Depends(_product_reader)]
+ImagesReader = Annotated[ProductService, Depends(_image_reader)]
 
 
 def _sort_order(
@@ -206,14 +217,14 @@ async def delete_category(
 )
 async def list_category_products(
     category_id: CategoryId,
-    categories: CategoriesReader,
+    products: ProductsReader,
     page: PageDep,
     order: ProductOrder,
     request: Request,
     response: Response,
-) -> list[Product]:
+) -> list[Row]:
     """The products of a category, a page at a time, with their images."""
-    result = await categories.products_of(category_id, page, order)
+    result = await products.of_category(category_id, page, order)
     set_next_link(request, response, result.next_cursor)
     return result.items
 
@@ -264,7 +275,7 @@ async def list_products(
     filters: ProductFiltersDep,
     request: Request,
     response: Response,
-) -> list[Product]:
+) -> list[Row]:
     """Products matching every filter given, a page at a time, with their images."""
     result = await products.list(page, order, filters)
     set_next_link(request, response, result.next_cursor)
@@ -281,11 +292,11 @@ async def get_product(
     products: ProductsReader,
     response: Response,
     if_none_match: IfNoneMatch = None,
-) -> Product | Response:
+) -> Row | Response:
     product = await products.get(product_id)
-    if not_modified := _not_modified(if_none_match, product.version):
+    if not_modified := _not_modified(if_none_match, product["version"]):
         return not_modified
-    response.headers["ETag"] = etag(product.version)
+    response.headers["ETag"] = etag(product["version"])
     return product
 
 
@@ -338,7 +349,7 @@ async def adjust_stock(
 )
 async def list_images(
     product_id: ProductId,
-    products: ProductsReader,
+    products: ImagesReader,
     page: PageDep,
     request: Request,
     response: Response,
@@ -376,7 +387,7 @@ async def add_image(
     responses=error_responses(404),
 )
 async def get_image(
-    product_id: ProductId, image_id: ImageId, products: ProductsReader
+    product_id: ProductId, image_id: ImageId, products: ImagesReader
 ) -> ProductImage:
     return await products.image(product_id, image_id)
 

@@ -6,7 +6,12 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError
 
 from catalog_service.models import Category, Product, ProductImage
-from catalog_service.repository import CategoryRepository, ProductFilters, ProductRepository
+from catalog_service.repository import (
+    CategoryRepository,
+    ProductFilters,
+    ProductReads,
+    ProductRepository,
+)
 from catalog_service.schemas import (
     MAX_STOCK,
     CategoryCreate,
@@ -19,6 +24,7 @@ from catalog_service.schemas import (
 from servicekit.errors import Conflict, NotFound, invalid_input
 from servicekit.pagination import Page, PageRequest, SortOrder
 from servicekit.preconditions import IfMatch
+from servicekit.reads import Row
 
 NAME_TAKEN = "a category with this name already exists"
 MAX_IMAGES_PER_PRODUCT = 20
@@ -30,8 +36,38 @@ def _category_in_use(category_id: int) -> Conflict:
     )
 
 
+def _category_not_found(category_id: int) -> NotFound:
+    return NotFound(f"category {category_id} not found")
+
+
+def _product_not_found(product_id: int) -> NotFound:
+    return NotFound(f"product {product_id} not found")
+
+
 def _unknown_category(category_id: int) -> str:
     return f"category {category_id} does not exist"
+
+
+class ProductQueries:
+    """Reading products."""
+
+    def __init__(self, products: ProductReads) -> None:
+        self.products = products
+
+    async def get(self, product_id: int) -> Row:
+        product = await self.products.get(product_id)
+        if product is None:
+            raise _product_not_found(product_id)
+        return product
+
+    async def list(self, page: PageRequest, order: SortOrder, filters: ProductFilters) -> Page[Row]:
+        return await self.products.page(page, order, filters)
+
+    async def of_category(self, category_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
+        """The products of a category; 404 if there is no such category."""
+        if not await self.products.category_exists(category_id):
+            raise _category_not_found(category_id)
+        return await self.products.page(page, order, ProductFilters(category_id=category_id))
 
 
 class CategoryService:
@@ -48,18 +84,11 @@ class CategoryService:
     async def get(self, category_id: int) -> Category:
         category = await self.categories.get(category_id)
         if category is None:
-            raise NotFound(f"category {category_id} not found")
+            raise _category_not_found(category_id)
         return category
 
     async def list(self, page: PageRequest, order: SortOrder) -> Page[Category]:
         return await self.categories.page(page, order)
-
-    async def products_of(
-        self, category_id: int, page: PageRequest, order: SortOrder
-    ) -> Page[Product]:
-        """The products of a category; 404 if there is no such category."""
-        await self.get(category_id)
-        return await self.products.page(page, order, ProductFilters(category_id=category_id))
 
     async def update(self, category_id: int, data: CategoryUpdate, if_match: IfMatch) -> Category:
         category = await self.get(category_id)
@@ -122,13 +151,8 @@ class ProductService:
     async def get(self, product_id: int) -> Product:
         product = await self.products.get(product_id)
         if product is None:
-            raise NotFound(f"product {product_id} not found")
+            raise _product_not_found(product_id)
         return product
-
-    async def list(
-        self, page: PageRequest, order: SortOrder, filters: ProductFilters
-    ) -> Page[Product]:
-        return await self.products.page(page, order, filters)
 
     async def update(self, product_id: int, data: ProductUpdate, if_match: IfMatch) -> Product:
         product = await self.get(product_id)
@@ -144,7 +168,7 @@ class ProductService:
     async def delete(self, product_id: int, if_match: IfMatch) -> None:
         product = await self.products.get_bare(product_id)
         if product is None:
-            raise NotFound(f"product {product_id} not found")
+            raise _product_not_found(product_id)
         if_match.check(product.version)
         await self.products.delete(product)
 
@@ -155,7 +179,7 @@ class ProductService:
             return product
         stock = await self.products.stock_of(product_id)
         if stock is None:
-            raise NotFound(f"product {product_id} not found")
+            raise _product_not_found(product_id)
         if stock + delta < 0:
             raise Conflict(
                 f"insufficient stock: product {product_id} has {stock} in stock, "
@@ -166,13 +190,13 @@ class ProductService:
     async def _lock(self, product_id: int) -> None:
         # Changes to a product's images are serialised per product, and change its ETag.
         if not await self.products.touch(product_id):
-            raise NotFound(f"product {product_id} not found")
+            raise _product_not_found(product_id)
 
     async def images(
         self, product_id: int, page: PageRequest, order: SortOrder
     ) -> Page[ProductImage]:
         if await self.products.get_bare(product_id) is None:
-            raise NotFound(f"product {product_id} not found")
+            raise _product_not_found(product_id)
         return await self.products.images(product_id, page, order)
 
     async def image(self, product_id: int, image_id: int) -> ProductImage:
