@@ -14,6 +14,7 @@ from typing import Any, cast
 import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import ARRAY, ColumnElement, Dialect, Select, any_, bindparam
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.compiler import compiles
@@ -22,6 +23,23 @@ from sqlalchemy.types import NullType
 from sqlalchemy.util import greenlet_spawn
 
 Row = dict[str, Any]
+
+# Who wants to see the SQL sent on an engine's connections outside SQLAlchemy's execution
+# (which has its own events): tests count statements this way.
+_DRIVER_LISTENERS: "weakref.WeakKeyDictionary[Engine, list[Callable[[str], None]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def driver_listeners(engine: Engine) -> list[Callable[[str], None]]:
+    """The callables given the SQL of each statement run on `engine`'s connections directly."""
+    return _DRIVER_LISTENERS.setdefault(engine, [])
+
+
+def announce(engine: Engine, sql: str) -> None:
+    """Tell `engine`'s driver listeners about a statement about to run."""
+    for listener in _DRIVER_LISTENERS.get(engine, ()):
+        listener(sql)
 
 
 LIKE_ESCAPE = "/"
@@ -117,10 +135,10 @@ def compile_for_driver(
     return compiled.sql, compiled.parameters(parameters)
 
 
-def _sqlalchemy_error(
+def sqlalchemy_error(
     sql: str, values: Mapping[str, Any], exc: psycopg.Error, *, invalidated: bool = True
 ) -> StatementError:
-    # The error SQLAlchemy would have raised, so the error model maps both paths alike.
+    """The error SQLAlchemy would have raised for a driver's, so the error model maps both."""
     return DBAPIError.instance(sql, values, exc, psycopg.Error, connection_invalidated=invalidated)
 
 
@@ -129,23 +147,20 @@ class DriverReads:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        # Called with each statement's SQL before it runs (tests count statements this way).
-        self.listeners: list[Callable[[str], None]] = []
 
     async def fetch(
         self, statement: Select[Any], parameters: Mapping[str, Any] | None
     ) -> list[Row]:
         """Every row of one statement; a read cut off by a dropped connection runs once more."""
         sql, values = compile_for_driver(statement, self.engine.dialect, parameters)
-        for listener in self.listeners:
-            listener(sql)
+        announce(self.engine.sync_engine, sql)
         for attempt in (1, 2):
             # The pool's own rules apply: its timeout, recycling, pings of idle connections,
             # and an error at once when the server refuses connections.
             try:
                 connection = await self.engine.raw_connection()
             except psycopg.Error as exc:
-                raise _sqlalchemy_error(sql, values, exc) from exc
+                raise sqlalchemy_error(sql, values, exc) from exc
             driver = cast("psycopg.AsyncConnection[Any]", connection.driver_connection)
             try:
                 async with driver.cursor(row_factory=dict_row) as cursor:
@@ -156,7 +171,7 @@ class DriverReads:
                     connection.invalidate(exc)
                     if attempt == 1:
                         continue
-                raise _sqlalchemy_error(sql, values, exc, invalidated=driver.broken) from exc
+                raise sqlalchemy_error(sql, values, exc, invalidated=driver.broken) from exc
             finally:
                 await greenlet_spawn(connection.close)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -15,8 +15,11 @@ def _storable(value: str) -> str:
     # Postgres rejects NUL in text, and lone surrogates cannot be encoded as UTF-8.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
-    if any("\ud800" <= char <= "\udfff" for char in value):
-        raise ValueError("must not contain unpaired surrogates")
+    if not value.isascii():
+        try:
+            value.encode()  # in C: a lone surrogate has no UTF-8 form
+        except UnicodeEncodeError:
+            raise ValueError("must not contain unpaired surrogates") from None
     return value
 
 

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, exists, func, insert, select, update
+from sqlalchemy import Select, String, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from catalog_service.models import Category, Product, ProductImage
 from servicekit.database import Database
 from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page, paginate
 from servicekit.reads import LIKE_ESCAPE, Row, escape_like, one_of
+from servicekit.writes import insert_many
 
 # What a product response shows, loaded with one query per relation for a whole page.
 PRODUCT_RELATIONS = (selectinload(Product.category), selectinload(Product.images))
@@ -184,23 +184,14 @@ class ProductRepository:
 
     async def add_many(
         self, rows: Sequence[dict[str, Any]], categories: dict[int, Category]
-    ) -> list[Product]:
-        """Insert products in batched multi-row INSERTs (insertmanyvalues), not one per row.
-
-        Returned in the order of `rows`. Postgres does not promise RETURNING rows in VALUES
-        order, so there SQLAlchemy correlates each row with its parameter set; SQLite has no
-        batched form of that, but its writer holds the database lock for the whole statement,
-        so ids follow the rows and sorting by id restores their order.
-        """
-        on_postgres = self.session.get_bind().dialect.name == "postgresql"
-        statement = insert(Product).returning(Product, sort_by_parameter_order=on_postgres)
-        products = list(await self.session.scalars(statement, rows))
-        if not on_postgres:
-            products.sort(key=lambda product: product.id)
+    ) -> list[Row]:
+        """Insert products in one pipelined batch (see servicekit.writes), in order, as rows."""
+        products = await insert_many(self.session, Product, rows)
         for product in products:
             # New products have no images, and their categories are already loaded.
-            set_committed_value(product, "category", categories[product.category_id])
-            set_committed_value(product, "images", [])
+            category = categories[product["category_id"]]
+            product["category"] = {"id": category.id, "name": category.name}
+            product["images"] = []
         return products
 
     async def adjust_stock(self, product_id: int, delta: int, maximum: int) -> Product | None:

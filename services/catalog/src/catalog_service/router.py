@@ -261,7 +261,7 @@ async def create_products(
         ),
     ],
     products: Products,
-) -> list[Product]:
+) -> list[Row]:
     """Create many products in one transaction: all of them, or none and a 422 naming the
     index of every item at fault. The response lists them in the order given."""
     return await products.create_many(items)

@@ -132,7 +132,7 @@ class ProductService:
         fields = data.model_dump(exclude={"category_id"})
         return await self.products.add(Product(**fields, category=category, images=[]))
 
-    async def create_many(self, items: Sequence[ProductCreate]) -> list[Product]:
+    async def create_many(self, items: Sequence[ProductCreate]) -> list[Row]:
         """Create every product or none; unknown categories are named with the item's index."""
         categories = await self.categories.get_many({item.category_id for item in items})
         unknown = [

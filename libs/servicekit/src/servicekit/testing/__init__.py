@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.database import Database
 from servicekit.migrations import alembic_config
+from servicekit.reads import driver_listeners
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,13 @@ def count_statements(database: Database) -> Iterator[StatementLog]:
         engines.append(database.read_engine.sync_engine)  # not an alias sharing its events
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
-    listeners = database.driver_reads.listeners if database.driver_reads is not None else []
-    listeners.append(log.statements.append)
+        driver_listeners(engine).append(log.statements.append)
     try:
         yield log
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
-        listeners.remove(log.statements.append)
+            driver_listeners(engine).remove(log.statements.append)
 
 
 async def migrate(alembic_ini: Path, database_url: str, revision: str = "head") -> None:
