@@ -232,13 +232,13 @@ class Database:
 
 
 def get_database(request: Request) -> Database:
-    """The process's Database, created by the application's lifespan."""
+    """The process's Database, created by the application's lifespan.
+
+    Read dependencies call this themselves rather than depending on a Database dependency:
+    each level of dependencies costs FastAPI a resolution on every request.
+    """
     database: Database = request.app.state.database
     return database
-
-
-async def _database(request: Request) -> Database:
-    return get_database(request)
 
 
 async def _transaction_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -255,5 +255,3 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
 # reported to the client instead of being lost after a 2xx went out.
 SessionDep = Annotated[AsyncSession, Depends(_transaction_session, scope="function")]
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]
-# The process's Database, for requests that read through its fast path (Database.fetch).
-DatabaseDep = Annotated[Database, Depends(_database)]

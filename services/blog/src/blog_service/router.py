@@ -30,7 +30,7 @@ from blog_service.service import (
     PostService,
     TagService,
 )
-from servicekit.database import DatabaseDep, ReadSessionDep, SessionDep
+from servicekit.database import ReadSessionDep, SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, is_not_modified
@@ -57,15 +57,16 @@ async def _post_writer(session: SessionDep) -> PostService:
     return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
 
 
-async def _post_reader(database: DatabaseDep) -> PostQueries:
-    return PostQueries(PostReads(database))
+async def _post_reader(request: Request) -> PostQueries:
+    return PostQueries(PostReads(get_database(request)))
 
 
 async def _comment_writer(session: SessionDep) -> CommentService:
     return CommentService(CommentRepository(session))
 
 
-async def _comment_reader(database: DatabaseDep) -> CommentQueries:
+async def _comment_reader(request: Request) -> CommentQueries:
+    database = get_database(request)
     return CommentQueries(CommentReads(database), PostReads(database))
 
 

@@ -29,7 +29,7 @@ from catalog_service.schemas import (
     StockAdjustment,
 )
 from catalog_service.service import CategoryService, ProductQueries, ProductService
-from servicekit.database import DatabaseDep, ReadSessionDep, SessionDep
+from servicekit.database import ReadSessionDep, SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, is_not_modified
@@ -61,8 +61,8 @@ async def _product_writer(session: SessionDep) -> ProductService:
     return ProductService(ProductRepository(session), CategoryRepository(session))
 
 
-async def _product_reader(database: DatabaseDep) -> ProductQueries:
-    return ProductQueries(ProductReads(database))
+async def _product_reader(request: Request) -> ProductQueries:
+    return ProductQueries(ProductReads(get_database(request)))
 
 
 async def _image_reader(session: ReadSessionDep) -> ProductService:

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from servicekit.database import DatabaseDep, SessionDep
+from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, is_not_modified
@@ -26,8 +26,8 @@ async def _writer(session: SessionDep) -> UserService:
     return UserService(UserRepository(session))
 
 
-async def _reader(database: DatabaseDep) -> UserQueries:
-    return UserQueries(UserReads(database))
+async def _reader(request: Request) -> UserQueries:
+    return UserQueries(UserReads(get_database(request)))
 
 
 Users = Annotated[UserService, Depends(_writer)]
