@@ -5,8 +5,8 @@ from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import Table, bindparam, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from servicekit.reads import Row, announce, sqlalchemy_error
@@ -19,57 +19,61 @@ async def insert_many(
     transaction; return them.
 
     The stored rows come back as dicts, in the order given, with the values the database
-    filled in (ids, server defaults). On Postgres, psycopg runs one prepared single-row
-    INSERT ... RETURNING for every row in pipeline mode: the statement is parsed and planned
-    once and the rows stream without a round trip each. (SQLAlchemy's batched INSERT writes
-    one statement with a placeholder per value, which psycopg parses again, in Python, for
-    every batch: most of the cost at a thousand rows.) Elsewhere SQLAlchemy's batched INSERT
-    runs; SQLite's writer holds the database lock for the whole statement, so primary keys
-    follow the rows and sorting by them restores their order.
+    filled in (ids, server defaults). On Postgres this is one statement with one parameter
+    per column, whatever the number of rows: `INSERT ... SELECT ... FROM unnest(arrays)`.
+    (SQLAlchemy's batched INSERT writes a placeholder per value, which psycopg parses again,
+    in Python, for every batch; a pipelined executemany still handles a result per row.)
+    Elsewhere SQLAlchemy's batched INSERT runs.
+
+    Either way the rows come back sorted by primary key, which follows their order: Postgres
+    draws the ids as the SELECT yields its rows in ORDER BY order (the "sentinel" SQLAlchemy
+    itself relies on), and SQLite's writer holds the database lock for the whole statement.
     """
     if not rows:
         return []
     table = cast("Table", model.__table__)
     connection = await session.connection()
-    defaults = _python_defaults(table, rows[0].keys())
-    columns = [*rows[0], *defaults]
-    statement = (
-        insert(table)
-        .values({name: bindparam(name, type_=table.c[name].type) for name in columns})
-        .returning(*table.c)
-    )
-    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
+    by_key = tuple(table.primary_key)
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        stored = await _insert_unnested(connection, table, rows)
+    else:
         result = await session.execute(insert(table).returning(*table.c), rows)
-        inserted = [dict(row) for row in result.mappings()]
-        return sorted(inserted, key=lambda row: tuple(row[c.name] for c in table.primary_key))
+        stored = [dict(row) for row in result.mappings()]
+    return sorted(stored, key=lambda row: tuple(row[column.name] for column in by_key))
+
+
+async def _insert_unnested(
+    connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> list[Row]:
     dialect = connection.dialect
-    sql = str(statement.compile(dialect=dialect))
-    processors = {
-        name: processor
-        for name in columns
-        if (processor := table.c[name].type.bind_processor(dialect)) is not None
-    }
-    parameters = [
-        {
-            name: processors[name](value) if name in processors else value
-            for name, value in (*row.items(), *defaults.items())
-        }
-        for row in rows
-    ]
+    defaults = _python_defaults(table, rows[0].keys())
+    names = [*rows[0], *defaults]
+    quote = dialect.identifier_preparer.quote
+    arrays = ", ".join(
+        f"%({name})s::{table.c[name].type.compile(dialect=dialect)}[]" for name in names
+    )
+    columns = ", ".join(quote(table.c[name].name) for name in names)
+    returned = ", ".join(quote(column.name) for column in table.c)
+    sql = (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({columns}) "  # noqa: S608 - identifiers from the table, values bound
+        f"SELECT {columns} FROM unnest({arrays}) "
+        f"WITH ORDINALITY AS given({columns}, given_position) "
+        f"ORDER BY given_position RETURNING {returned}"
+    )
+    parameters: dict[str, list[Any]] = {}
+    for name in names:
+        processor = table.c[name].type.bind_processor(dialect)
+        values = [defaults[name]] * len(rows) if name in defaults else [row[name] for row in rows]
+        parameters[name] = [processor(value) for value in values] if processor else values
     announce(connection.engine.sync_engine, sql)
     raw = await connection.get_raw_connection()
     driver = cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
-    stored: list[Row] = []
     try:
         async with driver.cursor(row_factory=dict_row) as cursor:
-            await cursor.executemany(sql, parameters, returning=True)
-            while True:
-                stored.extend(await cursor.fetchall())
-                if not cursor.nextset():
-                    break
+            await cursor.execute(sql, parameters)
+            return await cursor.fetchall()
     except psycopg.Error as exc:
         raise sqlalchemy_error(sql, {}, exc, invalidated=driver.broken) from exc
-    return stored
 
 
 def _python_defaults(table: Table, given: Iterable[str]) -> dict[str, Any]:
