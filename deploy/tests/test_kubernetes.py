@@ -264,8 +264,10 @@ def test_autoscaled_connections_fit_in_the_database(
 ) -> None:
     container = _main_container(_one(rendered, "Deployment", service.name), service.name)
     environment = _environment(rendered, container)
-    per_pod = int(environment[f"{service.env_prefix}POOL_SIZE"]) + int(
-        environment[f"{service.env_prefix}MAX_OVERFLOW"]
+    # Each process keeps two pools of that size: one for transactions, one for reads.
+    per_pod = 2 * (
+        int(environment[f"{service.env_prefix}POOL_SIZE"])
+        + int(environment[f"{service.env_prefix}MAX_OVERFLOW"])
     )
     replicas = _one(rendered, "HorizontalPodAutoscaler", service.name)["spec"]["maxReplicas"]
     # Headroom for migrations and an operator's psql.
