@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.util import greenlet_spawn
 
 from servicekit.database import Database
@@ -26,7 +27,7 @@ async def make_pool(make_database: MakeDatabase) -> AsyncIterator[MakePool]:
 
     def make(**settings: Any) -> Database:
         database = Database.from_settings(
-            ServiceSettings(database_url=url, pool_size=1, **settings)
+            ServiceSettings.model_validate({"database_url": url, "pool_size": 1, **settings})
         )
         databases.append(database)
         return database
@@ -117,3 +118,13 @@ async def test_fast_reads_count_as_statements_and_need_no_transaction(
         assert driver.autocommit  # psycopg sends no BEGIN or ROLLBACK
     finally:
         await greenlet_spawn(connection.close)
+
+
+async def test_pool_size_overflow_and_wait_come_from_the_settings(make_pool: MakePool) -> None:
+    database = make_pool(pool_size=1, max_overflow=1, pool_timeout=0.2)
+    engine = database.engine
+
+    async with engine.connect(), engine.connect():  # the pooled one and the overflow one
+        with pytest.raises(SQLAlchemyTimeoutError):
+            async with engine.connect():
+                pass

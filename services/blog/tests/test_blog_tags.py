@@ -275,7 +275,7 @@ async def test_simultaneous_tag_replacements_with_the_same_if_match_let_exactly_
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses.count(200) == 1
-    assert set(statuses[1:]) <= {409, 412}
+    assert set(statuses[1:]) == {412}  # however the race fell: their version was stale
     [winner] = [response.json() for response in responses if response.status_code == 200]
     stored = (await client.get(f"/posts/{post['id']}")).json()
     assert (stored["version"], stored["tags"]) == (2, winner["tags"])

@@ -36,5 +36,5 @@ async def test_simultaneous_patches_with_the_same_if_match_let_exactly_one_win(
     statuses = sorted(response.status_code for response in responses)
     assert statuses[0] == 200
     assert statuses.count(200) == 1
-    assert set(statuses[1:]) <= {409, 412}
+    assert set(statuses[1:]) == {412}  # however the race fell: their version was stale
     assert (await client.get(f"/users/{user['id']}")).json()["version"] == 2

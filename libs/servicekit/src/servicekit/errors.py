@@ -98,7 +98,11 @@ async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
     return _error(409, "the request conflicts with the current state of the resource")
 
 
-async def _stale_data(_request: Request, _exc: Exception) -> JSONResponse:
+async def _stale_data(request: Request, _exc: Exception) -> JSONResponse:
+    # Another request changed the row between this one's read and its write. With If-Match
+    # the client asked for exactly that check: its version is no longer current.
+    if request.headers.get("if-match") is not None:
+        return _error(412, "the resource has changed since that version; fetch it and retry")
     return _error(409, "the resource was changed by another request; fetch it and retry")
 
 
