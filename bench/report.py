@@ -83,28 +83,22 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     return judged
 
 
+def _load_row(label: str, entry: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    return (
+        label,
+        f"{entry['rps']:,.0f} req/s",
+        f"{entry['latency_ms']['p50']:.2f}",
+        f"{entry['latency_ms']['p99']:.2f}",
+        str(sum(entry["errors"].values())),
+    )
+
+
 def _scenario_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    rows = []
-    for entry in document.get("throughput", {}).values():
-        rows.append(
-            (
-                entry["label"],
-                f"{entry['rps']:,.0f} req/s",
-                f"{entry['latency_ms']['p50']:.2f}",
-                f"{entry['latency_ms']['p99']:.2f}",
-                str(sum(entry["errors"].values())),
-            )
-        )
-    for entry in document.get("latency", {}).values():
-        rows.append(
-            (
-                entry["label"],
-                f"{entry['rps']:,.0f} req/s",
-                f"{entry['latency_ms']['p50']:.2f}",
-                f"{entry['latency_ms']['p99']:.2f}",
-                str(sum(entry["errors"].values())),
-            )
-        )
+    rows = [
+        _load_row(entry["label"], entry)
+        for group in ("throughput", "latency")
+        for entry in document.get(group, {}).values()
+    ]
     bulk = document.get("bulk")
     if bulk:
         for label, key in (
@@ -114,15 +108,8 @@ def _scenario_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, s
             rows.append((label, f"{bulk[key]:,} rows/s", "", "", ""))
     for server, points in document.get("concurrency", {}).items():
         for point in points:
-            rows.append(
-                (
-                    f"8. {server} GET /users/{{id}}, {point['connections']} connections",
-                    f"{point['rps']:,.0f} req/s",
-                    f"{point['latency_ms']['p50']:.2f}",
-                    f"{point['latency_ms']['p99']:.2f}",
-                    str(sum(point["errors"].values())),
-                )
-            )
+            label = f"8. {server} GET /users/{{id}}, {point['connections']} connections"
+            rows.append(_load_row(label, point))
     return rows
 
 

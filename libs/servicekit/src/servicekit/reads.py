@@ -135,6 +135,15 @@ def compile_for_driver(
     return compiled.sql, compiled.parameters(parameters)
 
 
+async def driver_rows(
+    driver: "psycopg.AsyncConnection[Any]", sql: str, parameters: Mapping[str, Any]
+) -> list[Row]:
+    """Every row one statement returns on a psycopg connection, as dicts."""
+    async with driver.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(sql, parameters)
+        return await cursor.fetchall()
+
+
 def sqlalchemy_error(
     sql: str, values: Mapping[str, Any], exc: psycopg.Error, *, invalidated: bool = True
 ) -> StatementError:
@@ -163,9 +172,7 @@ class DriverReads:
                 raise sqlalchemy_error(sql, values, exc) from exc
             driver = cast("psycopg.AsyncConnection[Any]", connection.driver_connection)
             try:
-                async with driver.cursor(row_factory=dict_row) as cursor:
-                    await cursor.execute(sql, values)
-                    return await cursor.fetchall()
+                return await driver_rows(driver, sql, values)
             except psycopg.Error as exc:
                 if driver.broken:
                     connection.invalidate(exc)

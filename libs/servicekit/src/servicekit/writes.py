@@ -4,12 +4,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import psycopg
-from psycopg.rows import dict_row
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
-from servicekit.reads import Row, announce, sqlalchemy_error
+from servicekit.reads import Row, announce, driver_rows, sqlalchemy_error
 
 
 async def insert_many(
@@ -69,9 +68,7 @@ async def _insert_unnested(
     raw = await connection.get_raw_connection()
     driver = cast("psycopg.AsyncConnection[Any]", raw.driver_connection)
     try:
-        async with driver.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(sql, parameters)
-            return await cursor.fetchall()
+        return await driver_rows(driver, sql, parameters)
     except psycopg.Error as exc:
         raise sqlalchemy_error(sql, {}, exc, invalidated=driver.broken) from exc
 
