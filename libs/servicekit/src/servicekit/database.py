@@ -186,8 +186,8 @@ class Database:
     ) -> list[Row]:
         """The rows of a read-only Core SELECT as dicts keyed by column label.
 
-        `parameters` gives values for the statement's `bindparam()`s; a statement defined
-        once that way is compiled once (see servicekit.reads).
+        `parameters` gives values for the statement's `bindparam()`s: a statement defined
+        once that way compiles once (see servicekit.reads).
         """
         if self.driver_reads is not None:
             return await self.driver_reads.fetch(statement, parameters)

@@ -226,7 +226,7 @@ async def fetch_page(
     pages = _PAGE_SHAPES.setdefault(shape, {})
     statement = pages.get((order.name, after))
     if statement is None:
-        statement = pages.setdefault((order.name, after), _page_statement(shape, order, after))
+        statement = pages[order.name, after] = _page_statement(shape, order, after)
     rows = await database.fetch(statement, {**(parameters or {}), **_page_parameters(order, page)})
     return _page_of(rows, order, page)
 

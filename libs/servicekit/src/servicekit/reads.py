@@ -55,8 +55,35 @@ def escape_like(text: str) -> str:
     return text.replace(escape, escape * 2).replace("%", escape + "%").replace("_", escape + "_")
 
 
+class Criteria:
+    """A list's optional criteria, as one statement per combination of them given.
+
+    Each criterion is a WHERE clause that binds its value as `bindparam(<its name>)`, or none
+    (a flag, given as True). A request names the values it has; the statement for that
+    combination is built once and kept, so the read path compiles it once, and the values go
+    separately as its parameters.
+    """
+
+    def __init__(self, base: Select[Any], **clauses: ColumnElement[bool]) -> None:
+        self.base = base
+        self.clauses = clauses
+        self._statements: dict[frozenset[str], Select[Any]] = {}
+
+    def select(self, **values: Any) -> tuple[Select[Any], dict[str, Any]]:
+        """The statement applying every criterion whose value is not None, and its parameters."""
+        given = {name: value for name, value in values.items() if value is not None}
+        key = frozenset(given)
+        statement = self._statements.get(key)
+        if statement is None:
+            clauses = [self.clauses[name] for name in sorted(key)]
+            statement = self._statements.setdefault(key, self.base.where(*clauses))
+        return statement, given
+
+
 class _OneOf(ColumnElement[bool]):
-    inherit_cache = False  # compiled per dialect below; shapes are compiled once anyway
+    # SQLAlchemy cannot key its compiled cache on this element's state, so SQLite compiles
+    # statements using it at each execution; the Postgres read path compiles each once.
+    inherit_cache = False
     # A predicate: typed Boolean, SQLite (no boolean type) would compare it with 1.
     type = NullType()  # type: ignore[assignment]
 
@@ -111,27 +138,23 @@ class _Compiled:
         return parameters
 
 
-# Statements given with separate parameter values are shapes the code defines once; their
-# compiled form is kept for as long as the statement object lives.
+# Compiled forms, kept as long as their statement lives: statements defined once (with
+# bindparam()s for their values) compile once; one built for a single request compiles when
+# it runs and is dropped with it.
 _COMPILED: weakref.WeakKeyDictionary[Select[Any], _Compiled] = weakref.WeakKeyDictionary()
 
 
 def compile_for_driver(
     statement: Select[Any], dialect: Dialect, parameters: Mapping[str, Any] | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """The SQL text and parameters psycopg runs for `statement`.
+    """The SQL text and parameters psycopg runs for `statement` with `parameters`.
 
     `IN` lists are rendered as one parameter per element, and parameters go through their
-    types' bind processing, as SQLAlchemy's own execution would do. With `parameters` (values
-    for the statement's `bindparam()`s) the compiled form is reused across calls; a statement
-    built with its values inside is compiled each time.
+    types' bind processing, as SQLAlchemy's own execution would do.
     """
-    if parameters is None:
-        compiled = _Compiled(statement, dialect)
-    else:
-        compiled = _COMPILED.get(statement) or _COMPILED.setdefault(
-            statement, _Compiled(statement, dialect)
-        )
+    compiled = _COMPILED.get(statement)
+    if compiled is None:
+        compiled = _COMPILED.setdefault(statement, _Compiled(statement, dialect))
     return compiled.sql, compiled.parameters(parameters)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload, undefer
 from blog_service.models import Comment, Post, Tag, post_tags
 from servicekit.database import Database
 from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page, paginate
-from servicekit.reads import LIKE_ESCAPE, Row, escape_like, one_of
+from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 
 POSTS = Post.__table__
 COMMENTS = Comment.__table__
@@ -43,44 +43,28 @@ class PostFilter:
     published: bool | None = None
     text: str | None = None
 
-    def posts(self) -> Select[Any]:
-        """The posts passing a filter of this filter's kind; `parameters()` binds its values."""
-        return _filtered_posts(
-            authors=bool(self.author_ids),
-            tag=self.tag is not None,
-            published=self.published is not None,
-            text=self.text is not None,
+    def posts(self) -> tuple[Select[Any], dict[str, Any]]:
+        """The statement for the posts passing this filter, and its parameters."""
+        return _LISTS.select(
+            author_ids=list(self.author_ids) or None,
+            tag=self.tag,
+            published=self.published,
+            text=None if self.text is None else escape_like(self.text),
         )
 
-    def parameters(self) -> dict[str, Any]:
-        """The values of this filter, for the statement `posts()` gives."""
-        values: dict[str, Any] = {"tag": self.tag, "published": self.published}
-        if self.author_ids:
-            values["author_ids"] = list(self.author_ids)
-        if self.text is not None:
-            values["text"] = escape_like(self.text)
-        return {name: value for name, value in values.items() if value is not None}
 
-
-@functools.cache
-def _filtered_posts(*, authors: bool, tag: bool, published: bool, text: bool) -> Select[Any]:
-    # One statement for each combination of criteria, so each compiles once.
-    statement = select(*POSTS.c)
-    if authors:
-        statement = statement.where(one_of(POSTS.c.author_id, "author_ids"))
-    if tag:
-        statement = statement.where(Post.tags.any(Tag.name == bindparam("tag")))
-    if published:
-        statement = statement.where(POSTS.c.published == bindparam("published"))
-    if text:
-        pattern = bindparam("text", type_=String)
-        statement = statement.where(
-            or_(
-                POSTS.c.title.icontains(pattern, escape=LIKE_ESCAPE),
-                POSTS.c.content.icontains(pattern, escape=LIKE_ESCAPE),
-            )
-        )
-    return statement
+# The lists' optional filters, each a statement compiled once (see servicekit.reads).
+_TEXT = bindparam("text", type_=String)
+_LISTS = Criteria(
+    select(*POSTS.c),
+    author_ids=one_of(POSTS.c.author_id, "author_ids"),
+    tag=Post.tags.any(Tag.name == bindparam("tag")),
+    published=POSTS.c.published == bindparam("published"),
+    text=or_(
+        POSTS.c.title.icontains(_TEXT, escape=LIKE_ESCAPE),
+        POSTS.c.content.icontains(_TEXT, escape=LIKE_ESCAPE),
+    ),
+)
 
 
 @functools.cache
@@ -117,9 +101,8 @@ class PostReads:
 
     async def page(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
         """One page of posts passing the filter, in `order`."""
-        result = await fetch_page(
-            self.database, post_filter.posts(), order, page, post_filter.parameters()
-        )
+        statement, parameters = post_filter.posts()
+        result = await fetch_page(self.database, statement, order, page, parameters)
         return Page(await self._with_tags(result.items), result.next_cursor)
 
     async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Row]:
@@ -128,9 +111,10 @@ class PostReads:
         Ordered by author, then newest first: one query ranks every author's posts at once,
         one more reads their tags.
         """
-        statement = _newest_by_author(post_filter.posts())
-        parameters = {**post_filter.parameters(), "per_author": per_author}
-        return await self._with_tags(await self.database.fetch(statement, parameters))
+        posts, parameters = post_filter.posts()
+        statement = _newest_by_author(posts)
+        rows = await self.database.fetch(statement, {**parameters, "per_author": per_author})
+        return await self._with_tags(rows)
 
     async def _with_tags(self, posts: list[Row]) -> list[Row]:
         """The posts, each with the names of its tags in order: one query for all of them."""

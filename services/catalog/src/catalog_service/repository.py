@@ -1,6 +1,5 @@
 """SQL for the catalog: every query the service runs lives here."""
 
-import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,7 +12,7 @@ from sqlalchemy.orm import selectinload
 from catalog_service.models import Category, Product, ProductImage
 from servicekit.database import Database
 from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page, paginate
-from servicekit.reads import LIKE_ESCAPE, Row, escape_like, one_of
+from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 from servicekit.writes import insert_many
 
 # What a product response shows, loaded with one query per relation for a whole page.
@@ -46,47 +45,26 @@ class ProductFilters:
     is_active: bool | None = None
     name_contains: str | None = None
 
-    def products(self) -> Select[Any]:
-        """The products passing a filter of this kind; `parameters()` binds its values."""
-        return _filtered_products(
-            category=self.category_id is not None,
-            min_price=self.min_price is not None,
-            max_price=self.max_price is not None,
-            is_active=self.is_active is not None,
-            name=self.name_contains is not None,
+    def products(self) -> tuple[Select[Any], dict[str, Any]]:
+        """The statement for the products passing this filter, and its parameters."""
+        return _LISTS.select(
+            category_id=self.category_id,
+            min_price=self.min_price,
+            max_price=self.max_price,
+            is_active=self.is_active,
+            name=None if self.name_contains is None else escape_like(self.name_contains),
         )
 
-    def parameters(self) -> dict[str, Any]:
-        """The values of this filter, for the statement `products()` gives."""
-        values: dict[str, Any] = {
-            "category_id": self.category_id,
-            "min_price": self.min_price,
-            "max_price": self.max_price,
-            "is_active": self.is_active,
-        }
-        if self.name_contains is not None:
-            values["name"] = escape_like(self.name_contains)
-        return {name: value for name, value in values.items() if value is not None}
 
-
-@functools.cache
-def _filtered_products(
-    *, category: bool, min_price: bool, max_price: bool, is_active: bool, name: bool
-) -> Select[Any]:
-    # One statement for each combination of filters, so each compiles once.
-    statement = _PRODUCT_ROWS
-    if category:
-        statement = statement.where(PRODUCTS.c.category_id == bindparam("category_id"))
-    if min_price:
-        statement = statement.where(PRODUCTS.c.price >= bindparam("min_price"))
-    if max_price:
-        statement = statement.where(PRODUCTS.c.price <= bindparam("max_price"))
-    if is_active:
-        statement = statement.where(PRODUCTS.c.is_active == bindparam("is_active"))
-    if name:
-        pattern = bindparam("name", type_=String)
-        statement = statement.where(PRODUCTS.c.name.icontains(pattern, escape=LIKE_ESCAPE))
-    return statement
+# The lists' optional filters, each a statement compiled once (see servicekit.reads).
+_LISTS = Criteria(
+    _PRODUCT_ROWS,
+    category_id=PRODUCTS.c.category_id == bindparam("category_id"),
+    min_price=PRODUCTS.c.price >= bindparam("min_price"),
+    max_price=PRODUCTS.c.price <= bindparam("max_price"),
+    is_active=PRODUCTS.c.is_active == bindparam("is_active"),
+    name=PRODUCTS.c.name.icontains(bindparam("name", type_=String), escape=LIKE_ESCAPE),
+)
 
 
 class ProductReads:
@@ -102,9 +80,8 @@ class ProductReads:
 
     async def page(self, page: PageRequest, order: SortOrder, filters: ProductFilters) -> Page[Row]:
         """One page of products matching every filter given, in `order`."""
-        result = await fetch_page(
-            self.database, filters.products(), order, page, filters.parameters()
-        )
+        statement, parameters = filters.products()
+        result = await fetch_page(self.database, statement, order, page, parameters)
         return Page(await self._shown(result.items), result.next_cursor)
 
     async def category_exists(self, category_id: int) -> bool:

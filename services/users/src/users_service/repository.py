@@ -4,16 +4,14 @@ Reads are Core SELECTs on the database's read path and return rows as dicts; wri
 through the ORM session of the request's transaction.
 """
 
-import functools
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Select, bindparam, case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.database import Database
 from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
-from servicekit.reads import LIKE_ESCAPE, Row, escape_like, one_of
+from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 from users_service.models import User
 from users_service.schemas import UserStats
 
@@ -21,19 +19,18 @@ USERS = User.__table__
 _BY_ID = select(*USERS.c).where(USERS.c.id == bindparam("user_id"))
 
 
-@functools.cache
-def _users(*, ids: bool, email: bool, name: bool, active_only: bool) -> Select[Any]:
-    """The users a list shows, one statement for each combination of filters a list takes."""
-    statement = select(*USERS.c)
-    if active_only:
-        statement = statement.where(USERS.c.is_active)
-    if ids:
-        statement = statement.where(one_of(USERS.c.id, "ids"))
-    if email:
-        statement = statement.where(USERS.c.email.icontains(bindparam("email"), escape=LIKE_ESCAPE))
-    if name:
-        statement = statement.where(USERS.c.name.icontains(bindparam("name"), escape=LIKE_ESCAPE))
-    return statement
+# The lists' optional filters, each a statement compiled once (see servicekit.reads).
+_LISTS = Criteria(
+    select(*USERS.c),
+    ids=one_of(USERS.c.id, "ids"),
+    email=USERS.c.email.icontains(bindparam("email"), escape=LIKE_ESCAPE),
+    name=USERS.c.name.icontains(bindparam("name"), escape=LIKE_ESCAPE),
+    active_only=USERS.c.is_active,
+)
+_STATS = select(
+    func.count().label("total"),
+    func.coalesce(func.sum(case((USERS.c.is_active, 1), else_=0)), 0).label("active"),
+).select_from(USERS)
 
 
 class UserReads:
@@ -56,24 +53,19 @@ class UserReads:
         active_only: bool = False,
     ) -> Page[Row]:
         """One page of users matching every filter given, in `order`."""
-        shape = _users(
-            ids=bool(ids), email=email is not None, name=name is not None, active_only=active_only
+        statement, parameters = _LISTS.select(
+            ids=list(ids) or None,
+            email=None if email is None else escape_like(email),
+            name=None if name is None else escape_like(name),
+            active_only=active_only or None,
         )
-        parameters: dict[str, Any] = {"ids": list(ids)} if ids else {}
-        if email is not None:
-            parameters["email"] = escape_like(email)
-        if name is not None:
-            parameters["name"] = escape_like(name)
-        return await fetch_page(self.database, shape, order, page, parameters)
+        return await fetch_page(self.database, statement, order, page, parameters)
 
     async def stats(self) -> UserStats:
-        active = func.coalesce(func.sum(case((USERS.c.is_active, 1), else_=0)), 0)
-        row = await self.database.fetch_one(
-            select(func.count().label("total"), active.label("active")).select_from(USERS)
-        )
+        row = await self.database.fetch_one(_STATS)
         assert row is not None  # an aggregate always has a row
-        total, active_count = int(row["total"]), int(row["active"])
-        return UserStats(total=total, active=active_count, inactive=total - active_count)
+        total, active = int(row["total"]), int(row["active"])
+        return UserStats(total=total, active=active, inactive=total - active)
 
 
 class UserRepository:
