@@ -11,6 +11,7 @@ from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
 from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
 from gateway_service.settings import GatewaySettings
+from servicekit.app import include_routes
 from servicekit.errors import install_error_handlers
 from servicekit.observability import RequestContextMiddleware, configure_logging
 
@@ -40,8 +41,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(UpstreamResponse, composed.upstream_response)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(health.router)
-    app.include_router(composed.router)
+    include_routes(app, health.router)
+    include_routes(app, composed.router)
     add_proxy_routes(app, ROUTE_TABLE)
     add_documentation_routes(
         app, SystemDocument(app.openapi, ROUTE_TABLE, settings.openapi_cache_seconds)

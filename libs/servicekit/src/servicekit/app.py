@@ -12,6 +12,19 @@ from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.settings import ServiceSettings
 
 
+def include_routes(app: FastAPI, router: APIRouter) -> None:
+    """Add the router's routes to the app's own route table.
+
+    `app.include_router()` keeps the router as one entry of the app's table, which FastAPI
+    matches on every request by searching the router's routes, and then searches again to
+    pick the route: every request pays for two searches and the bookkeeping of the router's
+    context. The routes themselves already carry the router's prefix, tags and dependencies,
+    so adding them directly serves the same routes, documented the same way, with one search.
+    Routers included with options of their own (a prefix, dependencies) need include_router.
+    """
+    app.router.routes.extend(router.routes)
+
+
 def create_service_app(
     *,
     name: str,
@@ -35,7 +48,6 @@ def create_service_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(health.router)
-    for router in routers:
-        app.include_router(router)
+    for router in (health.router, *routers):
+        include_routes(app, router)
     return app
