@@ -47,6 +47,29 @@ async def test_bulk_create_returns_201_and_every_product_in_the_order_given(
         assert (await client.get(f"/products/{product['id']}")).json() == product
 
 
+@pytest.mark.parametrize(
+    "text", ['say "hi", {ok}', "back\\slash \\N", "NULL", "zero-width \u200b, ünïcødé ✓"]
+)
+async def test_bulk_create_stores_text_exactly_as_given(
+    client: httpx.AsyncClient, category: Body, text: str
+) -> None:
+    body = [
+        {"name": f"{text} 1", "description": text, "price": "1.00", "category_id": category["id"]},
+        {"name": f"{text} 2", "price": "2.00", "category_id": category["id"]},
+    ]
+
+    response = await client.post("/products/bulk", json=body)
+
+    assert response.status_code == 201
+    created = response.json()
+    assert [(product["name"], product["description"]) for product in created] == [
+        (f"{text} 1", text),
+        (f"{text} 2", None),
+    ]
+    stored = (await client.get(f"/products/{created[0]['id']}")).json()
+    assert (stored["name"], stored["description"]) == (f"{text} 1", text)
+
+
 async def test_bulk_create_of_1000_products_stores_them_all(
     app: FastAPI, client: httpx.AsyncClient, category: Body
 ) -> None:

@@ -22,6 +22,8 @@ async def insert_many(
     per column, whatever the number of rows: `INSERT ... SELECT ... FROM unnest(arrays)`.
     (SQLAlchemy's batched INSERT writes a placeholder per value, which psycopg parses again,
     in Python, for every batch; a pipelined executemany still handles a result per row.)
+    The arrays go in psycopg's binary format (`%b`): the text format quotes and escapes every
+    element in Python, with regular expressions, and costs a third of a 1,000-row request.
     Elsewhere SQLAlchemy's batched INSERT runs.
 
     Either way the rows come back sorted by primary key, which follows their order: Postgres
@@ -49,7 +51,7 @@ async def _insert_unnested(
     names = [*rows[0], *defaults]
     quote = dialect.identifier_preparer.quote
     arrays = ", ".join(
-        f"%({name})s::{table.c[name].type.compile(dialect=dialect)}[]" for name in names
+        f"%({name})b::{table.c[name].type.compile(dialect=dialect)}[]" for name in names
     )
     columns = ", ".join(quote(table.c[name].name) for name in names)
     returned = ", ".join(quote(column.name) for column in table.c)
