@@ -1,5 +1,6 @@
 """The ratios a run is judged by, and the table, markdown report and chart that show them."""
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,32 +31,53 @@ TARGETS = (
 )
 
 
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or not denominator:
+def _ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float | None:
+    """The median of the rounds' own ratios, each of two runs made minutes apart at most.
+
+    On a machine whose speed drifts (a shared host), a round's two runs drift alike while
+    different rounds do not; pairing them keeps the drift out of the ratio. Without runs
+    from the same rounds, the ratio of the two medians.
+    """
+    if not numerators or not denominators or not all(denominators):
         return None
-    return round(numerator / denominator, 3)
+    if len(numerators) == len(denominators):
+        ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
+        return round(statistics.median(ratios), 3)
+    return round(statistics.median(numerators) / statistics.median(denominators), 3)
 
 
-def _rps(document: dict[str, Any], key: str) -> float | None:
+def _runs(entry: dict[str, Any] | None, runs: str, kept: float | None) -> list[float]:
+    if entry is None or kept is None:
+        return []
+    return [float(value) for value in entry.get(runs) or [kept]]
+
+
+def _rps(document: dict[str, Any], key: str) -> list[float]:
     entry = document.get("throughput", {}).get(key)
-    return float(entry["rps"]) if entry else None
+    return _runs(entry, "runs_rps", entry["rps"] if entry else None)
 
 
-def _gateway_rps_at(document: dict[str, Any], connections: int) -> float | None:
+def _gateway_rps_at(document: dict[str, Any], connections: int) -> list[float]:
     for point in document.get("concurrency", {}).get("gateway", []):
         if point["connections"] == connections:
-            return float(point["rps"])
-    return None
+            return _runs(point, "runs_rps", point["rps"])
+    return []
 
 
-def _p50(document: dict[str, Any], key: str) -> float | None:
+def _p50(document: dict[str, Any], key: str) -> list[float]:
     entry = document.get("latency", {}).get(key)
-    return float(entry["latency_ms"]["p50"]) if entry else None
+    return _runs(entry, "runs_p50", entry["latency_ms"]["p50"] if entry else None)
+
+
+def _bulk(document: dict[str, Any], side: int, kept: str) -> list[float]:
+    bulk = document.get("bulk") or {}
+    if kept not in bulk:
+        return []
+    return [float(run[side]) for run in bulk.get("runs") or [[bulk[kept]] * 2]]
 
 
 def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with its measured ratio (None when its scenarios did not run)."""
-    bulk = document.get("bulk") or {}
     values = {
         "users_vs_ceiling": _ratio(_rps(document, "users"), _rps(document, "ceiling")),
         "gateway_vs_users": _ratio(_rps(document, "gateway_user"), _rps(document, "users")),
@@ -65,7 +87,8 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
         "gateway_256_vs_64": _ratio(_gateway_rps_at(document, 256), _gateway_rps_at(document, 64)),
         "keyset_deep_vs_first": _ratio(_p50(document, "keyset_deep"), _p50(document, "first_page")),
         "bulk_vs_executemany": _ratio(
-            bulk.get("service_rows_per_second"), bulk.get("executemany_rows_per_second")
+            _bulk(document, 0, "service_rows_per_second"),
+            _bulk(document, 1, "executemany_rows_per_second"),
         ),
     }
     judged = []
@@ -162,8 +185,9 @@ def write(document: dict[str, Any], folder: Path) -> None:
 
 Run {document["started"]}: every load run {document["seconds"]} s after {document["warmup"]} s of
 warm-up, {document.get("repeat", 1)} rounds of all runs interleaved, each run's median round
-kept; {document["connections"]} connections for scenarios 1-5; wrk with one thread;
-{machine["workers_per_server"]} uvicorn worker(s) for every server.
+kept; a ratio is the median of the ratios within each round. {document["connections"]}
+connections for scenarios 1-5; wrk with one thread; {machine["workers_per_server"]} uvicorn
+worker(s) for every server.
 
 Machine: {machine["cores"]} cores ({machine["cpu"]}), Python {machine["python"]},
 PostgreSQL {machine["postgres"]}, {machine["wrk"]}. Packages: {packages}.

@@ -405,6 +405,7 @@ class Bench:
             "server": job.server,
             **median.as_dict(),
             "runs_rps": [r.rps for r in results],
+            "runs_p50": [r.latency_ms["p50"] for r in results],
         }
         if job.group == "throughput":
             self.results.throughput[job.key] = entry

@@ -62,3 +62,23 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
 
 def test_targets_of_scenarios_that_did_not_run_have_no_verdict() -> None:
     assert all(t["value"] is None and t["met"] is None for t in targets({}))
+
+
+def test_a_ratio_pairs_the_runs_of_each_round() -> None:
+    # The machine sped up and slowed down between rounds; each round's two runs moved alike.
+    document = {
+        "throughput": {
+            "ceiling": {**_throughput(2_000), "runs_rps": [1_000, 3_000, 2_000]},
+            "users": {**_throughput(900), "runs_rps": [500, 1_500, 900]},
+        },
+        "bulk": {
+            "service_rows_per_second": 10,
+            "executemany_rows_per_second": 20,
+            "runs": [[10, 20], [30, 40], [5, 20]],
+        },
+    }
+
+    verdicts = {t["key"]: t["value"] for t in targets(document)}
+
+    assert verdicts["users_vs_ceiling"] == 0.5  # the medians alone would say 0.45
+    assert verdicts["bulk_vs_executemany"] == 0.5
