@@ -11,7 +11,7 @@ from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
 from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
 from gateway_service.settings import GatewaySettings
-from servicekit.app import include_routes, startup_objects_frozen
+from servicekit.app import collector_tuned_for_serving, include_routes
 from servicekit.errors import install_error_handlers
 from servicekit.observability import RequestContextMiddleware, configure_logging
 
@@ -26,7 +26,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         transport = create_transport(settings)
         async with create_http_client(settings, transport) as client:
             app.state.downstream = Downstream(client, transport, settings.service_urls())
-            with startup_objects_frozen():
+            with collector_tuned_for_serving():
                 yield
 
     app = FastAPI(

@@ -1,10 +1,10 @@
-"""The application factory's parts: the route table and the frozen start-up heap."""
+"""The application factory's parts: the route table and garbage collection for serving."""
 
 import gc
 
 from fastapi import APIRouter, FastAPI
 
-from servicekit.app import include_routes, startup_objects_frozen
+from servicekit.app import SERVING_GC_THRESHOLDS, collector_tuned_for_serving, include_routes
 from servicekit.testing import asgi_client
 
 
@@ -27,14 +27,15 @@ async def test_included_routes_are_served_and_documented_from_the_apps_own_table
     assert operation["tags"] == ["things"]
 
 
-def test_objects_alive_at_startup_are_frozen_until_shutdown() -> None:
-    before = gc.get_freeze_count()
+def test_a_serving_process_freezes_its_startup_objects_and_collects_less_often() -> None:
+    thresholds = gc.get_threshold()
     alive = [object()]
 
-    with startup_objects_frozen():
-        frozen = gc.get_freeze_count()
-        assert frozen > before
+    with collector_tuned_for_serving():
+        assert gc.get_freeze_count() > 0
         assert not any(item is alive for item in gc.get_objects())  # out of every generation
+        assert gc.get_threshold() == SERVING_GC_THRESHOLDS
 
     assert gc.get_freeze_count() == 0
     assert any(item is alive for item in gc.get_objects())
+    assert gc.get_threshold() == thresholds

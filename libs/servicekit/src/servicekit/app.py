@@ -12,21 +12,31 @@ from servicekit.errors import install_error_handlers
 from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.settings import ServiceSettings
 
+# The collector's first threshold: allocations between collections of the youngest objects.
+# Python's 700 suits scripts; a server with hundreds of requests in flight keeps their objects
+# alive across young collections, which then scan and promote them over and over.
+SERVING_GC_THRESHOLDS = (10_000, 20, 20)
+
 
 @contextmanager
-def startup_objects_frozen() -> Iterator[None]:
-    """Keep what exists once the app has started out of the garbage collector's full passes.
+def collector_tuned_for_serving() -> Iterator[None]:
+    """Garbage collection for a running server; the interpreter's own settings again after.
 
     Modules, routes, models and schemas live as long as the process, yet every full
     collection traverses them all: about 94,000 objects, 35-43 ms for a service, during
-    which no request moves. `gc.freeze()` moves them to a generation the collector leaves
-    alone; objects that requests create are collected as before.
+    which no request moves. `gc.freeze()` moves what exists once the app has started to a
+    generation the collector leaves alone. SERVING_GC_THRESHOLDS then collects less often:
+    with 256 requests in flight through the gateway and a service, the collector cost
+    110-125 us of CPU per request with Python's thresholds (40-60 us at 64 in flight).
     """
+    thresholds = gc.get_threshold()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
@@ -58,7 +68,7 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database.from_settings(settings)
         try:
-            with startup_objects_frozen():
+            with collector_tuned_for_serving():
                 yield
         finally:
             await app.state.database.dispose()
