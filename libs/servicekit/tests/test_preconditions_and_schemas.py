@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 from servicekit.errors import PreconditionFailed
-from servicekit.preconditions import IfMatch, etag, is_not_modified
+from servicekit.preconditions import IfMatch, etag, is_not_modified, not_modified
 from servicekit.schemas import PatchModel, RequestModel, Text
 
 
@@ -28,6 +28,15 @@ def test_if_match_refuses_other_weak_or_malformed_tags(header: str) -> None:
 )
 def test_if_none_match_uses_the_weak_comparison(header: str | None, expected: bool) -> None:
     assert is_not_modified(header, 3) is expected
+
+
+def test_a_matching_if_none_match_is_answered_304_with_the_current_etag() -> None:
+    answer = not_modified('W/"3"', 3)
+
+    assert answer is not None
+    assert (answer.status_code, answer.headers["ETag"], answer.body) == (304, '"3"', b"")
+    assert not_modified('"2"', 3) is None
+    assert not_modified(None, 3) is None
 
 
 def test_etags_are_strong_and_quoted() -> None:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Response, status
 
 from servicekit.errors import PreconditionFailed
 
@@ -50,3 +50,10 @@ def is_not_modified(if_none_match: str | None, version: int) -> bool:
         return False
     tags = {tag.removeprefix("W/") for tag in _listed_tags(if_none_match)}
     return "*" in tags or etag(version) in tags
+
+
+def not_modified(if_none_match: str | None, version: int) -> Response | None:
+    """The 304 answer to a GET whose If-None-Match names the current version, else None."""
+    if is_not_modified(if_none_match, version):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(version)})
+    return None

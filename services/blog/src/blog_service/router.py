@@ -33,7 +33,7 @@ from blog_service.service import (
 from servicekit.database import ReadSessionDep, SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
-from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
@@ -181,10 +181,8 @@ async def get_post(
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Row | Response:
     post = await posts.get(post_id)
-    if is_not_modified(if_none_match, post["version"]):
-        return Response(
-            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(post["version"])}
-        )
+    if unchanged := not_modified(if_none_match, post["version"]):
+        return unchanged
     response.headers["ETag"] = etag(post["version"])
     return post
 

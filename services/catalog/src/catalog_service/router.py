@@ -32,7 +32,7 @@ from catalog_service.service import CategoryService, ProductQueries, ProductServ
 from servicekit.database import ReadSessionDep, SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import PageDep, SortOrder, set_next_link
-from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
@@ -125,13 +125,6 @@ async def _product_filters(
 ProductFiltersDep = Annotated[ProductFilters, Depends(_product_filters)]
 
 
-def _not_modified(if_none_match: str | None, version: int) -> Response | None:
-    """A 304 response when If-None-Match names the current version."""
-    if is_not_modified(if_none_match, version):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(version)})
-    return None
-
-
 @categories_router.post(
     "/",
     status_code=status.HTTP_201_CREATED,
@@ -174,8 +167,8 @@ async def get_category(
     if_none_match: IfNoneMatch = None,
 ) -> Category | Response:
     category = await categories.get(category_id)
-    if not_modified := _not_modified(if_none_match, category.version):
-        return not_modified
+    if unchanged := not_modified(if_none_match, category.version):
+        return unchanged
     response.headers["ETag"] = etag(category.version)
     return category
 
@@ -294,8 +287,8 @@ async def get_product(
     if_none_match: IfNoneMatch = None,
 ) -> Row | Response:
     product = await products.get(product_id)
-    if not_modified := _not_modified(if_none_match, product["version"]):
-        return not_modified
+    if unchanged := not_modified(if_none_match, product["version"]):
+        return unchanged
     response.headers["ETag"] = etag(product["version"])
     return product
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
-from servicekit.preconditions import IfMatchDep, etag, is_not_modified
+from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 from users_service.models import User
@@ -120,10 +120,8 @@ async def get_user(
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Row | Response:
     user = await users.get(user_id)
-    if is_not_modified(if_none_match, user["version"]):
-        return Response(
-            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(user["version"])}
-        )
+    if unchanged := not_modified(if_none_match, user["version"]):
+        return unchanged
     response.headers["ETag"] = etag(user["version"])
     return user
 
