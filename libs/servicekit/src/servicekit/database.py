@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,6 +201,20 @@ class Database:
         """The first row of a read-only Core SELECT, or None."""
         rows = await self.fetch(statement, parameters)
         return rows[0] if rows else None
+
+    async def fetch_grouped(
+        self, statement: Select[Any], parameter: str, ids: Iterable[Any], *, by: str
+    ) -> dict[Any, list[Row]]:
+        """The rows of `statement` for `ids` (bound as `parameter`), grouped by column `by`.
+
+        One query for a whole batch of parents, whatever its size (no N+1); each id given
+        has its list, empty when it has no rows.
+        """
+        groups: dict[Any, list[Row]] = {id_: [] for id_ in ids}
+        if groups:
+            for row in await self.fetch(statement, {parameter: list(groups)}):
+                groups[row[by]].append(row)
+        return groups
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

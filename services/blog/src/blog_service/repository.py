@@ -118,13 +118,11 @@ class PostReads:
 
     async def _with_tags(self, posts: list[Row]) -> list[Row]:
         """The posts, each with the names of its tags in order: one query for all of them."""
-        tags: dict[int, list[str]] = {post["id"]: [] for post in posts}
-        if tags:
-            links = await self.database.fetch(_TAGS_OF_POSTS, {"post_ids": list(tags)})
-            for link in links:
-                tags[link["post_id"]].append(link["name"])
+        links = await self.database.fetch_grouped(
+            _TAGS_OF_POSTS, "post_ids", (post["id"] for post in posts), by="post_id"
+        )
         for post in posts:
-            post["tags"] = tags[post["id"]]
+            post["tags"] = [link["name"] for link in links[post["id"]]]
         return posts
 
 

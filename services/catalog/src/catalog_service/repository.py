@@ -90,11 +90,12 @@ class ProductReads:
 
     async def _shown(self, products: list[Row]) -> list[Row]:
         """The products with their category and images: one more query for all of them."""
-        images: dict[int, list[Row]] = {product["id"]: [] for product in products}
-        if images:
-            rows = await self.database.fetch(_IMAGES_OF_PRODUCTS, {"product_ids": list(images)})
-            for image in rows:
-                images[image["product_id"]].append(image)
+        images = await self.database.fetch_grouped(
+            _IMAGES_OF_PRODUCTS,
+            "product_ids",
+            (product["id"] for product in products),
+            by="product_id",
+        )
         for product in products:
             product["category"] = {
                 "id": product["category_id"],
@@ -162,7 +163,7 @@ class ProductRepository:
     async def add_many(
         self, rows: Sequence[dict[str, Any]], categories: dict[int, Category]
     ) -> list[Row]:
-        """Insert products in one pipelined batch (see servicekit.writes), in order, as rows."""
+        """Insert products in one statement (see servicekit.writes), in order, as rows."""
         products = await insert_many(self.session, Product, rows)
         for product in products:
             # New products have no images, and their categories are already loaded.
