@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-from servicekit.reads import DriverReads, Row
+from servicekit.reads import DriverReads, Row, on_psycopg
 from servicekit.settings import ServiceSettings
 
 # Constraint names are part of the schema: migrations and error mapping refer to them.
@@ -177,7 +177,7 @@ class Database:
     def from_settings(cls, settings: ServiceSettings) -> "Database":
         """A Database for the configured URL; on Postgres, reads get a pool of their own."""
         engine = create_engine(settings)
-        if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        if on_psycopg(engine.dialect):
             return cls(engine, create_engine(settings, autocommit=True))
         return cls(engine)
 

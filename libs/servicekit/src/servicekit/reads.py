@@ -42,6 +42,11 @@ def announce(engine: Engine, sql: str) -> None:
         listener(sql)
 
 
+def on_psycopg(dialect: Dialect) -> bool:
+    """Whether `dialect` is Postgres through psycopg, where statements can go to the driver."""
+    return dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+
 LIKE_ESCAPE = "/"
 
 

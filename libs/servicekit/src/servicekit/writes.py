@@ -8,7 +8,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
-from servicekit.reads import Row, announce, driver_rows, sqlalchemy_error
+from servicekit.reads import Row, announce, driver_rows, on_psycopg, sqlalchemy_error
 
 
 async def insert_many(
@@ -35,7 +35,7 @@ async def insert_many(
     table = cast("Table", model.__table__)
     connection = await session.connection()
     by_key = tuple(table.primary_key)
-    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+    if on_psycopg(connection.dialect):
         stored = await _insert_unnested(connection, table, rows)
     else:
         result = await session.execute(insert(table).returning(*table.c), rows)
