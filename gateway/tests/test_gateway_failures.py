@@ -6,6 +6,7 @@ differently underneath.
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 
 import httpx
 import psycopg
@@ -102,6 +103,32 @@ def test_a_service_error_becomes_a_502_naming_the_service() -> None:
 
     with pytest.raises(BadGateway, match="the users service failed"):
         relay(request, None, "users", httpx.Response(500, json={"detail": "boom"}))  # type: ignore[arg-type]
+
+
+def test_a_header_a_service_repeats_is_relayed_as_one_list_with_gateway_urls() -> None:
+    app = FastAPI()
+    request = Request(
+        {"type": "http", "app": app, "headers": [(b"host", b"gateway.test")], "method": "GET",
+         "path": "/", "scheme": "http", "server": ("gateway.test", 80), "query_string": b""}
+    )  # fmt: skip
+    downstream = SimpleNamespace(base_urls={"blog": "http://blog:8000"})
+    answer = httpx.Response(
+        200,
+        headers=[
+            ("Link", '<http://blog:8000/posts/?after=x>; rel="next"'),
+            ("Link", '<http://blog:8000/posts/>; rel="first"'),
+            ("Cache-Control", "no-cache"),
+            ("Cache-Control", "private"),
+        ],
+    )
+
+    relayed = relay(request, downstream, "blog", answer)  # type: ignore[arg-type]
+
+    assert relayed.headers["link"] == (
+        '<http://gateway.test/posts/?after=x>; rel="next", '
+        '<http://gateway.test/posts/>; rel="first"'
+    )
+    assert relayed.headers["cache-control"] == "no-cache, private"
 
 
 @pytest.fixture

@@ -92,7 +92,9 @@ def relay(
                 service_origin = downstream.base_urls[service]
                 gateway_origin = str(request.base_url).rstrip("/")
                 value = value.replace(f"{service_origin}/", f"{gateway_origin}/")
-            headers[name.decode("latin-1")] = value
+            key = name.decode("latin-1")
+            # A header sent more than once is one comma-separated list (RFC 9110, 5.3).
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return Response(content=answer.content, status_code=answer.status_code, headers=headers)
 
 
