@@ -27,7 +27,7 @@ def collector_tuned_for_serving() -> Iterator[None]:
     which no request moves. `gc.freeze()` moves what exists once the app has started to a
     generation the collector leaves alone. SERVING_GC_THRESHOLDS then collects less often:
     with 256 requests in flight through the gateway and a service, the collector cost
-    110-125 us of CPU per request with Python's thresholds (40-60 us at 64 in flight).
+    116-125 us of CPU per request with Python's thresholds (38-60 us at 64 in flight).
     """
     thresholds = gc.get_threshold()
     gc.collect()
