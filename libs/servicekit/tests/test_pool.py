@@ -9,7 +9,6 @@ from sqlalchemy import func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.util import greenlet_spawn
 
 from servicekit.database import Database
 from servicekit.settings import ServiceSettings
@@ -111,13 +110,12 @@ async def test_fast_reads_count_as_statements_and_need_no_transaction(
 
     assert row == {"one": 1}
     assert log.statements == ["SELECT %(param_1)s::INTEGER AS one"]
-    connection = await database.read_engine.raw_connection()
+    assert database.read_pool is not None
+    connection = await database.read_pool.acquire()
     try:
-        driver = connection.driver_connection
-        assert driver is not None
-        assert driver.autocommit  # psycopg sends no BEGIN or ROLLBACK
+        assert connection.driver.autocommit  # psycopg sends no BEGIN or ROLLBACK
     finally:
-        await greenlet_spawn(connection.close)
+        await database.read_pool.release(connection)
 
 
 async def test_pool_size_overflow_and_wait_come_from_the_settings(make_pool: MakePool) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, Dialect, MetaData, Select, event, literal, select, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from servicekit.pool import ReadPool
 from servicekit.reads import DriverReads, Row, on_psycopg
 from servicekit.settings import ServiceSettings
 
@@ -128,30 +130,25 @@ def _ping_connections_idle_for(engine: AsyncEngine, seconds: float) -> None:
             raise DisconnectionError("the pooled connection no longer answers") from exc
 
 
-def create_engine(settings: ServiceSettings, *, autocommit: bool = False) -> AsyncEngine:
-    """An async engine configured from settings (pool, timeouts, dialect specifics).
-
-    `autocommit` makes an engine for reads: its connections never open a transaction, so
-    they need no reset when they are returned either.
-    """
-    url = make_url(settings.database_url)
-    connect_args: dict[str, Any] = {}
+def _connect_args(settings: ServiceSettings, url: URL) -> dict[str, Any]:
     if url.get_backend_name() == "postgresql" and settings.statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+        return {"options": f"-c statement_timeout={settings.statement_timeout_ms}"}
+    return {}
+
+
+def create_engine(settings: ServiceSettings) -> AsyncEngine:
+    """An async engine configured from settings (pool, timeouts, dialect specifics)."""
+    url = make_url(settings.database_url)
     prepare_sqlite_path(url)
-    modes: dict[str, Any] = (
-        {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}
-    )
     engine = create_async_engine(
         url,
-        **modes,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
         pool_recycle=settings.pool_recycle,
         pool_pre_ping=settings.pool_pre_ping and not settings.pool_pre_ping_idle,
         echo=settings.sql_echo,
-        connect_args=connect_args,
+        connect_args=_connect_args(settings, url),
     )
     if settings.pool_pre_ping and settings.pool_pre_ping_idle:
         _ping_connections_idle_for(engine, settings.pool_pre_ping_idle)
@@ -160,25 +157,46 @@ def create_engine(settings: ServiceSettings, *, autocommit: bool = False) -> Asy
     return engine
 
 
-class Database:
-    """The engine for transactions, the engine and fast path for reads, and their sessions."""
+def create_read_pool(settings: ServiceSettings, dialect: Dialect) -> ReadPool:
+    """A ReadPool of autocommit psycopg connections with the engine's settings and adapters."""
+    url = make_url(settings.database_url)
+    _, params = dialect.create_connect_args(url)  # the dialect's types go with its connections
+    params.update(_connect_args(settings, url), autocommit=True)
 
-    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+    async def connect() -> "psycopg.AsyncConnection[Any]":
+        return await psycopg.AsyncConnection.connect(**params)
+
+    return ReadPool(
+        connect,
+        size=settings.pool_size,
+        overflow=settings.max_overflow,
+        timeout=settings.pool_timeout,
+        recycle=settings.pool_recycle,
+        ping_idle=settings.pool_pre_ping_idle if settings.pool_pre_ping else None,
+    )
+
+
+class Database:
+    """The engine for sessions, the fast path for reads on Postgres, and their sessions."""
+
+    def __init__(self, engine: AsyncEngine, read_pool: ReadPool | None = None) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        # Reads need no transaction on Postgres: an autocommit engine of their own saves the
-        # BEGIN and ROLLBACK round trips, and READ COMMITTED gives each statement its own
-        # snapshot either way. SQLite has one file and one writer: reads share the engine.
-        self.read_engine = read_engine or engine.execution_options(**{_READ_ONLY: True})
+        # Read sessions share the engine, marked read-only (on SQLite, a plain BEGIN).
+        self.read_engine = engine.execution_options(**{_READ_ONLY: True})
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
-        self.driver_reads = DriverReads(read_engine) if read_engine is not None else None
+        # Reads need no transaction on Postgres: the read pool's connections are in autocommit
+        # mode, which saves the BEGIN and ROLLBACK round trips, and READ COMMITTED gives each
+        # statement its own snapshot either way.
+        self.read_pool = read_pool
+        self.driver_reads = DriverReads(engine, read_pool) if read_pool is not None else None
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> "Database":
         """A Database for the configured URL; on Postgres, reads get a pool of their own."""
         engine = create_engine(settings)
         if on_psycopg(engine.dialect):
-            return cls(engine, create_engine(settings, autocommit=True))
+            return cls(engine, create_read_pool(settings, engine.dialect))
         return cls(engine)
 
     async def fetch(
@@ -241,7 +259,8 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
-        await self.read_engine.dispose()
+        if self.read_pool is not None:
+            await self.read_pool.dispose()
         await self.engine.dispose()
 
 

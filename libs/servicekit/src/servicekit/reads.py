@@ -2,14 +2,14 @@
 
 SQLAlchemy's execution layer (connection events, execution contexts, result wrappers, the ORM
 identity map) costs several times the database round trip of a small query. For read-only
-requests SQLAlchemy compiles the statement, its pool lends a connection of an engine kept in
-autocommit mode (no BEGIN or ROLLBACK), and psycopg runs the SQL, preparing statements it
+requests SQLAlchemy compiles the statement, a ReadPool (servicekit.pool) lends a connection
+in autocommit mode (no BEGIN or ROLLBACK), and psycopg runs the SQL, preparing statements it
 sees repeatedly and returning rows as dicts. Writes keep the ORM and its unit of work.
 """
 
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType
-from sqlalchemy.util import greenlet_spawn
+
+from servicekit.pool import ReadPool
 
 Row = dict[str, Any]
 
@@ -180,10 +181,15 @@ def sqlalchemy_error(
 
 
 class DriverReads:
-    """Runs compiled SQL on psycopg connections lent by an autocommit engine's pool."""
+    """Runs compiled SQL on psycopg connections of a ReadPool.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    `engine` is the service's engine: its dialect compiles the statements, and listeners of
+    its statements (see driver_listeners) hear these ones too.
+    """
+
+    def __init__(self, engine: AsyncEngine, pool: ReadPool) -> None:
         self.engine = engine
+        self.pool = pool
 
     async def fetch(
         self, statement: Select[Any], parameters: Mapping[str, Any] | None
@@ -192,21 +198,19 @@ class DriverReads:
         sql, values = compile_for_driver(statement, self.engine.dialect, parameters)
         announce(self.engine.sync_engine, sql)
         for attempt in (1, 2):
-            # The pool's own rules apply: its timeout, recycling, pings of idle connections,
-            # and an error at once when the server refuses connections.
             try:
-                connection = await self.engine.raw_connection()
+                connection = await self.pool.acquire()
             except psycopg.Error as exc:
                 raise sqlalchemy_error(sql, values, exc) from exc
-            driver = cast("psycopg.AsyncConnection[Any]", connection.driver_connection)
+            driver = connection.driver
             try:
                 return await driver_rows(driver, sql, values)
             except psycopg.Error as exc:
                 if driver.broken:
-                    connection.invalidate(exc)
+                    self.pool.invalidate()
                     if attempt == 1:
                         continue
                 raise sqlalchemy_error(sql, values, exc, invalidated=driver.broken) from exc
             finally:
-                await greenlet_spawn(connection.close)
+                await self.pool.release(connection)
         raise AssertionError("unreachable")  # pragma: no cover

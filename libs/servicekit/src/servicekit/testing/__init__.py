@@ -57,18 +57,14 @@ def count_statements(database: Database) -> Iterator[StatementLog]:
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         log.statements.append(statement)
 
-    engines = [database.engine.sync_engine]
-    if database.read_engine.sync_engine.pool is not database.engine.sync_engine.pool:
-        engines.append(database.read_engine.sync_engine)  # not an alias sharing its events
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-        driver_listeners(engine).append(log.statements.append)
+    engine = database.engine.sync_engine  # read sessions and the read pool report to it too
+    event.listen(engine, "before_cursor_execute", record)
+    driver_listeners(engine).append(log.statements.append)
     try:
         yield log
     finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-            driver_listeners(engine).remove(log.statements.append)
+        event.remove(engine, "before_cursor_execute", record)
+        driver_listeners(engine).remove(log.statements.append)
 
 
 async def migrate(alembic_ini: Path, database_url: str, revision: str = "head") -> None:
