@@ -310,6 +310,18 @@ async def test_per_author_combines_with_the_filters(
     assert [post["title"] for post in response.json()] == ["new out", "old out"]
 
 
+async def test_per_author_lists_an_author_named_twice_once(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed(create_post, ["a1", "a2"], author_id=1)
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 1), ("author_id", 1), ("per_author", 5)]
+    )
+
+    assert [post["title"] for post in response.json()] == ["a2", "a1"]
+
+
 async def test_per_author_posts_carry_their_tags(
     client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
