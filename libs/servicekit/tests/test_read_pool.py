@@ -296,3 +296,21 @@ async def test_a_waiting_caller_opens_the_place_of_a_connection_that_was_closed(
     assert not given.driver.closed
     await pool.release(given)
     assert pool.opened == 1
+
+
+async def test_a_caller_cancelled_while_its_connection_is_tested_takes_nothing_with_it(
+    make_read_pool: MakeReadPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = make_read_pool(pool_pre_ping_idle=0)  # every checkout is tested
+    await _borrowed_pid(pool)
+    connection = await pool.acquire()
+    await pool.release(connection)
+
+    async def cancelled(*_args: Any, **_kwargs: Any) -> Any:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(connection.driver, "execute", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await pool.acquire()
+
+    assert (connection.driver.closed, pool.opened) == (True, 0)

@@ -134,6 +134,10 @@ class ReadPool:
             except psycopg.Error:
                 await self._close(connection)
                 return False
+            except BaseException:
+                # Cancelled mid-ping: the connection is in an unknown state and nobody's.
+                await self._close(connection)
+                raise
         return True
 
     async def _open(self) -> PooledConnection:
