@@ -2,11 +2,11 @@
 
 import asyncio
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from alembic import context
+from alembic import context, op
 from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from sqlalchemy import MetaData, pool, text
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from servicekit.database import prepare_sqlite_path
+from servicekit.database import ONLY_ON_DIALECT, prepare_sqlite_path
 
 DATABASE_URL_ATTRIBUTE = "database_url"
 
@@ -34,6 +34,29 @@ def _database_url(default_url: Callable[[], str]) -> str:
         or context.get_x_argument(as_dictionary=True).get(DATABASE_URL_ATTRIBUTE)
         or default_url()
     )
+
+
+def create_substring_search_indexes(table: str, columns: Mapping[str, str]) -> None:
+    """In a migration: trigram indexes, named by the keys, on the columns (Postgres only).
+
+    They are what `substring_search_index` declares in the models. pg_trgm is created first:
+    it is a trusted extension, so the database's owner may. On SQLite nothing is created.
+    """
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for name, column in columns.items():
+        op.create_index(
+            name, table, [column], postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"}
+        )
+
+
+def drop_substring_search_indexes(table: str, names: Iterable[str]) -> None:
+    """In a migration: undo create_substring_search_indexes, leaving pg_trgm to other users."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for name in names:
+        op.drop_index(name, table_name=table)
 
 
 def migration_lock_key(lock_name: str) -> int:
@@ -74,6 +97,15 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
+def _on_dialect(dialect: str) -> Callable[..., bool]:
+    # Objects of the models made for another dialect only (see substring_search_index).
+    def include_object(obj: Any, _name: Any, type_: str, _reflected: bool, _other: Any) -> bool:
+        only_on = obj.info.get(ONLY_ON_DIALECT) if type_ == "index" else None
+        return only_on is None or only_on == dialect
+
+    return include_object
+
+
 def _migrate(connection: Connection, metadata: MetaData, lock_key: int) -> None:
     is_sqlite = connection.dialect.name == "sqlite"
     context.configure(
@@ -83,6 +115,7 @@ def _migrate(connection: Connection, metadata: MetaData, lock_key: int) -> None:
         compare_type=True,
         compare_server_default=True,
         render_item=_render_item,
+        include_object=_on_dialect(connection.dialect.name),
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":

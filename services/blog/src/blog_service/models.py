@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
-from servicekit.database import UTCDateTime, make_metadata, utcnow
+from servicekit.database import UTCDateTime, make_metadata, substring_search_index, utcnow
 
 TITLE_MAX_LENGTH = 200
 TAG_NAME_MAX_LENGTH = 50
@@ -78,6 +78,9 @@ class Post(Base):
         Index("ix_posts_created_at_id", created_at, id),
         Index("ix_posts_updated_at_id", updated_at, id),
         Index("ix_posts_title_id", title, id),
+        # ?q= matches a substring of the title or the content, in any letter case.
+        substring_search_index("ix_posts_title_trgm", "title"),
+        substring_search_index("ix_posts_content_trgm", "content"),
     )
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, false, func, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from servicekit.database import UTCDateTime, make_metadata, utcnow
+from servicekit.database import UTCDateTime, make_metadata, substring_search_index, utcnow
 
 
 class Base(DeclarativeBase):
@@ -74,6 +74,8 @@ class Product(Base):
         Index("ix_products_price_id", price, id),
         Index("ix_products_name_id", name, id),
         Index("ix_products_created_at_id", created_at, id),
+        # ?name= matches a substring of the name, in any letter case.
+        substring_search_index("ix_products_name_trgm", "name"),
     )
 
 

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Index, String, func, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from servicekit.database import UTCDateTime, make_metadata, utcnow
+from servicekit.database import UTCDateTime, make_metadata, substring_search_index, utcnow
 
 
 class Base(DeclarativeBase):
@@ -33,4 +33,7 @@ class User(Base):
         Index("uq_users_email_lower", func.lower(email), unique=True),
         Index("ix_users_name_id", name, id),
         Index("ix_users_created_at_id", created_at, id),
+        # /users/search matches a substring of either, in any letter case.
+        substring_search_index("ix_users_email_trgm", "email"),
+        substring_search_index("ix_users_name_trgm", "name"),
     )
