@@ -26,7 +26,17 @@ def create_transport(settings: GatewaySettings) -> httpx.AsyncBaseTransport:
         keepalive_expiry=30,
     )
     if settings.http_transport == "aiohttp":
-        return AiohttpTransport(limits=limits)
+
+        def session() -> aiohttp.ClientSession:
+            # The gateway is one client of the services for all of its callers: a cookie that
+            # one answer sets must not go out with anybody's later requests, so none is kept.
+            # (Made at the first call, inside the event loop, as aiohttp requires.)
+            connector = aiohttp.TCPConnector(
+                limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry
+            )
+            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+        return AiohttpTransport(limits=limits, client=session)
     return httpx.AsyncHTTPTransport(limits=limits)
 
 
