@@ -314,3 +314,38 @@ async def test_a_caller_cancelled_while_its_connection_is_tested_takes_nothing_w
         await pool.acquire()
 
     assert (connection.driver.closed, pool.opened) == (True, 0)
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[str]:
+    """A database URL whose server takes connections and never says a word."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/silent"
+        for writer in held:
+            writer.close()
+
+
+async def test_a_server_that_does_not_answer_fails_reads_after_the_connect_timeout(
+    silent_server: str,
+) -> None:
+    database = Database.from_settings(
+        _settings(silent_server, connect_timeout=2, pool_timeout=3600)
+    )
+
+    async with asyncio.timeout(HANG):
+        with pytest.raises(OperationalError):
+            await database.fetch_one(BACKEND_PID)
+        with pytest.raises(OperationalError):
+            async with database.transaction() as session:
+                await session.execute(BACKEND_PID)
+
+    assert database.read_pool is not None
+    assert database.read_pool.opened == 0
+    await database.dispose()

@@ -152,9 +152,12 @@ def _ping_connections_idle_for(engine: AsyncEngine, seconds: float) -> None:
 
 
 def _connect_args(settings: ServiceSettings, url: URL) -> dict[str, Any]:
-    if url.get_backend_name() == "postgresql" and settings.statement_timeout_ms:
-        return {"options": f"-c statement_timeout={settings.statement_timeout_ms}"}
-    return {}
+    if url.get_backend_name() != "postgresql":
+        return {}
+    arguments: dict[str, Any] = {"connect_timeout": settings.connect_timeout}
+    if settings.statement_timeout_ms:
+        arguments["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
+    return arguments
 
 
 def create_engine(settings: ServiceSettings) -> AsyncEngine:

@@ -40,6 +40,12 @@ class ServiceSettings(BaseProcessSettings):
         "0 tests it at every checkout.",
     )
     statement_timeout_ms: int = Field(default=15_000, ge=0, description="Postgres only; 0 = off.")
+    connect_timeout: int = Field(
+        default=5,
+        ge=2,  # libpq's least
+        description="Postgres only: seconds to open a connection, so a server that does not "
+        "answer (rather than refuse) fails requests instead of holding them.",
+    )
     sql_echo: bool = False
 
     @model_validator(mode="after")
