@@ -140,7 +140,18 @@ async def test_a_caller_that_stops_waiting_takes_nothing_with_it(
     await pool.release(held)
 
     assert await _borrowed_pid(pool) == await _pid(held)
-    assert pool.opened == 1
+    assert (pool.opened, pool.waiting) == (1, 0)
+
+
+async def test_callers_that_timed_out_are_no_longer_queued(make_read_pool: MakeReadPool) -> None:
+    pool = make_read_pool(pool_timeout=0.05)
+    held = await pool.acquire()
+    for _ in range(3):
+        with pytest.raises(PoolTimeoutError):
+            await pool.acquire()
+
+    assert pool.waiting == 0
+    await pool.release(held)
 
 
 async def test_overflow_connections_are_closed_when_returned(

@@ -74,7 +74,7 @@ class ReadPool:
     @property
     def waiting(self) -> int:
         """How many callers wait for a connection."""
-        return sum(not waiter.done() for waiter in self._waiters)
+        return len(self._waiters)  # each leaves the queue when served, cancelled or timed out
 
     async def acquire(self) -> PooledConnection:
         """A connection for one caller: an idle one, a new one, or one returned while waiting."""
@@ -156,6 +156,8 @@ class ReadPool:
             async with asyncio.timeout(self.timeout):
                 connection = await waiter
         except BaseException as exc:
+            with contextlib.suppress(ValueError):  # gone already if it was given something
+                self._waiters.remove(waiter)
             if waiter.done() and not waiter.cancelled():
                 given = waiter.result()
                 if given is None:
