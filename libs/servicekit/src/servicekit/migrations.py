@@ -41,13 +41,20 @@ def create_substring_search_indexes(table: str, columns: Mapping[str, str]) -> N
 
     They are what `substring_search_index` declares in the models. pg_trgm is created first:
     it is a trusted extension, so the database's owner may. On SQLite nothing is created.
+    An index that exists already is kept: on a large table in use, an operator can build it
+    beforehand with CREATE INDEX CONCURRENTLY, which does not block writes as this does.
     """
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for name, column in columns.items():
         op.create_index(
-            name, table, [column], postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"}
+            name,
+            table,
+            [column],
+            postgresql_using="gin",
+            postgresql_ops={column: "gin_trgm_ops"},
+            if_not_exists=True,
         )
 
 
