@@ -5,6 +5,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -126,3 +127,32 @@ async def test_pool_size_overflow_and_wait_come_from_the_settings(make_pool: Mak
         with pytest.raises(SQLAlchemyTimeoutError):
             async with engine.connect():
                 pass
+
+
+async def test_read_sessions_open_no_transaction_and_leave_none_behind(
+    make_pool: MakePool,
+) -> None:
+    database = make_pool(pool_size=1)  # both sessions get the same connection
+
+    async with database.reader() as session:
+        await session.execute(text("SELECT 1"))
+        connection = await (await session.connection()).get_raw_connection()
+        driver = connection.driver_connection
+        assert driver is not None
+        in_read_session = driver.info.transaction_status
+    in_transaction: list[TransactionStatus] = []
+
+    async def create_a_table_then_fail() -> None:
+        async with database.transaction() as session:
+            await session.execute(text("CREATE TABLE notes (id int)"))
+            in_transaction.append(driver.info.transaction_status)
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await create_a_table_then_fail()
+    async with database.reader() as session:
+        tables = await session.execute(text("SELECT to_regclass('notes')"))
+
+    assert in_read_session == TransactionStatus.IDLE
+    assert in_transaction == [TransactionStatus.INTRANS]  # the mode was restored
+    assert tables.scalar_one() is None  # and the transaction's work rolled back

@@ -206,8 +206,13 @@ class Database:
     def __init__(self, engine: AsyncEngine, read_pool: ReadPool | None = None) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        # Read sessions share the engine, marked read-only (on SQLite, a plain BEGIN).
-        self.read_engine = engine.execution_options(**{_READ_ONLY: True})
+        # Read sessions share the engine's pool, marked read-only: on SQLite that makes their
+        # BEGIN a plain one; on Postgres their connections are lent in autocommit mode, so
+        # they send no BEGIN or ROLLBACK (the pool restores the mode when they are returned).
+        read_options: dict[str, Any] = {_READ_ONLY: True}
+        if engine.dialect.name == "postgresql":
+            read_options["isolation_level"] = "AUTOCOMMIT"
+        self.read_engine = engine.execution_options(**read_options)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # Reads need no transaction on Postgres: the read pool's connections are in autocommit
         # mode, which saves the BEGIN and ROLLBACK round trips, and READ COMMITTED gives each
