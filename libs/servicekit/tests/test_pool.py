@@ -1,40 +1,17 @@
 """Pooled connections on real Postgres: tested after idling, replaced when dropped; fast reads."""
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 from sqlalchemy import func, literal, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from servicekit.database import Database
-from servicekit.settings import ServiceSettings
-from servicekit.testing import count_statements
-from servicekit.testing.plugin import MakeDatabase
+from servicekit.testing import count_statements, terminate_backend
 
 MakePool = Callable[..., Database]
-
-
-@pytest.fixture
-async def make_pool(make_database: MakeDatabase) -> AsyncIterator[MakePool]:
-    """A factory of Databases with one pooled connection on a fresh Postgres database."""
-    url = make_database("postgresql", "pool")
-    databases: list[Database] = []
-
-    def make(**settings: Any) -> Database:
-        database = Database.from_settings(
-            ServiceSettings.model_validate({"database_url": url, "pool_size": 1, **settings})
-        )
-        databases.append(database)
-        return database
-
-    yield make
-    for database in databases:
-        await database.dispose()
 
 
 async def _backend_pid(database: Database) -> int:
@@ -42,18 +19,10 @@ async def _backend_pid(database: Database) -> int:
         return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
 
 
-async def _terminate(database: Database, pid: int) -> None:
-    url = make_url(database.engine.url).set(drivername="postgresql")
-    async with await psycopg.AsyncConnection.connect(
-        url.render_as_string(hide_password=False), autocommit=True
-    ) as admin:
-        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-
-
 async def test_a_connection_dropped_while_idle_is_replaced_before_use(make_pool: MakePool) -> None:
     database = make_pool(pool_pre_ping_idle=1e-6)  # any pause counts as idle
     first = await _backend_pid(database)
-    await _terminate(database, first)
+    await terminate_backend(database.engine.url, first)
 
     second = await _backend_pid(database)
 
@@ -77,7 +46,7 @@ async def test_without_pings_a_dropped_connection_fails_once_then_the_pool_recov
 ) -> None:
     database = make_pool(pool_pre_ping=False)
     first = await _backend_pid(database)
-    await _terminate(database, first)
+    await terminate_backend(database.engine.url, first)
 
     with pytest.raises(OperationalError):
         await _backend_pid(database)
@@ -93,7 +62,7 @@ async def test_a_fast_read_cut_off_by_a_dropped_connection_runs_again_on_a_fresh
     backend = select(func.pg_backend_pid().label("pid"))
     first = await database.fetch_one(backend)
     assert first is not None
-    await _terminate(database, first["pid"])
+    await terminate_backend(database.engine.url, first["pid"])
 
     second = await database.fetch_one(backend)
 

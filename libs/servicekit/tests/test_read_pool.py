@@ -7,14 +7,14 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from servicekit.database import Database, create_read_pool
+from servicekit.database import Database
 from servicekit.pool import PooledConnection, ReadPool
 from servicekit.settings import ServiceSettings
-from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
+from servicekit.testing import libpq_url, terminate_backend
+from servicekit.testing.plugin import UNREACHABLE_DATABASE
 
 MakeReadPool = Callable[..., ReadPool]
 BACKEND_PID = select(func.pg_backend_pid().label("pid"))
@@ -27,24 +27,15 @@ def _settings(url: str, **settings: Any) -> ServiceSettings:
 
 
 @pytest.fixture
-def database_url(make_database: MakeDatabase) -> str:
-    return make_database("postgresql", "read_pool")
-
-
-@pytest.fixture
-async def make_read_pool(database_url: str) -> AsyncIterator[MakeReadPool]:
-    """A factory of read pools on a fresh Postgres database, one connection by default."""
-    pools: list[ReadPool] = []
+def make_read_pool(make_pool: Callable[..., Database]) -> MakeReadPool:
+    """A factory of the read pools of make_pool's Databases, one connection by default."""
 
     def make(**settings: Any) -> ReadPool:
-        settings_ = _settings(database_url, **settings)
-        pool = create_read_pool(settings_, Database.from_settings(settings_).engine.dialect)
-        pools.append(pool)
+        pool = make_pool(**settings).read_pool
+        assert pool is not None
         return pool
 
-    yield make
-    for pool in pools:
-        await pool.dispose()
+    return make
 
 
 async def _pid(connection: PooledConnection) -> int:
@@ -52,12 +43,6 @@ async def _pid(connection: PooledConnection) -> int:
     row = await cursor.fetchone()
     assert row is not None
     return int(row[0])
-
-
-async def _terminate(database_url: str, pid: int) -> None:
-    libpq = make_url(database_url).set(drivername="postgresql").render_as_string(False)
-    async with await psycopg.AsyncConnection.connect(libpq, autocommit=True) as admin:
-        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
 async def _queued_acquire(pool: ReadPool) -> "asyncio.Future[PooledConnection]":
@@ -169,17 +154,15 @@ async def test_overflow_connections_are_closed_when_returned(
 
 
 async def test_many_concurrent_reads_share_the_pool_without_exceeding_it(
-    database_url: str,
+    make_pool: Callable[..., Database],
 ) -> None:
-    database = Database.from_settings(_settings(database_url, pool_size=3, pool_timeout=HANG))
+    database = make_pool(pool_size=3, pool_timeout=HANG)
     assert database.read_pool is not None
-    try:
-        rows = await asyncio.gather(*(database.fetch_one(BACKEND_PID) for _ in range(50)))
 
-        assert len({row["pid"] for row in rows if row is not None}) <= 3
-        assert database.read_pool.opened <= 3
-    finally:
-        await database.dispose()
+    rows = await asyncio.gather(*(database.fetch_one(BACKEND_PID) for _ in range(50)))
+
+    assert len({row["pid"] for row in rows if row is not None}) <= 3
+    assert database.read_pool.opened <= 3
 
 
 async def test_a_connection_left_in_a_transaction_is_closed_not_kept(
@@ -195,11 +178,11 @@ async def test_a_connection_left_in_a_transaction_is_closed_not_kept(
 
 
 async def test_a_connection_dropped_while_idle_is_tested_and_replaced_before_use(
-    make_read_pool: MakeReadPool, database_url: str
+    make_read_pool: MakeReadPool, pool_database_url: str
 ) -> None:
     pool = make_read_pool(pool_pre_ping_idle=1e-6)  # any pause counts as idle
     first = await _borrowed_pid(pool)
-    await _terminate(database_url, first)
+    await terminate_backend(pool_database_url, first)
 
     second = await _borrowed_pid(pool)
 
@@ -269,16 +252,15 @@ async def test_a_server_refusing_connections_fails_a_read_at_once() -> None:
 
 
 async def test_the_next_read_after_the_server_comes_back_reconnects(
-    database_url: str,
+    pool_database_url: str,
 ) -> None:
-    settings = _settings(database_url, pool_size=2, pool_timeout=3600)
-    libpq = make_url(settings.database_url).set(drivername="postgresql")
+    libpq = libpq_url(pool_database_url)
     refusals = [psycopg.OperationalError("connection refused")] * 2
 
     async def connect_while_down_then_up() -> "psycopg.AsyncConnection[Any]":
         if refusals:
             raise refusals.pop()
-        return await psycopg.AsyncConnection.connect(libpq.render_as_string(False), autocommit=True)
+        return await psycopg.AsyncConnection.connect(libpq, autocommit=True)
 
     pool = ReadPool(connect_while_down_then_up, size=2, timeout=3600)
     async with asyncio.timeout(HANG):

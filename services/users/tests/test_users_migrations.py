@@ -4,10 +4,9 @@ import asyncio
 
 import psycopg
 from alembic import command
-from sqlalchemy.engine import make_url
 
 from servicekit.migrations import alembic_config
-from servicekit.testing import ServiceUnderTest, migrate
+from servicekit.testing import ServiceUnderTest, libpq_url, migrate
 from servicekit.testing.contracts import (
     test_a_migration_waits_for_the_advisory_lock,
     test_every_revision_upgrades_downgrades_and_upgrades_again,
@@ -29,8 +28,7 @@ async def test_a_search_index_built_beforehand_concurrently_is_kept(
 ) -> None:
     url = make_database("postgresql", "users_prebuilt_index")
     await migrate(service.alembic_ini, url, "55d27c3dc12d")  # before the search indexes
-    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    async with await psycopg.AsyncConnection.connect(libpq, autocommit=True) as operator:
+    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as operator:
         await operator.execute("CREATE EXTENSION pg_trgm")
         await operator.execute(
             "CREATE INDEX CONCURRENTLY ix_users_name_trgm ON users USING gin (name gin_trgm_ops)"

@@ -19,12 +19,24 @@ import psycopg
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.database import Database
 from servicekit.migrations import alembic_config
 from servicekit.reads import driver_listeners
+
+
+def libpq_url(url: str | URL) -> str:
+    """The libpq connection string of an SQLAlchemy Postgres URL, for psycopg directly."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def terminate_backend(database_url: str | URL, pid: int) -> None:
+    """End one server process of `database_url`'s server, as a restart or a proxy would."""
+    libpq = libpq_url(database_url)
+    async with await psycopg.AsyncConnection.connect(libpq, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
 @dataclass(frozen=True)
@@ -220,8 +232,7 @@ class ServiceProcess:
         return self.process is not None and self.process.poll() is None
 
     def empty_tables(self) -> None:
-        url = make_url(self.database_url).set(drivername="postgresql")
-        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as db:
+        with psycopg.connect(libpq_url(self.database_url), autocommit=True) as db:
             tables = [
                 row[0]
                 for row in db.execute(

@@ -17,12 +17,11 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.migrations import alembic_config, migration_lock_key
 from servicekit.settings import ServiceSettings
-from servicekit.testing import ServiceUnderTest, migrate
+from servicekit.testing import ServiceUnderTest, libpq_url, migrate
 from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
 
 
@@ -102,8 +101,7 @@ async def test_a_migration_waits_for_the_advisory_lock(
     service: ServiceUnderTest, make_database: MakeDatabase
 ) -> None:
     url = make_database("postgresql", f"{service.name}_lock_wait")
-    libpq_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    async with await psycopg.AsyncConnection.connect(libpq_url, autocommit=True) as holder:
+    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as holder:
         await holder.execute("SELECT pg_advisory_lock(%s)", (migration_lock_key(service.name),))
         process = await _alembic_upgrade_process(service, url)
         try:

@@ -22,6 +22,7 @@ from servicekit.testing import (
     ServiceUnderTest,
     asgi_client,
     database_of,
+    libpq_url,
     migrate,
     running,
     serving,
@@ -34,10 +35,6 @@ UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/unreachable"
 BACKENDS = ("postgresql", "sqlite")
 
 MakeDatabase = Callable[[str, str], str]
-
-
-def _libpq_url(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _unavailable(reason: str) -> None:
@@ -53,7 +50,7 @@ def postgres_server_url() -> Iterator[URL]:
     if configured:
         url = make_url(configured).set(drivername="postgresql+psycopg")
         try:
-            psycopg.connect(_libpq_url(url), connect_timeout=5).close()
+            psycopg.connect(libpq_url(url), connect_timeout=5).close()
         except psycopg.Error as exc:
             _unavailable(f"TEST_DATABASE_URL does not answer ({type(exc).__name__})")
         yield url
@@ -77,7 +74,7 @@ def postgres_server_url() -> Iterator[URL]:
 def postgres_database_factory(postgres_server_url: URL) -> Iterator[Callable[[str], str]]:
     """A factory of fresh Postgres databases on the test server, dropped after the session."""
     created: list[str] = []
-    server = _libpq_url(postgres_server_url)
+    server = libpq_url(postgres_server_url)
 
     def make(name: str) -> str:
         database = f"test_{name}_{uuid.uuid4().hex[:8]}"
