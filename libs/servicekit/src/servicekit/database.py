@@ -52,6 +52,11 @@ def make_metadata() -> MetaData:
 ONLY_ON_DIALECT = "servicekit_only_on_dialect"
 
 
+def trigram_index_options(column: str) -> dict[str, Any]:
+    """How a substring search index on `column` is built: GIN, with pg_trgm's operator class."""
+    return {"postgresql_using": "gin", "postgresql_ops": {column: "gin_trgm_ops"}}
+
+
 def substring_search_index(name: str, column: str) -> Index:
     """A trigram index (Postgres's pg_trgm) for `column ILIKE '%text%'`, as `icontains` does.
 
@@ -61,11 +66,7 @@ def substring_search_index(name: str, column: str) -> Index:
     neither created nor expected by the migrations.
     """
     return Index(
-        name,
-        column,
-        postgresql_using="gin",
-        postgresql_ops={column: "gin_trgm_ops"},
-        info={ONLY_ON_DIALECT: "postgresql"},
+        name, column, **trigram_index_options(column), info={ONLY_ON_DIALECT: "postgresql"}
     ).ddl_if(dialect="postgresql")
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from servicekit.database import ONLY_ON_DIALECT, prepare_sqlite_path
+from servicekit.database import ONLY_ON_DIALECT, prepare_sqlite_path, trigram_index_options
 
 DATABASE_URL_ATTRIBUTE = "database_url"
 
@@ -48,14 +48,7 @@ def create_substring_search_indexes(table: str, columns: Mapping[str, str]) -> N
         return
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for name, column in columns.items():
-        op.create_index(
-            name,
-            table,
-            [column],
-            postgresql_using="gin",
-            postgresql_ops={column: "gin_trgm_ops"},
-            if_not_exists=True,
-        )
+        op.create_index(name, table, [column], **trigram_index_options(column), if_not_exists=True)
 
 
 def drop_substring_search_indexes(table: str, names: Iterable[str]) -> None:
