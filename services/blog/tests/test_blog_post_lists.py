@@ -332,6 +332,36 @@ async def test_per_author_posts_carry_their_tags(
     assert response.json()[0]["tags"] == ["a", "b"]
 
 
+async def test_per_author_posts_carry_only_their_own_tags_and_untagged_posts_none(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(author_id=1, title="tagged", tags=["z", "m"])
+    await create_post(author_id=1, title="untagged")
+    await create_post(author_id=2, title="other", tags=["m"])
+
+    response = await client.get(
+        "/posts/", params=[("author_id", 1), ("author_id", 2), ("per_author", 5)]
+    )
+
+    tags = {post["title"]: post["tags"] for post in response.json()}
+    assert tags == {"untagged": [], "tagged": ["m", "z"], "other": ["m"]}
+
+
+async def test_per_author_reads_posts_and_tags_in_one_statement_on_postgres(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(author_id=1, tags=["a"])
+    database = database_of(app)
+
+    with count_statements(database) as batch:
+        response = await client.get("/posts/", params={"author_id": 1, "per_author": 2})
+
+    assert response.json()[0]["tags"] == ["a"]
+    # SQLite has no LATERAL or arrays: it ranks the posts, then reads their tags.
+    selects = [sql for sql in batch.statements if sql.lstrip().startswith(("SELECT", "WITH"))]
+    assert len(selects) == (1 if database.engine.dialect.name == "postgresql" else 2)
+
+
 async def test_per_author_without_author_ids_is_422(client: httpx.AsyncClient) -> None:
     response = await client.get("/posts/", params={"per_author": 3})
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal_column,
     or_,
     select,
     true,
@@ -87,8 +88,9 @@ def _newest_by_author(shape: Select[Any], lateral: bool) -> Select[Any]:
     """The first `per_author` posts of `shape` of each author, by author then newest first.
 
     `lateral` (Postgres) reads each author's newest posts from the index on (author_id,
-    created_at, id), a few rows per author however many posts they wrote. Otherwise (SQLite
-    has no LATERAL) every post of the authors is ranked and all but the first are dropped.
+    created_at, id), a few rows per author however many posts they wrote, and their tags by
+    name in the same statement. Otherwise (SQLite has no LATERAL and no arrays) every post of
+    the authors is ranked and all but the first are dropped, and the tags are a second query.
     """
     if lateral:
         authors = (
@@ -102,11 +104,30 @@ def _newest_by_author(shape: Select[Any], lateral: bool) -> Select[Any]:
             .limit(bindparam("per_author"))
             .lateral("newest")
         )
-        return (
+        posts = (
             select(*(newest.c[column.name] for column in POSTS.c))
             .select_from(authors)
             .join(newest, true())
-            .order_by(newest.c.author_id, newest.c.created_at.desc(), newest.c.id.desc())
+            .cte("newest")
+        )
+        # The posts' tags in the same round trip: one join for all of them, not one per post.
+        names = (
+            select(
+                post_tags.c.post_id,
+                func.array_agg(postgresql.aggregate_order_by(TAGS.c.name, TAGS.c.name)).label(
+                    "tags"
+                ),
+            )
+            .join(TAGS, TAGS.c.id == post_tags.c.tag_id)
+            .where(post_tags.c.post_id.in_(select(posts.c.id)))
+            .group_by(post_tags.c.post_id)
+            .subquery("names")
+        )
+        no_tags = literal_column("'{}'", ARRAY(String))
+        return (
+            select(*posts.c, func.coalesce(names.c.tags, no_tags).label("tags"))
+            .outerjoin(names, names.c.post_id == posts.c.id)
+            .order_by(posts.c.author_id, posts.c.created_at.desc(), posts.c.id.desc())
         )
     rank = func.row_number().over(partition_by=POSTS.c.author_id, order_by=_NEWEST_FIRST)
     ranked = shape.add_columns(rank.label("rank")).subquery("ranked")
@@ -140,12 +161,13 @@ class PostReads:
         """The newest `per_author` posts of each author that pass the filter.
 
         Ordered by author, then newest first: one query for every author's posts at once,
-        one more for their tags.
+        with their tags on Postgres (one more for the tags on SQLite).
         """
         posts, parameters = post_filter.posts()
-        statement = _newest_by_author(posts, self.database.engine.dialect.name == "postgresql")
+        lateral = self.database.engine.dialect.name == "postgresql"
+        statement = _newest_by_author(posts, lateral)
         rows = await self.database.fetch(statement, {**parameters, "per_author": per_author})
-        return await self._with_tags(rows)
+        return rows if lateral else await self._with_tags(rows)
 
     async def _with_tags(self, posts: list[Row]) -> list[Row]:
         """The posts, each with the names of its tags in order: one query for all of them."""
