@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from servicekit.database import Database
-from servicekit.testing import count_statements, terminate_backend
+from servicekit.testing import StatementLog, count_statements, terminate_backend
 
 MakePool = Callable[..., Database]
 
@@ -86,6 +86,16 @@ async def test_fast_reads_count_as_statements_and_need_no_transaction(
         assert connection.driver.autocommit  # psycopg sends no BEGIN or ROLLBACK
     finally:
         await database.read_pool.release(connection)
+
+
+def test_statement_log_queries_leave_out_transaction_control() -> None:
+    # SQLite's driver sends BEGIN as a statement; psycopg starts transactions implicitly.
+    log = StatementLog(
+        ["BEGIN (implicit)", "SELECT 1", "savepoint sa_1", "RELEASE SAVEPOINT sa_1", "COMMIT"]
+    )
+
+    assert log.queries == ["SELECT 1"]
+    assert log.count == 5
 
 
 async def test_pool_size_overflow_and_wait_come_from_the_settings(make_pool: MakePool) -> None:

@@ -39,9 +39,10 @@ _POST_BY_ID = select(*POSTS.c).where(POSTS.c.id == bindparam("post_id"))
 _POST_EXISTS = select(POSTS.c.id).where(POSTS.c.id == bindparam("post_id"))
 _COMMENT_BY_ID = select(*COMMENTS.c).where(COMMENTS.c.id == bindparam("comment_id"))
 _COMMENTS_OF_POST = select(*COMMENTS.c).where(COMMENTS.c.post_id == bindparam("post_id"))
+_TAG_LINKS = post_tags.join(TAGS, TAGS.c.id == post_tags.c.tag_id)
 _TAGS_OF_POSTS = (
     select(post_tags.c.post_id, TAGS.c.name)
-    .join(TAGS, TAGS.c.id == post_tags.c.tag_id)
+    .select_from(_TAG_LINKS)
     .where(one_of(post_tags.c.post_id, "post_ids"))
     .order_by(post_tags.c.post_id, TAGS.c.name)
 )
@@ -118,7 +119,7 @@ def _newest_by_author(shape: Select[Any], lateral: bool) -> Select[Any]:
                     "tags"
                 ),
             )
-            .join(TAGS, TAGS.c.id == post_tags.c.tag_id)
+            .select_from(_TAG_LINKS)
             .where(post_tags.c.post_id.in_(select(posts.c.id)))
             .group_by(post_tags.c.post_id)
             .subquery("names")

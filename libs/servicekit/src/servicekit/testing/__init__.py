@@ -50,6 +50,9 @@ class ServiceUnderTest:
     read_path: str  # a GET that reads the database
 
 
+_TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
+
+
 @dataclass
 class StatementLog:
     """The SQL statements a database ran while the log was open."""
@@ -59,6 +62,11 @@ class StatementLog:
     @property
     def count(self) -> int:
         return len(self.statements)
+
+    @property
+    def queries(self) -> list[str]:
+        """The statements other than transaction control (BEGIN, COMMIT, ROLLBACK, ...)."""
+        return [sql for sql in self.statements if not _TRANSACTION_CONTROL.match(sql)]
 
 
 @contextmanager
