@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from blog_service.models import Post, Tag
+from blog_service.repository import PostFilter
 from servicekit.testing import count_statements, database_of, next_link, walk
 
 CreatePost = Callable[..., Awaitable[dict[str, Any]]]
@@ -207,6 +208,40 @@ async def test_filters_combine_and_pages_keep_them(
     )
 
     assert [row["title"] for row in rows] == [f"match {i}" for i in range(5)]
+
+
+def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """A node of a JSON query plan and every node under it."""
+    return [node, *(below for child in node.get("Plans", []) for below in plan_nodes(child))]
+
+
+async def test_a_tag_no_post_has_lists_nothing_and_postgres_reads_no_post_for_it(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(title="tagged", tags=["python"])
+    await create_post(title="untagged")
+    retagged = await create_post(title="retagged", tags=["old"])
+    await client.patch(f"/posts/{retagged['id']}", json={"tags": []})
+
+    assert await titles(client, {"tag": "python"}) == ["tagged"]
+    assert await titles(client, {"tag": "nosuch"}) == []
+    assert await titles(client, {"tag": "old"}) == []  # the tag is stored, but no post has it
+    engine = database_of(app).engine
+    if engine.dialect.name == "postgresql":
+        # On a large table Postgres walks the posts newest first and tests each for the tag,
+        # which for a tag no post has means every post; a few rows would hide that plan.
+        statement, parameters = PostFilter(tag="old").posts()
+        newest_first = statement.order_by(Post.created_at.desc(), Post.id.desc()).limit(21)
+        compiled = newest_first.compile(engine.sync_engine)
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("SET LOCAL enable_sort = off")
+            explained = await connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", {**compiled.params, **parameters}
+            )
+            [plan] = explained.scalar_one()
+        scans = [node for node in plan_nodes(plan["Plan"]) if node.get("Relation Name") == "posts"]
+        assert scans
+        assert [scan["Actual Loops"] for scan in scans] == [0] * len(scans)
 
 
 async def test_each_listed_post_carries_its_tags(
