@@ -134,6 +134,8 @@ def test_a_client_uses_the_whole_system_through_the_gateway(system: System) -> N
         assert nobody.status_code == 404
 
         people = client.get("/users-with-posts").json()
+        head = client.head("/users-with-posts")
+        assert (head.status_code, head.content) == (200, b"")
         assert [(u["name"], [p["title"] for p in u["posts"]]) for u in people] == [
             ("Ada", ["Notes"]),
             ("Bob", []),

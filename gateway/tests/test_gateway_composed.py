@@ -126,6 +126,23 @@ async def test_users_with_posts_pages_through_users_with_a_link_on_the_gateway(
     assert [(u["name"], len(u["posts"])) for u in second.json()] == [("cid", 1)]
 
 
+async def test_head_on_a_composed_view_has_the_get_headers_and_no_body(
+    gateway: httpx.AsyncClient,
+) -> None:
+    for name in ["ada", "bob"]:
+        user = await create_user(gateway, name)
+        post = await create_post(gateway, user["id"], f"{name}'s post")
+
+    got = await gateway.get("/users-with-posts", params={"limit": 1})
+    head = await gateway.head("/users-with-posts", params={"limit": 1})
+    expanded = await gateway.head(f"/posts/{post['id']}", params={"expand": "author"})
+
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["Link"] == got.headers["Link"]
+    assert head.headers["Content-Length"] == str(len(got.content))
+    assert (expanded.status_code, expanded.content) == (200, b"")
+
+
 @pytest.mark.parametrize("page_size", [1, 50])
 async def test_users_with_posts_makes_two_downstream_calls_whatever_the_page_size(
     gateway: httpx.AsyncClient, downstream_calls: list[httpx.Request], page_size: int

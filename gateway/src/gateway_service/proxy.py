@@ -107,11 +107,9 @@ def downstream_of(request: Request) -> Downstream:
 async def forward(request: Request, service: str, path: str) -> Response:
     """Send the client's request to `path` on `service` and relay the answer."""
     downstream = downstream_of(request)
-    # HEAD is answered from a GET: the server sends the headers and drops the body.
-    method = "GET" if request.method == "HEAD" else request.method
     answer = await downstream.request(
         service,
-        method,
+        request.method,  # a HEAD arrives here as GET (RequestContextMiddleware)
         path,
         query=request.scope["query_string"],
         content=await request.body() or None,
