@@ -1,5 +1,10 @@
 """The blog migrations: no drift from the models, reversible, safe to start twice at once."""
 
+from sqlalchemy import column, insert, select, table
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from blog_service.models import Post, Tag, post_tags
+from servicekit.testing import ServiceUnderTest, migrate
 from servicekit.testing.contracts import (
     test_a_migration_waits_for_the_advisory_lock,
     test_every_revision_upgrades_downgrades_and_upgrades_again,
@@ -13,3 +18,41 @@ __all__ = [
     "test_models_and_migrations_do_not_drift",
     "test_two_processes_migrating_at_once_both_succeed",
 ]
+
+BEFORE_STORED_COUNTS = "5a22753f064b"
+
+
+async def test_storing_tag_counts_counts_the_links_already_there(
+    service: ServiceUnderTest, empty_database: str
+) -> None:
+    await migrate(service.alembic_ini, empty_database, BEFORE_STORED_COUNTS)
+    engine = create_async_engine(empty_database)
+    try:
+        # Tags as they were at that revision: no post_count yet.
+        tags_then = table("tags", column("id"), column("name"))
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(Post),
+                [{"id": i, "title": "T", "content": "C", "author_id": 1} for i in (1, 2, 3)],
+            )
+            await connection.execute(
+                insert(tags_then), [{"id": 1, "name": "python"}, {"id": 2, "name": "web"}]
+            )
+            await connection.execute(
+                insert(post_tags),
+                [
+                    {"post_id": 1, "tag_id": 1},
+                    {"post_id": 2, "tag_id": 1},
+                    {"post_id": 3, "tag_id": 2},
+                ],
+            )
+
+        await migrate(service.alembic_ini, empty_database)
+
+        async with engine.connect() as connection:
+            counts = (
+                await connection.execute(select(Tag.name, Tag.post_count).order_by(Tag.id))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(row) for row in counts] == [("python", 2), ("web", 1)]

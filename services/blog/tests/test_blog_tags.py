@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import ScalarSelect, delete, func, select, text, update
 
+from blog_service.models import Tag, post_tags
 from servicekit.testing import count_statements, database_of, walk
 
 CreatePost = Callable[..., Awaitable[dict[str, Any]]]
@@ -279,3 +281,137 @@ async def test_simultaneous_tag_replacements_with_the_same_if_match_let_exactly_
     [winner] = [response.json() for response in responses if response.status_code == 200]
     stored = (await client.get(f"/posts/{post['id']}")).json()
     assert (stored["version"], stored["tags"]) == (2, winner["tags"])
+
+
+async def recounted(app: FastAPI) -> list[tuple[str, int]]:
+    """Every tag with the number of posts linking to it, counted from the links themselves."""
+    links = func.count(post_tags.c.post_id)
+    statement = (
+        select(Tag.name, links)
+        .outerjoin(post_tags, post_tags.c.tag_id == Tag.id)
+        .group_by(Tag.name)
+        .order_by(links.desc(), Tag.name)
+    )
+    async with database_of(app).engine.connect() as connection:
+        return [(name, count) for name, count in await connection.execute(statement)]
+
+
+async def test_deleting_a_post_uncounts_its_tags(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    post = await create_post(tags=["python", "web"])
+    await create_post(tags=["python"])
+
+    assert (await client.delete(f"/posts/{post['id']}")).status_code == 204
+
+    assert await tag_counts(client) == [("python", 1), ("web", 0)]
+    assert await tag_counts(client) == await recounted(app)
+
+
+async def test_erasing_an_authors_posts_uncounts_their_tags(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(author_id=1, tags=["python", "web"])
+    await create_post(author_id=1, tags=["web"])
+    await create_post(author_id=2, tags=["python"])
+
+    response = await client.delete("/posts/", params={"author_id": 1})
+
+    assert response.status_code == 204
+    assert await tag_counts(client) == [("python", 1), ("web", 0)]
+    assert await tag_counts(client) == await recounted(app)
+
+
+async def test_the_counts_are_stored_so_listing_tags_reads_no_link(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(tags=["python"])
+
+    with count_statements(database_of(app)) as log:
+        assert await tag_counts(client) == [("python", 1)]
+
+    assert log.statements
+    assert not [sql for sql in log.statements if "post_tags" in sql]
+
+
+async def test_concurrent_retagging_in_crosswise_orders_succeeds_and_counts_true(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    # Each round moves every post to the other's tag at the same time: one update unlinks
+    # "a" and links "b" while the other unlinks "b" and links "a". Taking the two tag rows in
+    # statement order, each would hold the row the other waits for.
+    pairs = [(await create_post(tags=["a"]), await create_post(tags=["b"])) for _ in range(4)]
+    created: list[dict[str, Any]] = []
+
+    for round_number in range(6):
+        old, new = ("a", "b") if round_number % 2 == 0 else ("b", "a")
+        retags = [
+            client.patch(f"/posts/{post['id']}", json={"tags": [tag, "shared"]})
+            for first, second in pairs
+            for post, tag in ((first, new), (second, old))
+        ]
+        creates = [create_post(tags=["shared", old, new]) for _ in range(2)]
+        retagged, made = await asyncio.gather(asyncio.gather(*retags), asyncio.gather(*creates))
+        assert [response.status_code for response in retagged] == [200] * len(retags)
+        created += made
+    deleted = await asyncio.gather(
+        *(client.delete(f"/posts/{post['id']}") for post in created[::2])
+    )
+
+    assert [response.status_code for response in deleted] == [204] * 6
+    assert await tag_counts(client) == [("shared", 14), ("a", 10), ("b", 10)]
+    assert await tag_counts(client) == await recounted(app)
+
+
+async def test_retagging_and_deleting_a_post_at_once_never_deadlock(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    # A deletion takes the post's tags, then the post; an update that changed the post's row
+    # before taking its tags would hold what the deletion waits for, and wait for what it holds.
+    posts = [await create_post(tags=["a", "b"]) for _ in range(10)]
+
+    responses = await asyncio.gather(
+        *(
+            request
+            for post in posts
+            for request in (
+                client.patch(f"/posts/{post['id']}", json={"title": "New", "tags": ["b", "c"]}),
+                client.delete(f"/posts/{post['id']}"),
+            )
+        )
+    )
+
+    updates, deletes = responses[::2], responses[1::2]
+    assert {response.status_code for response in updates} <= {200, 404, 409}
+    # A deletion that lost the race to an update is refused as a conflict, not applied.
+    assert {response.status_code for response in deletes} <= {204, 409}
+    kept = [(await client.get(f"/posts/{post['id']}")).status_code == 200 for post in posts]
+    assert kept == [response.status_code == 409 for response in deletes]
+    assert await tag_counts(client) == await recounted(app)
+
+
+async def test_links_changed_by_hand_are_counted_too(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(tags=["a"])
+    await create_post(tags=["a", "c"])
+    await create_post(tags=["b"])
+    engine = database_of(app).engine
+
+    def tag_id(name: str) -> ScalarSelect[int]:
+        return select(Tag.id).where(Tag.name == name).scalar_subquery()
+
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(post_tags).where(post_tags.c.tag_id == tag_id("a")).values(tag_id=tag_id("b"))
+        )
+    moved = await tag_counts(client)
+    async with engine.begin() as connection:
+        # SQLite has no TRUNCATE; a DELETE of every row is its nearest statement.
+        postgres = connection.dialect.name == "postgresql"
+        await connection.execute(text("TRUNCATE post_tags") if postgres else delete(post_tags))
+    emptied = await tag_counts(client)
+
+    assert moved == [("b", 3), ("c", 1), ("a", 0)]
+    assert emptied == [("a", 0), ("b", 0), ("c", 0)]
+    assert emptied == await recounted(app)

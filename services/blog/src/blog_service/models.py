@@ -6,8 +6,8 @@ an id, not a foreign key.
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from servicekit.database import UTCDateTime, make_metadata, substring_search_index, utcnow
 
@@ -24,7 +24,7 @@ post_tags = Table(
     Base.metadata,
     Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
     Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
-    # The primary key serves lookups by post; this one serves the tag filter and tag counts.
+    # The primary key serves lookups by post; this one serves the tag filter and recounts.
     Index("ix_post_tags_tag_id_post_id", "tag_id", "post_id"),
 )
 
@@ -35,15 +35,9 @@ class Tag(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Stored normalised (see schemas.normalise_tag_name), so equal names are one row.
     name: Mapped[str] = mapped_column(String(TAG_NAME_MAX_LENGTH), unique=True)
-    # Read only where asked for (undefer), so loading a post's tags never counts anything.
-    post_count: Mapped[int] = column_property(
-        select(func.count())
-        .where(post_tags.c.tag_id == id)
-        .correlate_except(post_tags)
-        .scalar_subquery(),
-        deferred=True,
-        raiseload=True,
-    )
+    # How many posts have the tag. Triggers on post_tags keep it (see the migration that adds
+    # it), so that listing tags by use reads the tags, not every link of every post.
+    post_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Post(Base):

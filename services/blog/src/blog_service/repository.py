@@ -1,16 +1,17 @@
 """SQL for posts, comments and tags: every query the service runs lives here.
 
 Reads of posts and comments are Core SELECTs on the database's read path and return rows as
-dicts; writes (and the tag list, which counts through the ORM) use the request's session.
+dicts; writes (and the tag list) use the request's session.
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    ColumnElement,
     Integer,
     Select,
     String,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload, undefer
+from sqlalchemy.orm import selectinload
 
 from blog_service.models import Comment, Post, Tag, post_tags
 from servicekit.database import Database
@@ -276,8 +277,35 @@ class TagRepository:
 
     async def page(self, page: PageRequest) -> Page[Tag]:
         """One page of tags with the number of posts using each, most used first."""
-        statement = select(Tag).options(undefer(Tag.post_count))
-        return await paginate(self.session, statement, BY_USE, page)
+        return await paginate(self.session, select(Tag), BY_USE, page)
+
+    async def lock(self, tag_ids: Iterable[int]) -> None:
+        """Lock these tags' rows, in id order, before links to them are added or removed.
+
+        Triggers on post_tags update the count on each tag a statement links or unlinks (see
+        the migration that stores post_count). Writers whose posts share tags would otherwise
+        take those rows in whatever order their statements touch them, and two could each hold
+        one the other needs; in id order they queue. Every write takes its tags first, before
+        any post or comment row, so no cycle runs through those either. FOR NO KEY UPDATE does
+        not block the foreign key checks of other writers linking the same tags. SQLite has
+        one writer at a time and no row locks: there it does nothing.
+        """
+        if ids := sorted(set(tag_ids)):
+            await self._lock(Tag.id.in_(ids))
+
+    async def lock_used_by_authors(self, author_ids: Sequence[int]) -> None:
+        """Lock, in id order, every tag on a post by these authors (see `lock`)."""
+        used = (
+            select(post_tags.c.tag_id)
+            .join(POSTS, POSTS.c.id == post_tags.c.post_id)
+            .where(POSTS.c.author_id.in_(author_ids))
+        )
+        await self._lock(Tag.id.in_(used))
+
+    async def _lock(self, which: ColumnElement[bool]) -> None:
+        statement = select(Tag.id).where(which).order_by(Tag.id).with_for_update(key_share=True)
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(statement)
 
     async def get_or_create(self, names: Sequence[str]) -> list[Tag]:
         """The tags with these (normalised) names, creating the missing ones.

@@ -79,6 +79,7 @@ class PostService:
 
     async def create(self, data: PostCreate) -> Post:
         tags = await self.tags.get_or_create(data.tags)
+        await self.tags.lock(tag.id for tag in tags)
         return await self.posts.add(Post(**data.model_dump(exclude={"tags"}), tags=tags))
 
     async def get(self, post_id: int) -> Post:
@@ -92,22 +93,28 @@ class PostService:
         if_match.check(post.version)
         changes = data.changes()
         tag_names: list[str] | None = changes.pop("tags", None)
-        for field, value in changes.items():
-            setattr(post, field, value)
+        # Tags before the post's own row, as every write takes them (see TagRepository.lock):
+        # changing fields first would let a flush lock the post before its tags.
         if tag_names is not None and set(tag_names) != {tag.name for tag in post.tags}:
-            post.tags = await self.tags.get_or_create(tag_names)
+            tags = await self.tags.get_or_create(tag_names)
+            await self.tags.lock(tag.id for tag in [*post.tags, *tags])
+            post.tags = tags
             # The post row itself may be unchanged; touching it bumps updated_at and version.
             post.updated_at = utcnow()
+        for field, value in changes.items():
+            setattr(post, field, value)
         await self.posts.flush()
         return post
 
     async def delete(self, post_id: int, if_match: IfMatch) -> None:
         post = await self.get(post_id)
         if_match.check(post.version)
+        await self.tags.lock(tag.id for tag in post.tags)
         await self.posts.delete(post)
 
     async def delete_authored_by(self, author_ids: Sequence[int]) -> None:
         """Remove the authors' posts (with every comment on them) and their comments elsewhere."""
+        await self.tags.lock_used_by_authors(author_ids)
         await self.comments.delete_by_authors(author_ids)
         await self.posts.delete_by_authors(author_ids)
 
