@@ -46,6 +46,18 @@ async def test_timestamps_are_utc_and_aware(create_post: CreatePost) -> None:
     assert str(post["updated_at"]).endswith(("+00:00", "Z"))
 
 
+async def test_a_new_post_was_last_updated_when_it_was_created(
+    client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    post = await create_post()
+
+    updated = (await client.patch(f"/posts/{post['id']}", json={"title": "Later"})).json()
+
+    assert post["updated_at"] == post["created_at"]
+    assert updated["created_at"] == post["created_at"]
+    assert updated["updated_at"] > post["updated_at"]
+
+
 async def test_a_post_can_be_created_published(create_post: CreatePost) -> None:
     post = await create_post(published=True)
 

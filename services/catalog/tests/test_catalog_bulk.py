@@ -47,6 +47,15 @@ async def test_bulk_create_returns_201_and_every_product_in_the_order_given(
         assert (await client.get(f"/products/{product['id']}")).json() == product
 
 
+async def test_bulk_created_products_were_last_updated_when_they_were_created(
+    client: httpx.AsyncClient, category: Body
+) -> None:
+    response = await client.post("/products/bulk", json=items(50, category["id"]))
+
+    assert response.status_code == 201
+    assert all(product["updated_at"] == product["created_at"] for product in response.json())
+
+
 @pytest.mark.parametrize(
     "text", ['say "hi", {ok}', "back\\slash \\N", "NULL", "zero-width \u200b, ünïcødé ✓"]
 )

@@ -30,6 +30,14 @@ async def test_create_returns_201_with_location_etag_and_the_category(
     assert (await client.get(f"/categories/{body['id']}")).json() == body
 
 
+async def test_a_new_category_was_last_updated_when_it_was_created(
+    client: httpx.AsyncClient,
+) -> None:
+    category = (await client.post("/categories/", json={"name": "Books"})).json()
+
+    assert category["updated_at"] == category["created_at"]
+
+
 async def test_a_description_is_optional(client: httpx.AsyncClient) -> None:
     response = await client.post("/categories/", json={"name": "Books"})
 

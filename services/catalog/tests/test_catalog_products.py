@@ -52,6 +52,17 @@ async def test_create_returns_201_with_location_etag_and_the_product(
     assert (await client.get(f"/products/{body['id']}")).json() == body
 
 
+async def test_a_new_product_was_last_updated_when_it_was_created(
+    client: httpx.AsyncClient, category: Body
+) -> None:
+    response = await client.post(
+        "/products/", json={"name": "Lamp", "price": "1.00", "category_id": category["id"]}
+    )
+
+    product = response.json()
+    assert product["updated_at"] == product["created_at"]
+
+
 async def test_stock_defaults_to_0_and_description_to_none(
     client: httpx.AsyncClient, category: Body
 ) -> None:

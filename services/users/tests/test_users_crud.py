@@ -37,6 +37,16 @@ async def test_timestamps_are_utc_and_aware(client: httpx.AsyncClient) -> None:
     assert str(user["updated_at"]).endswith(("+00:00", "Z"))
 
 
+async def test_a_new_user_was_last_updated_when_it_was_created(client: httpx.AsyncClient) -> None:
+    user = await create(client)
+
+    updated = (await client.patch(f"/users/{user['id']}", json={"name": "Al"})).json()
+
+    assert user["updated_at"] == user["created_at"]
+    assert updated["created_at"] == user["created_at"]
+    assert updated["updated_at"] > user["updated_at"]
+
+
 @pytest.mark.parametrize("email", ["alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.com"])
 async def test_an_email_that_exists_in_any_letter_case_is_409(
     client: httpx.AsyncClient, email: str

@@ -6,11 +6,22 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import psycopg
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Dialect, Index, MetaData, Select, event, literal, select, text
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Index,
+    MetaData,
+    Select,
+    event,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -19,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import MappedColumn, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
@@ -73,6 +85,32 @@ def substring_search_index(name: str, column: str) -> Index:
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+class _InsertContext(Protocol):
+    # The part of SQLAlchemy's (untyped) DefaultExecutionContext a column default reads.
+    def get_current_parameters(self) -> Mapping[str, Any]: ...
+
+
+def _created_at_of_the_row(context: _InsertContext) -> datetime:
+    created_at: datetime | None = context.get_current_parameters().get("created_at")
+    return created_at if created_at is not None else utcnow()
+
+
+def created_at_column() -> MappedColumn[datetime]:
+    """A row's creation time: now (UTC) at insert, by the application or, for SQL, the database."""
+    return mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
+
+
+def updated_at_column() -> MappedColumn[datetime]:
+    """A row's last change: now at each update; at insert, the very instant of its `created_at`.
+
+    Two calls of the clock would differ by microseconds, and a client comparing the two to tell
+    whether a row was ever changed would think every new row had been.
+    """
+    return mapped_column(
+        UTCDateTime, default=_created_at_of_the_row, onupdate=utcnow, server_default=func.now()
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

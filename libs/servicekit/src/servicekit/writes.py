@@ -5,6 +5,7 @@ from typing import Any, cast
 
 import psycopg
 from sqlalchemy import Table, insert
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
@@ -75,10 +76,21 @@ async def _insert_unnested(
         raise sqlalchemy_error(sql, {}, exc, invalidated=driver.broken) from exc
 
 
+class _DefaultsSoFar:
+    """What a context-sensitive default asks of its execution context: the row's values so
+    far (here the defaults of the columns before it, as SQLAlchemy computes them in order)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict[str, Any]:
+        return self.values
+
+
 def _python_defaults(table: Table, given: Iterable[str]) -> dict[str, Any]:
     # SQLAlchemy fills these in when it runs an INSERT itself; one value serves a whole batch
     # (a timestamp default then reads the same for every row, as Postgres' now() would).
-    values = {}
+    values: dict[str, Any] = {}
     for column in table.c:
         default = column.default
         if column.key in given or default is None:
@@ -87,5 +99,6 @@ def _python_defaults(table: Table, given: Iterable[str]) -> dict[str, Any]:
             values[column.key] = default.arg
         elif isinstance(default, CallableColumnDefault):
             # A zero-argument default is wrapped to take (and ignore) an execution context.
-            values[column.key] = default.arg(None)  # type: ignore[arg-type]
+            context = cast("DefaultExecutionContext", _DefaultsSoFar(values))
+            values[column.key] = default.arg(context)
     return values

@@ -6,10 +6,15 @@ an id, not a foreign key.
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false, func
+from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from servicekit.database import UTCDateTime, make_metadata, substring_search_index, utcnow
+from servicekit.database import (
+    created_at_column,
+    make_metadata,
+    substring_search_index,
+    updated_at_column,
+)
 
 TITLE_MAX_LENGTH = 200
 TAG_NAME_MAX_LENGTH = 50
@@ -48,12 +53,8 @@ class Post(Base):
     content: Mapped[str] = mapped_column(Text)
     author_id: Mapped[int] = mapped_column()
     published: Mapped[bool] = mapped_column(default=False, server_default=false())
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
     version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     # lazy="raise": every query says what it loads, so a forgotten eager load fails loudly
@@ -85,9 +86,7 @@ class Comment(Base):
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
     author_id: Mapped[int] = mapped_column()
     content: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = created_at_column()
 
     __table_args__ = (
         Index("ix_comments_post_id_created_at_id", post_id, created_at, id),

@@ -6,7 +6,12 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, false, func, text, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from servicekit.database import UTCDateTime, make_metadata, substring_search_index, utcnow
+from servicekit.database import (
+    created_at_column,
+    make_metadata,
+    substring_search_index,
+    updated_at_column,
+)
 
 
 class Base(DeclarativeBase):
@@ -19,12 +24,8 @@ class Category(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(String(1000))
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
     version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
@@ -46,12 +47,8 @@ class Product(Base):
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="RESTRICT"))
     stock_quantity: Mapped[int] = mapped_column(default=0, server_default="0")
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
     version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     # lazy="raise": every query states what it loads, so a forgotten eager load fails loudly
@@ -86,9 +83,7 @@ class ProductImage(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"))
     image_url: Mapped[str] = mapped_column(String(2048))
     is_primary: Mapped[bool] = mapped_column(default=False, server_default=false())
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = created_at_column()
 
     __table_args__ = (
         Index("ix_product_images_product_id_id", product_id, id),

@@ -5,7 +5,12 @@ from datetime import datetime
 from sqlalchemy import Index, String, func, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from servicekit.database import UTCDateTime, make_metadata, substring_search_index, utcnow
+from servicekit.database import (
+    created_at_column,
+    make_metadata,
+    substring_search_index,
+    updated_at_column,
+)
 
 
 class Base(DeclarativeBase):
@@ -19,12 +24,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254))
     name: Mapped[str] = mapped_column(String(100))
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
     version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
