@@ -1,17 +1,22 @@
 """Listing posts: filters, search, sorting, keyset pagination and batch reads of authors."""
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from blog_service.models import Post, Tag
 from blog_service.repository import PostFilter
+from servicekit.pagination import SortOrder
 from servicekit.testing import count_statements, database_of, next_link, walk
 
 CreatePost = Callable[..., Awaitable[dict[str, Any]]]
+NEWEST_FIRST = SortOrder("created_at:desc", (Post.created_at, Post.id), descending=True)
 
 
 async def titles(client: httpx.AsyncClient, params: Any = None) -> list[str]:
@@ -215,6 +220,24 @@ def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [node, *(below for child in node.get("Plans", []) for below in plan_nodes(child))]
 
 
+async def explained_without_sorting(
+    engine: AsyncEngine, statement: Select[Any], parameters: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The nodes of the plan Postgres ran for `statement`, told to avoid sorting.
+
+    On a test's few rows, reading them all and sorting is the cheapest plan for anything;
+    without it Postgres picks the plan a large table gets.
+    """
+    compiled = statement.compile(engine.sync_engine)
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("SET LOCAL enable_sort = off")
+        explained = await connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", {**compiled.params, **parameters}
+        )
+        [plan] = explained.scalar_one()
+    return plan_nodes(plan["Plan"])
+
+
 async def test_a_tag_no_post_has_lists_nothing_and_postgres_reads_no_post_for_it(
     app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
@@ -226,20 +249,15 @@ async def test_a_tag_no_post_has_lists_nothing_and_postgres_reads_no_post_for_it
     assert await titles(client, {"tag": "python"}) == ["tagged"]
     assert await titles(client, {"tag": "nosuch"}) == []
     assert await titles(client, {"tag": "old"}) == []  # the tag is stored, but no post has it
+    assert await titles(client, {"tag": "old", "sort_by": "updated_at"}) == []
     engine = database_of(app).engine
     if engine.dialect.name == "postgresql":
-        # On a large table Postgres walks the posts newest first and tests each for the tag,
-        # which for a tag no post has means every post; a few rows would hide that plan.
+        # In an order other than creation's, Postgres walks the posts in that order and tests
+        # each for the tag, which for a tag no post has would mean every post.
         statement, parameters = PostFilter(tag="old").posts()
-        newest_first = statement.order_by(Post.created_at.desc(), Post.id.desc()).limit(21)
-        compiled = newest_first.compile(engine.sync_engine)
-        async with engine.begin() as connection:
-            await connection.exec_driver_sql("SET LOCAL enable_sort = off")
-            explained = await connection.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", {**compiled.params, **parameters}
-            )
-            [plan] = explained.scalar_one()
-        scans = [node for node in plan_nodes(plan["Plan"]) if node.get("Relation Name") == "posts"]
+        by_update = statement.order_by(Post.updated_at.desc(), Post.id.desc()).limit(21)
+        nodes = await explained_without_sorting(engine, by_update, parameters)
+        scans = [node for node in nodes if node.get("Relation Name") == "posts"]
         assert scans
         assert [scan["Actual Loops"] for scan in scans] == [0] * len(scans)
 
@@ -464,3 +482,52 @@ async def test_per_author_for_50_authors_costs_the_statements_of_one(
     assert len(batch) == 550
     assert all(len(post["tags"]) == 1 for post in batch)
     assert one.count == fifty.count
+
+
+async def backdate(app: FastAPI, post_id: int, days: int) -> None:
+    """Move a post's created_at back by `days`, as an operator's SQL could."""
+    async with database_of(app).engine.begin() as connection:
+        await connection.execute(
+            update(Post)
+            .where(Post.id == post_id)
+            .values(created_at=datetime(2026, 1, 1, tzinfo=UTC) - timedelta(days=days))
+        )
+
+
+async def test_a_tags_posts_follow_their_creation_times_not_their_ids(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    ids = await seed(create_post, ["a", "b", "c", "d"], tags=["x"])
+    await create_post(title="untagged")
+    for post_id, days in zip(ids, [2, 0, 3, 1], strict=True):  # b, d, a, c newest first
+        await backdate(app, post_id, days)
+    late = await create_post(title="late")
+    await backdate(app, late["id"], 4)
+    await client.patch(f"/posts/{late['id']}", json={"tags": ["x"]})  # tagged after the fact
+
+    newest_first = [row["title"] for row in await walk(client, "/posts/?tag=x&limit=2")]
+    oldest_first = [row["title"] for row in await walk(client, "/posts/?tag=x&order=asc&limit=3")]
+
+    assert await titles(client, {"tag": "x"}) == ["b", "d", "a", "c", "late"]
+    assert newest_first == ["b", "d", "a", "c", "late"]
+    assert oldest_first == ["late", "c", "a", "d", "b"]
+
+
+async def test_a_page_of_a_tags_posts_reads_a_page_of_its_links_on_postgres(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    for i in range(30):
+        await create_post(title=f"p{i}", tags=["x", "y"] if i % 3 else ["y"])
+
+    assert await titles(client, {"tag": "x", "limit": 4}) == ["p29", "p28", "p26", "p25"]
+    engine = database_of(app).engine
+    if engine.dialect.name != "postgresql":
+        return  # what follows is Postgres's plan
+    statement, parameters, order = PostFilter(tag="x").page_of_posts(NEWEST_FIRST)
+    page = statement.order_by(*order.order_by()).limit(4)
+    nodes = await explained_without_sorting(engine, page, parameters)
+
+    links = [node for node in nodes if node.get("Relation Name") == "post_tags"]
+    assert [node["Index Name"] for node in links] == ["ix_post_tags_tag_id_created_at_post_id"]
+    assert [node["Actual Rows"] for node in links] == [4]
+    assert not [node for node in nodes if node["Node Type"] == "Sort"]

@@ -10,6 +10,7 @@ from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from servicekit.database import (
+    UTCDateTime,
     created_at_column,
     make_metadata,
     substring_search_index,
@@ -29,8 +30,12 @@ post_tags = Table(
     Base.metadata,
     Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
     Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    # The post's created_at, copied by triggers (see the migration that adds it), so that a
+    # tag's posts come in order of creation from the index below, a page at a time, however
+    # many posts have the tag: the tag filter reads the links, not the posts newest first.
+    Column("created_at", UTCDateTime),
     # The primary key serves lookups by post; this one serves the tag filter and recounts.
-    Index("ix_post_tags_tag_id_post_id", "tag_id", "post_id"),
+    Index("ix_post_tags_tag_id_created_at_post_id", "tag_id", "created_at", "post_id"),
 )
 
 

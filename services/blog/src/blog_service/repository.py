@@ -24,6 +24,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,33 +62,74 @@ class PostFilter:
 
     def posts(self) -> tuple[Select[Any], dict[str, Any]]:
         """The statement for the posts passing this filter, and its parameters."""
-        return _LISTS.select(
-            author_ids=list(self.author_ids) or None,
-            tag=self.tag,
-            published=self.published,
-            text=None if self.text is None else escape_like(self.text),
-        )
+        return _LISTS.select(tag=self.tag, **self._values())
+
+    def page_of_posts(self, order: SortOrder) -> tuple[Select[Any], dict[str, Any], SortOrder]:
+        """The statement for pages of the posts passing this filter in `order`, its
+        parameters, and the order as that statement spells it."""
+        if self.tag is None or [column.key for column in order.columns] != ["created_at", "id"]:
+            return *self.posts(), order
+        statement, parameters = _TAGGED.select(**self._values())
+        by_links = _LinkOrder(order.name, order.columns, order.descending)
+        return statement, {**parameters, "tag": self.tag}, by_links
+
+    def _values(self) -> dict[str, Any]:
+        return {
+            "author_ids": list(self.author_ids) or None,
+            "published": self.published,
+            "text": None if self.text is None else escape_like(self.text),
+        }
 
 
 # The lists' optional filters, each a statement compiled once (see servicekit.reads).
 _TEXT = bindparam("text", type_=String)
 _TAG = bindparam("tag", type_=String)
+_FILTERS = {
+    "author_ids": one_of(POSTS.c.author_id, "author_ids"),
+    "published": POSTS.c.published == bindparam("published"),
+    "text": or_(
+        POSTS.c.title.icontains(_TEXT, escape=LIKE_ESCAPE),
+        POSTS.c.content.icontains(_TEXT, escape=LIKE_ESCAPE),
+    ),
+}
 # The uncorrelated EXISTS is evaluated once, before any post is read: a tag no post has (a
-# typo, say) answers at once instead of testing every post for it, newest first.
+# typo, say) answers at once instead of testing every post for it.
 _TAG_IS_USED = and_(
     exists().select_from(_TAG_LINKS).where(TAGS.c.name == _TAG),
     Post.tags.any(Tag.name == _TAG),
 )
-_LISTS = Criteria(
-    select(*POSTS.c),
-    author_ids=one_of(POSTS.c.author_id, "author_ids"),
-    tag=_TAG_IS_USED,
-    published=POSTS.c.published == bindparam("published"),
-    text=or_(
-        POSTS.c.title.icontains(_TEXT, escape=LIKE_ESCAPE),
-        POSTS.c.content.icontains(_TEXT, escape=LIKE_ESCAPE),
-    ),
+_LISTS = Criteria(select(*POSTS.c), tag=_TAG_IS_USED, **_FILTERS)
+
+# A tag's posts in order of creation, read from its links: each carries its post's created_at,
+# and the index on (tag_id, created_at, post_id) yields them in that order, so a page reads a
+# page's worth of links (more only where other filters drop posts), however rare or common the
+# tag. In any other order, the posts are read in that order and tested for the tag (_LISTS).
+_TAGGED = Criteria(
+    select(*POSTS.c)
+    .select_from(post_tags.join(POSTS, POSTS.c.id == post_tags.c.post_id))
+    .where(post_tags.c.tag_id == select(TAGS.c.id).where(TAGS.c.name == _TAG).scalar_subquery()),
+    **_FILTERS,
 )
+
+
+class _LinkOrder(SortOrder):
+    """Posts in order of creation, spelled in the columns of their links (see _TAGGED).
+
+    The cursor is the posts' own, with the same values: a page's Link leads on either path.
+    """
+
+    _COLUMNS = (post_tags.c.created_at, post_tags.c.post_id)
+
+    def order_by(self) -> list[Any]:
+        return [column.desc() if self.descending else column.asc() for column in self._COLUMNS]
+
+    def after(self) -> ColumnElement[bool]:
+        values = tuple_(
+            bindparam("after_0", type_=post_tags.c.created_at.type),
+            bindparam("after_1", type_=Integer),
+        )
+        key = tuple_(*self._COLUMNS)
+        return key < values if self.descending else key > values
 
 
 _NEWEST_FIRST = (POSTS.c.created_at.desc(), POSTS.c.id.desc())
@@ -163,7 +205,7 @@ class PostReads:
 
     async def page(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
         """One page of posts passing the filter, in `order`."""
-        statement, parameters = post_filter.posts()
+        statement, parameters, order = post_filter.page_of_posts(order)
         result = await fetch_page(self.database, statement, order, page, parameters)
         return Page(await self._with_tags(result.items), result.next_cursor)
 

@@ -121,10 +121,16 @@ def next_link(response: httpx.Response) -> str | None:
 
 
 async def walk(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
-    """Follow Link headers from `url` to the last page, collecting every row."""
+    """Follow Link headers from `url` to the last page, collecting every row.
+
+    A Link back to a page already read fails the walk rather than going round for ever.
+    """
     rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     next_url: str | None = url
     while next_url:
+        assert next_url not in seen, f"the Link header leads back to {next_url}"
+        seen.add(next_url)
         response = await client.get(next_url)
         assert response.status_code == 200, response.text
         rows.extend(response.json())
