@@ -1,7 +1,7 @@
 """SQL for posts, comments and tags: every query the service runs lives here.
 
-Reads of posts and comments are Core SELECTs on the database's read path and return rows as
-dicts; writes (and the tag list) use the request's session.
+Reads are Core SELECTs on the database's read path and return rows as dicts; writes use the
+request's session.
 """
 
 import functools
@@ -32,7 +32,7 @@ from sqlalchemy.orm import selectinload
 
 from blog_service.models import Comment, Post, Tag, post_tags
 from servicekit.database import Database
-from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page, paginate
+from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 
 POSTS = Post.__table__
@@ -311,15 +311,23 @@ class TagsByUse(SortOrder):
 
 
 BY_USE = TagsByUse("use", (Tag.post_count, Tag.name))
+_TAGS = select(TAGS.c.name, TAGS.c.post_count)
+
+
+class TagReads:
+    """Queries that only read tags."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def page(self, page: PageRequest) -> Page[Row]:
+        """One page of tags with the number of posts using each, most used first."""
+        return await fetch_page(self.database, _TAGS, BY_USE, page)
 
 
 class TagRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def page(self, page: PageRequest) -> Page[Tag]:
-        """One page of tags with the number of posts using each, most used first."""
-        return await paginate(self.session, select(Tag), BY_USE, page)
 
     async def lock(self, tag_ids: Iterable[int]) -> None:
         """Lock these tags' rows, in id order, before links to them are added or removed.

@@ -4,13 +4,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from blog_service.models import Comment, Post, Tag
+from blog_service.models import Comment, Post
 from blog_service.repository import (
     CommentReads,
     CommentRepository,
     PostFilter,
     PostReads,
     PostRepository,
+    TagReads,
     TagRepository,
 )
 from blog_service.schemas import (
@@ -28,9 +29,9 @@ from blog_service.service import (
     CommentService,
     PostQueries,
     PostService,
-    TagService,
+    TagQueries,
 )
-from servicekit.database import ReadSessionDep, SessionDep, get_database
+from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
@@ -70,15 +71,15 @@ async def _comment_reader(request: Request) -> CommentQueries:
     return CommentQueries(CommentReads(database), PostReads(database))
 
 
-async def _tag_reader(session: ReadSessionDep) -> TagService:
-    return TagService(TagRepository(session))
+async def _tag_reader(request: Request) -> TagQueries:
+    return TagQueries(TagReads(get_database(request)))
 
 
 Posts = Annotated[PostService, Depends(_post_writer)]
 PostsReader = Annotated[PostQueries, Depends(_post_reader)]
 Comments = Annotated[CommentService, Depends(_comment_writer)]
 CommentsReader = Annotated[CommentQueries, Depends(_comment_reader)]
-TagsReader = Annotated[TagService, Depends(_tag_reader)]
+TagsReader = Annotated[TagQueries, Depends(_tag_reader)]
 
 
 def _sort_order(field: PostSortField, direction: Literal["asc", "desc"]) -> SortOrder:
@@ -261,7 +262,7 @@ async def delete_comment(comment_id: CommentId, comments: Comments) -> None:
 @tags_router.get("/", response_model=list[TagRead])
 async def list_tags(
     tags: TagsReader, page: PageDep, request: Request, response: Response
-) -> list[Tag]:
+) -> list[Row]:
     """Tags with the number of posts using each, most used first, then by name."""
     result = await tags.list(page)
     set_next_link(request, response, result.next_cursor)

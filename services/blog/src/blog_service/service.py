@@ -4,13 +4,14 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from blog_service.models import Comment, Post, Tag
+from blog_service.models import Comment, Post
 from blog_service.repository import (
     CommentReads,
     CommentRepository,
     PostFilter,
     PostReads,
     PostRepository,
+    TagReads,
     TagRepository,
 )
 from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
@@ -139,9 +140,11 @@ class CommentService:
         await self.comments.delete(comment)
 
 
-class TagService:
-    def __init__(self, tags: TagRepository) -> None:
+class TagQueries:
+    """Reading tags."""
+
+    def __init__(self, tags: TagReads) -> None:
         self.tags = tags
 
-    async def list(self, page: PageRequest) -> Page[Tag]:
+    async def list(self, page: PageRequest) -> Page[Row]:
         return await self.tags.page(page)
