@@ -347,12 +347,6 @@ async def _transaction_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_database(request).reader() as session:
-        yield session
-
-
 # scope="function" closes the session before the response is sent, so a failed commit is
 # reported to the client instead of being lost after a 2xx went out.
 SessionDep = Annotated[AsyncSession, Depends(_transaction_session, scope="function")]
-ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from catalog_service.models import Category, Product, ProductImage
 from servicekit.database import Database
-from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page, paginate
+from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 from servicekit.writes import insert_many
 
@@ -27,7 +27,12 @@ _PRODUCT_ROWS = select(*PRODUCTS.c, CATEGORIES.c.name.label("category_name")).jo
     CATEGORIES, CATEGORIES.c.id == PRODUCTS.c.category_id
 )
 _PRODUCT_BY_ID = _PRODUCT_ROWS.where(PRODUCTS.c.id == bindparam("product_id"))
+_CATEGORY_BY_ID = select(*CATEGORIES.c).where(CATEGORIES.c.id == bindparam("category_id"))
 _CATEGORY_EXISTS = select(CATEGORIES.c.id).where(CATEGORIES.c.id == bindparam("category_id"))
+_CATEGORIES = select(*CATEGORIES.c)
+_PRODUCT_EXISTS = select(PRODUCTS.c.id).where(PRODUCTS.c.id == bindparam("product_id"))
+_IMAGES_OF_PRODUCT = select(*IMAGES.c).where(IMAGES.c.product_id == bindparam("product_id"))
+_IMAGE_OF_PRODUCT = _IMAGES_OF_PRODUCT.where(IMAGES.c.id == bindparam("image_id"))
 _IMAGES_OF_PRODUCTS = (
     select(*IMAGES.c)
     .where(one_of(IMAGES.c.product_id, "product_ids"))
@@ -88,6 +93,20 @@ class ProductReads:
         found = await self.database.fetch_one(_CATEGORY_EXISTS, {"category_id": category_id})
         return found is not None
 
+    async def exists(self, product_id: int) -> bool:
+        return (
+            await self.database.fetch_one(_PRODUCT_EXISTS, {"product_id": product_id}) is not None
+        )
+
+    async def images(self, product_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
+        """One page of a product's images in `order`."""
+        parameters = {"product_id": product_id}
+        return await fetch_page(self.database, _IMAGES_OF_PRODUCT, order, page, parameters)
+
+    async def image(self, product_id: int, image_id: int) -> Row | None:
+        parameters = {"product_id": product_id, "image_id": image_id}
+        return await self.database.fetch_one(_IMAGE_OF_PRODUCT, parameters)
+
     async def _shown(self, products: list[Row]) -> list[Row]:
         """The products with their category and images: one more query for all of them."""
         images = await self.database.fetch_grouped(
@@ -105,6 +124,19 @@ class ProductReads:
         return products
 
 
+class CategoryReads:
+    """Queries that only read categories: rows as dicts."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def get(self, category_id: int) -> Row | None:
+        return await self.database.fetch_one(_CATEGORY_BY_ID, {"category_id": category_id})
+
+    async def page(self, page: PageRequest, order: SortOrder) -> Page[Row]:
+        return await fetch_page(self.database, _CATEGORIES, order, page)
+
+
 class CategoryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -118,9 +150,6 @@ class CategoryRepository:
             select(Category).where(Category.id.in_(category_ids))
         )
         return {category.id: category for category in categories}
-
-    async def page(self, page: PageRequest, order: SortOrder) -> Page[Category]:
-        return await paginate(self.session, select(Category), order, page)
 
     async def add(self, category: Category) -> Category:
         """Insert a category now, so a conflicting name surfaces here rather than at commit."""
@@ -232,12 +261,6 @@ class ProductRepository:
                 ProductImage.id == image_id, ProductImage.product_id == product_id
             )
         )
-
-    async def images(
-        self, product_id: int, page: PageRequest, order: SortOrder
-    ) -> Page[ProductImage]:
-        statement = select(ProductImage).where(ProductImage.product_id == product_id)
-        return await paginate(self.session, statement, order, page)
 
     async def image_count(self, product_id: int) -> int:
         statement = select(func.count()).where(ProductImage.product_id == product_id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 
 from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import (
+    CategoryReads,
     CategoryRepository,
     ProductFilters,
     ProductReads,
@@ -28,8 +29,13 @@ from catalog_service.schemas import (
     SortDirection,
     StockAdjustment,
 )
-from catalog_service.service import CategoryService, ProductQueries, ProductService
-from servicekit.database import ReadSessionDep, SessionDep, get_database
+from catalog_service.service import (
+    CategoryQueries,
+    CategoryService,
+    ProductQueries,
+    ProductService,
+)
+from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
@@ -53,8 +59,8 @@ async def _category_writer(session: SessionDep) -> CategoryService:
     return CategoryService(CategoryRepository(session), ProductRepository(session))
 
 
-async def _category_reader(session: ReadSessionDep) -> CategoryService:
-    return CategoryService(CategoryRepository(session), ProductRepository(session))
+async def _category_reader(request: Request) -> CategoryQueries:
+    return CategoryQueries(CategoryReads(get_database(request)))
 
 
 async def _product_writer(session: SessionDep) -> ProductService:
@@ -65,15 +71,10 @@ async def _product_reader(request: Request) -> ProductQueries:
     return ProductQueries(ProductReads(get_database(request)))
 
 
-async def _image_reader(session: ReadSessionDep) -> ProductService:
-    return ProductService(ProductRepository(session), CategoryRepository(session))
-
-
 Categories = Annotated[CategoryService, Depends(_category_writer)]
-CategoriesReader = Annotated[CategoryService, Depends(_category_reader)]
+CategoriesReader = Annotated[CategoryQueries, Depends(_category_reader)]
 Products = Annotated[ProductService, Depends(_product_writer)]
 ProductsReader = Annotated[ProductQueries, Depends(_product_reader)]
-ImagesReader = Annotated[ProductService, Depends(_image_reader)]
 
 
 def _sort_order(
@@ -148,7 +149,7 @@ async def list_categories(
     order: CategoryOrder,
     request: Request,
     response: Response,
-) -> list[Category]:
+) -> list[Row]:
     """Categories, a page at a time, sorted by id or name."""
     result = await categories.list(page, order)
     set_next_link(request, response, result.next_cursor)
@@ -165,11 +166,11 @@ async def get_category(
     categories: CategoriesReader,
     response: Response,
     if_none_match: IfNoneMatch = None,
-) -> Category | Response:
+) -> Row | Response:
     category = await categories.get(category_id)
-    if unchanged := not_modified(if_none_match, category.version):
+    if unchanged := not_modified(if_none_match, category["version"]):
         return unchanged
-    response.headers["ETag"] = etag(category.version)
+    response.headers["ETag"] = etag(category["version"])
     return category
 
 
@@ -342,11 +343,11 @@ async def adjust_stock(
 )
 async def list_images(
     product_id: ProductId,
-    products: ImagesReader,
+    products: ProductsReader,
     page: PageDep,
     request: Request,
     response: Response,
-) -> list[ProductImage]:
+) -> list[Row]:
     """The images of a product, oldest first."""
     result = await products.images(product_id, page, IMAGES_BY_ID)
     set_next_link(request, response, result.next_cursor)
@@ -379,9 +380,7 @@ async def add_image(
     response_model=ImageRead,
     responses=error_responses(404),
 )
-async def get_image(
-    product_id: ProductId, image_id: ImageId, products: ImagesReader
-) -> ProductImage:
+async def get_image(product_id: ProductId, image_id: ImageId, products: ProductsReader) -> Row:
     return await products.image(product_id, image_id)
 
 

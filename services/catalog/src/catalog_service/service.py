@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import (
+    CategoryReads,
     CategoryRepository,
     ProductFilters,
     ProductReads,
@@ -44,6 +45,10 @@ def _product_not_found(product_id: int) -> NotFound:
     return NotFound(f"product {product_id} not found")
 
 
+def _image_not_found(product_id: int, image_id: int) -> NotFound:
+    return NotFound(f"image {image_id} of product {product_id} not found")
+
+
 def _unknown_category(category_id: int) -> str:
     return f"category {category_id} does not exist"
 
@@ -69,6 +74,33 @@ class ProductQueries:
             raise _category_not_found(category_id)
         return await self.products.page(page, order, ProductFilters(category_id=category_id))
 
+    async def images(self, product_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
+        if not await self.products.exists(product_id):
+            raise _product_not_found(product_id)
+        return await self.products.images(product_id, page, order)
+
+    async def image(self, product_id: int, image_id: int) -> Row:
+        image = await self.products.image(product_id, image_id)
+        if image is None:
+            raise _image_not_found(product_id, image_id)
+        return image
+
+
+class CategoryQueries:
+    """Reading categories."""
+
+    def __init__(self, categories: CategoryReads) -> None:
+        self.categories = categories
+
+    async def get(self, category_id: int) -> Row:
+        category = await self.categories.get(category_id)
+        if category is None:
+            raise _category_not_found(category_id)
+        return category
+
+    async def list(self, page: PageRequest, order: SortOrder) -> Page[Row]:
+        return await self.categories.page(page, order)
+
 
 class CategoryService:
     def __init__(self, categories: CategoryRepository, products: ProductRepository) -> None:
@@ -86,9 +118,6 @@ class CategoryService:
         if category is None:
             raise _category_not_found(category_id)
         return category
-
-    async def list(self, page: PageRequest, order: SortOrder) -> Page[Category]:
-        return await self.categories.page(page, order)
 
     async def update(self, category_id: int, data: CategoryUpdate, if_match: IfMatch) -> Category:
         category = await self.get(category_id)
@@ -192,17 +221,10 @@ class ProductService:
         if not await self.products.touch(product_id):
             raise _product_not_found(product_id)
 
-    async def images(
-        self, product_id: int, page: PageRequest, order: SortOrder
-    ) -> Page[ProductImage]:
-        if await self.products.get_bare(product_id) is None:
-            raise _product_not_found(product_id)
-        return await self.products.images(product_id, page, order)
-
     async def image(self, product_id: int, image_id: int) -> ProductImage:
         image = await self.products.image(product_id, image_id)
         if image is None:
-            raise NotFound(f"image {image_id} of product {product_id} not found")
+            raise _image_not_found(product_id, image_id)
         return image
 
     async def add_image(self, product_id: int, data: ImageCreate) -> ProductImage:
