@@ -230,23 +230,23 @@ def _insert_batches(
     at once (each batch's parameters must stay under Postgres's 65,535).
     """
     task = progress.add_task(label, total=total)
-    batch: list[dict[str, Any]] = []
 
-    def insert(connection: Connection) -> None:
+    def insert(connection: Connection, batch: list[dict[str, Any]]) -> None:
         if one_statement_per_batch:
             connection.execute(table.insert().values(batch))
         else:
             connection.execute(table.insert(), batch)
         progress.advance(task, len(batch))
 
+    batch: list[dict[str, Any]] = []
     with engine.begin() as connection:
         for row in rows:
             batch.append(row)
             if len(batch) == BATCH:
-                insert(connection)
+                insert(connection, batch)
                 batch = []
         if batch:
-            insert(connection)
+            insert(connection, batch)
 
 
 def _move_sequence_past(engine: Engine, table: Table) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import Numeric, String
+from sqlalchemy import Column, Integer, Numeric, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.database import UTCDateTime
@@ -131,3 +131,27 @@ def test_a_cursor_binds_its_values_as_the_after_parameters() -> None:
     cursor = BY_PRICE.cursor_after(row(price=Decimal("5.10"), id=3))
 
     assert BY_PRICE.after_parameters(cursor) == {"after_0": Decimal("5.10"), "after_1": 3}
+
+
+def test_an_ordering_spelled_in_other_columns_sorts_on_them_and_keeps_its_cursors() -> None:
+    copy = Table(
+        "row_copies",
+        Base.metadata,
+        Column("row_created_at", UTCDateTime),
+        Column("row_id", Integer),
+    )
+    spelled = BY_CREATED.spelled_in(copy.c.row_created_at, copy.c.row_id)
+    cursor = BY_CREATED.cursor_after(row())
+
+    assert [str(clause) for clause in spelled.order_by()] == [
+        "row_copies.row_created_at DESC",
+        "row_copies.row_id DESC",
+    ]
+    assert (
+        str(spelled.after())
+        == "(row_copies.row_created_at, row_copies.row_id) < (:after_0, :after_1)"
+    )
+    assert spelled.cursor_after(row()) == cursor
+    assert spelled.after_parameters(cursor) == BY_CREATED.after_parameters(cursor)
+    with pytest.raises(ValueError, match="as many columns"):
+        BY_CREATED.spelled_in(copy.c.row_created_at)

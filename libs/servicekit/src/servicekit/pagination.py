@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import dataclasses
 import json
 import weakref
 from collections.abc import Mapping, Sequence
@@ -108,15 +109,29 @@ class SortOrder:
 
     Keyset pagination compares the row-value of these columns with the cursor's, which an index
     on the same columns answers without reading the rows before it.
+
+    `sorted_by` spells the ordering in other columns holding the same values, for a statement
+    whose index has them (a copy in another table, say); cursors still carry `columns`' values,
+    so they work with either spelling. `spelled_in` gives such a copy.
     """
 
     name: str
     columns: tuple[InstrumentedAttribute[Any], ...]
     descending: bool = False
+    sorted_by: tuple[ColumnElement[Any], ...] | None = None
+
+    def spelled_in(self, *columns: ColumnElement[Any]) -> "SortOrder":
+        """This ordering, sorted and compared on `columns` (one for each of its own)."""
+        if len(columns) != len(self.columns):
+            raise ValueError("an ordering is spelled in as many columns as it has")
+        return dataclasses.replace(self, sorted_by=columns)
+
+    def _keys(self) -> tuple[ColumnElement[Any] | InstrumentedAttribute[Any], ...]:
+        return self.sorted_by or self.columns
 
     def order_by(self) -> list[Any]:
         """The ORDER BY clauses of this ordering."""
-        return [column.desc() if self.descending else column.asc() for column in self.columns]
+        return [column.desc() if self.descending else column.asc() for column in self._keys()]
 
     def cursor_after(self, row: object) -> str:
         """The opaque cursor that continues the list after `row` (an object or a mapping)."""
@@ -159,12 +174,12 @@ class SortOrder:
         Its SQL is the same for every cursor, so a statement using it compiles once; the
         values come from `after_parameters`.
         """
-        key = tuple_(*self.columns)
+        key = tuple_(*self._keys())
         # Bound with the columns' own types, so e.g. timestamps compare as timestamps on SQLite.
         values = tuple_(
             *(
                 bindparam(f"after_{index}", type_=column.type)
-                for index, column in enumerate(self.columns)
+                for index, column in enumerate(self._keys())
             )
         )
         return key < values if self.descending else key > values

@@ -5,7 +5,7 @@ Revises: 5a22753f064b
 Create Date: 2026-12-02 19:40:00.000000
 
 `GET /tags/` lists tags most used first. Counting every link of every post for each page
-grows with the posts (45 ms warm and 200 ms cold for 726,000 links); a count stored on the tag
+grows with the posts (58-61 ms warm and 175 ms cold for 726,000 links); a count stored on the tag
 is read in constant time. Triggers on post_tags keep it, so every way a link comes or goes
 (a post created, retagged or deleted, a cascade, an operator's SQL) counts.
 

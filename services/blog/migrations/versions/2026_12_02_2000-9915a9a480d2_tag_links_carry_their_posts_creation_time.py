@@ -60,7 +60,6 @@ SQLITE = {
     "posts_pass_created_at_to_links": "AFTER UPDATE OF created_at ON posts BEGIN "
     "UPDATE post_tags SET created_at = NEW.created_at WHERE post_id = NEW.id; END",
 }
-ON_TABLE = {"posts_pass_created_at_to_links": "posts"}
 
 
 def upgrade() -> None:
@@ -82,8 +81,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for name in POSTGRES:
-            op.execute(f"DROP TRIGGER {name} ON {ON_TABLE.get(name, 'post_tags')}")
-            op.execute(f"DROP FUNCTION {name}()")
+            # Each trigger is its function's only user: CASCADE drops it with the function.
+            op.execute(f"DROP FUNCTION {name}() CASCADE")
     else:
         for name in SQLITE:
             op.execute(f"DROP TRIGGER {name}")

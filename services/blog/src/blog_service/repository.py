@@ -24,7 +24,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,7 +69,8 @@ class PostFilter:
         if self.tag is None or [column.key for column in order.columns] != ["created_at", "id"]:
             return *self.posts(), order
         statement, parameters = _TAGGED.select(**self._values())
-        by_links = _LinkOrder(order.name, order.columns, order.descending)
+        # Sorted on the links' copy of the key, which their index holds; the cursor is the same.
+        by_links = order.spelled_in(post_tags.c.created_at, post_tags.c.post_id)
         return statement, {**parameters, "tag": self.tag}, by_links
 
     def _values(self) -> dict[str, Any]:
@@ -110,26 +110,6 @@ _TAGGED = Criteria(
     .where(post_tags.c.tag_id == select(TAGS.c.id).where(TAGS.c.name == _TAG).scalar_subquery()),
     **_FILTERS,
 )
-
-
-class _LinkOrder(SortOrder):
-    """Posts in order of creation, spelled in the columns of their links (see _TAGGED).
-
-    The cursor is the posts' own, with the same values: a page's Link leads on either path.
-    """
-
-    _COLUMNS = (post_tags.c.created_at, post_tags.c.post_id)
-
-    def order_by(self) -> list[Any]:
-        return [column.desc() if self.descending else column.asc() for column in self._COLUMNS]
-
-    def after(self) -> ColumnElement[bool]:
-        values = tuple_(
-            bindparam("after_0", type_=post_tags.c.created_at.type),
-            bindparam("after_1", type_=Integer),
-        )
-        key = tuple_(*self._COLUMNS)
-        return key < values if self.descending else key > values
 
 
 _NEWEST_FIRST = (POSTS.c.created_at.desc(), POSTS.c.id.desc())
@@ -353,9 +333,9 @@ class TagRepository:
         await self._lock(Tag.id.in_(used))
 
     async def _lock(self, which: ColumnElement[bool]) -> None:
-        statement = select(Tag.id).where(which).order_by(Tag.id).with_for_update(key_share=True)
         if self.session.get_bind().dialect.name == "postgresql":
-            await self.session.execute(statement)
+            locking = select(Tag.id).where(which).order_by(Tag.id).with_for_update(key_share=True)
+            await self.session.execute(locking)
 
     async def get_or_create(self, names: Sequence[str]) -> list[Tag]:
         """The tags with these (normalised) names, creating the missing ones.
