@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from blog_service import repository
 from blog_service.models import Post, Tag
 from blog_service.repository import PostFilter
 from servicekit.pagination import SortOrder
@@ -531,3 +532,98 @@ async def test_a_page_of_a_tags_posts_reads_a_page_of_its_links_on_postgres(
     assert [node["Index Name"] for node in links] == ["ix_post_tags_tag_id_created_at_post_id"]
     assert [node["Actual Rows"] for node in links] == [4]
     assert not [node for node in nodes if node["Node Type"] == "Sort"]
+
+
+# A rare tag in another order than creation: its posts are read from its links and sorted.
+
+RARE_TAG_PAGES = [
+    "/posts/?tag=x&sort_by=title&order=asc&limit=2",
+    "/posts/?tag=x&sort_by=title&order=desc&limit=3",
+    "/posts/?tag=x&sort_by=updated_at&order=asc&limit=2",
+    "/posts/?tag=x&sort_by=updated_at&limit=4",
+    "/posts/?tag=x&sort_by=title&published=true&limit=2",
+    "/posts/?tag=x&sort_by=title&q=keep&limit=2",
+    "/posts/?tag=x&sort_by=title&author_id=1&author_id=3&limit=2",
+    "/posts/?tag=x&sort_by=title&skip=1&limit=2",
+]
+
+
+async def seed_rare_tag(client: httpx.AsyncClient, create_post: CreatePost) -> None:
+    titles_in_order = ["m", "c", "x", "a", "q", "c", "k", "b", "z"]  # "c" twice: ties go by id
+    for i, title in enumerate(titles_in_order):
+        await create_post(
+            title=title,
+            content="keep" if i % 2 else "drop",
+            author_id=i % 4 + 1,
+            published=i % 3 != 0,
+            tags=["x", "y"] if i != 4 else ["y"],
+        )
+    posts = (await client.get("/posts/?limit=100")).json()
+    for post in posts[::3]:  # updated in another order than created
+        response = await client.patch(f"/posts/{post['id']}", json={"title": post["title"]})
+        assert response.status_code == 200, response.text
+
+
+async def test_a_rare_tags_pages_are_the_pages_of_reading_posts_in_order(
+    client: httpx.AsyncClient, create_post: CreatePost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed_rare_tag(client, create_post)
+
+    rare = [await walk(client, url) for url in RARE_TAG_PAGES]
+    monkeypatch.setattr(repository, "RARE_TAG_POSTS", -1)  # every tag is read in post order
+    in_post_order = [await walk(client, url) for url in RARE_TAG_PAGES]
+
+    assert rare == in_post_order
+    assert [post["title"] for post in rare[0]] == ["a", "b", "c", "c", "k", "m", "x", "z"]
+    assert all(rows for rows in rare)
+    assert all("x" in post["tags"] for rows in rare for post in rows)
+
+
+async def test_the_tags_stored_count_decides_how_a_page_is_read(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    create_post: CreatePost,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await seed_rare_tag(client, create_post)
+    database = database_of(app)
+
+    def sorts_apart(log: Any) -> bool:
+        return any("MATERIALIZED" in statement for statement in log.statements)
+
+    with count_statements(database) as rare:
+        assert await titles(client, {"tag": "x", "sort_by": "title", "limit": 1}) == ["z"]
+    monkeypatch.setattr(repository, "RARE_TAG_POSTS", 7)  # x is on 8 posts
+    with count_statements(database) as common:
+        assert await titles(client, {"tag": "x", "sort_by": "title", "limit": 1}) == ["z"]
+    with count_statements(database) as by_creation:
+        await titles(client, {"tag": "x", "limit": 1})
+
+    assert sorts_apart(rare)
+    assert not sorts_apart(common)
+    assert not sorts_apart(by_creation)
+    assert not any("post_count" in statement for statement in by_creation.statements)
+
+
+async def test_an_unknown_tag_in_another_order_reads_no_posts_but_checks_the_cursor(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await seed_rare_tag(client, create_post)
+    newest_cursor = next_link(await client.get("/posts/?limit=1"))
+    assert newest_cursor is not None
+
+    with count_statements(database_of(app)) as log:
+        assert await titles(client, {"tag": "nosuch", "sort_by": "title"}) == []
+    wrong_cursor = await client.get(
+        "/posts/",
+        params={
+            "tag": "nosuch",
+            "sort_by": "title",
+            "after": httpx.URL(newest_cursor).params["after"],
+        },
+    )
+
+    selects = [statement for statement in log.statements if "SELECT" in statement]
+    assert len(selects) == 1  # the tag's lookup, nothing else
+    assert "post_count" in selects[0]
+    assert wrong_cursor.status_code == 422, wrong_cursor.text

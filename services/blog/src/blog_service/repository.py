@@ -63,15 +63,30 @@ class PostFilter:
         """The statement for the posts passing this filter, and its parameters."""
         return _LISTS.select(tag=self.tag, **self._values())
 
-    def page_of_posts(self, order: SortOrder) -> tuple[Select[Any], dict[str, Any], SortOrder]:
+    def reads_links_in(self, order: SortOrder) -> bool:
+        """Whether pages in `order` read the tag's links in their index order."""
+        return self.tag is not None and [c.key for c in order.columns] == ["created_at", "id"]
+
+    def page_of_posts(
+        self, order: SortOrder, rare_tag_id: int | None = None
+    ) -> tuple[Select[Any], dict[str, Any], SortOrder]:
         """The statement for pages of the posts passing this filter in `order`, its
-        parameters, and the order as that statement spells it."""
-        if self.tag is None or [column.key for column in order.columns] != ["created_at", "id"]:
-            return *self.posts(), order
-        statement, parameters = _TAGGED.select(**self._values())
-        # Sorted on the links' copy of the key, which their index holds; the cursor is the same.
-        by_links = order.spelled_in(post_tags.c.created_at, post_tags.c.post_id)
-        return statement, {**parameters, "tag": self.tag}, by_links
+        parameters, and the order as that statement spells it.
+
+        `rare_tag_id` is the id of the filter's tag when it is on few posts (see
+        RARE_TAG_POSTS): pages in an order other than creation then sort all its posts.
+        """
+        if self.reads_links_in(order):
+            statement, parameters = _TAGGED.select(**self._values())
+            # Sorted on the links' copy of the key, which their index holds; same cursor.
+            by_links = order.spelled_in(post_tags.c.created_at, post_tags.c.post_id)
+            return statement, {**parameters, "tag": self.tag}, by_links
+        if rare_tag_id is not None:
+            statement, parameters = _RARE_TAG.select(**self._values())
+            posts = _sorted_apart(statement)
+            by_copy = order.spelled_in(*(posts.selected_columns[c.key] for c in order.columns))
+            return posts, {**parameters, "tag_id": rare_tag_id}, by_copy
+        return *self.posts(), order
 
     def _values(self) -> dict[str, Any]:
         return {
@@ -110,6 +125,31 @@ _TAGGED = Criteria(
     .where(post_tags.c.tag_id == select(TAGS.c.id).where(TAGS.c.name == _TAG).scalar_subquery()),
     **_FILTERS,
 )
+
+# A tag on at most this many posts is rare: a page of its posts in another order than creation
+# reads them all from its links and sorts them (a few milliseconds), instead of reading posts in
+# that order until enough of them have the tag, which for a rare tag means most of the table.
+# Measured on 500,000 posts in title order: 583 posts 3 ms against 170 ms, 2,158 posts 17 ms
+# against 38 ms, 6,413 posts 45 ms against 32 ms. The tag's stored count decides.
+RARE_TAG_POSTS = 2_000
+_TAG_BY_NAME = select(TAGS.c.id, TAGS.c.post_count).where(TAGS.c.name == _TAG)
+_RARE_TAG = Criteria(
+    select(*POSTS.c)
+    .select_from(post_tags.join(POSTS, POSTS.c.id == post_tags.c.post_id))
+    .where(post_tags.c.tag_id == bindparam("tag_id")),
+    **_FILTERS,
+)
+
+
+@functools.cache
+def _sorted_apart(posts: Select[Any]) -> Select[Any]:
+    """`posts` read in full before a page of them is sorted out, whatever the order.
+
+    MATERIALIZED keeps the planner from walking an index of the sort key instead, testing each
+    post on the way: it cannot know in a prepared statement how rare the tag is.
+    """
+    found = posts.cte("found").prefix_with("MATERIALIZED")
+    return select(*found.c)
 
 
 _NEWEST_FIRST = (POSTS.c.created_at.desc(), POSTS.c.id.desc())
@@ -185,7 +225,16 @@ class PostReads:
 
     async def page(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
         """One page of posts passing the filter, in `order`."""
-        statement, parameters, order = post_filter.page_of_posts(order)
+        rare_tag_id = None
+        if post_filter.tag is not None and not post_filter.reads_links_in(order):
+            tag = await self.database.fetch_one(_TAG_BY_NAME, {"tag": post_filter.tag})
+            if tag is None:
+                if page.after is not None:
+                    order.values_of(page.after)  # a cursor that is not this order's is 422
+                return Page([], None)
+            if tag["post_count"] <= RARE_TAG_POSTS:
+                rare_tag_id = tag["id"]
+        statement, parameters, order = post_filter.page_of_posts(order, rare_tag_id)
         result = await fetch_page(self.database, statement, order, page, parameters)
         return Page(await self._with_tags(result.items), result.next_cursor)
 
