@@ -8,11 +8,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from blog_service import repository
 from blog_service.models import Post, Tag
 from blog_service.repository import PostFilter
+from servicekit.database import Database
 from servicekit.pagination import SortOrder
 from servicekit.testing import count_statements, database_of, next_link, walk
 
@@ -579,14 +581,19 @@ async def test_a_rare_tags_pages_are_the_pages_of_reading_posts_in_order(
     assert all("x" in post["tags"] for rows in rare for post in rows)
 
 
-async def test_the_tags_stored_count_decides_how_a_page_is_read(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    create_post: CreatePost,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+async def rare_tag_database(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> Database:
+    """The service's database, seeded by seed_rare_tag."""
     await seed_rare_tag(client, create_post)
-    database = database_of(app)
+    return database_of(app)
+
+
+async def test_the_tags_stored_count_decides_how_a_page_is_read(
+    client: httpx.AsyncClient, rare_tag_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = rare_tag_database
 
     def sorts_apart(log: Any) -> bool:
         return any("MATERIALIZED" in statement for statement in log.statements)
@@ -627,3 +634,69 @@ async def test_an_unknown_tag_in_another_order_reads_no_posts_but_checks_the_cur
     assert len(selects) == 1  # the tag's lookup, nothing else
     assert "post_count" in selects[0]
     assert wrong_cursor.status_code == 422, wrong_cursor.text
+
+
+RARE_TAG_BATCHES = [
+    "/posts/?tag=x&author_id=1&author_id=2&author_id=3&per_author=1",
+    "/posts/?tag=x&author_id=3&author_id=1&per_author=2",
+    "/posts/?tag=x&author_id=1&author_id=2&author_id=3&author_id=4&per_author=5",
+    "/posts/?tag=x&author_id=1&author_id=2&author_id=4&published=true&per_author=5",
+    "/posts/?tag=x&author_id=2&author_id=3&author_id=4&q=keep&per_author=5",
+    "/posts/?tag=x&author_id=9&per_author=5",
+]
+
+
+async def test_a_batch_per_author_of_a_tag_on_few_posts_tests_them_as_a_set(
+    client: httpx.AsyncClient, rare_tag_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = rare_tag_database
+
+    async def batches() -> tuple[list[Any], bool]:
+        with count_statements(database) as log:
+            answers = [(await client.get(url)).json() for url in RARE_TAG_BATCHES]
+        return answers, any(
+            "posts.id IN (SELECT post_tags.post_id" in sql for sql in log.statements
+        )
+
+    as_set, read_as_set = await batches()
+    monkeypatch.setattr(repository, "TAG_SET_POSTS", 7)  # x is on 8 posts: tested post by post
+    one_by_one, read_one_by_one_as_set = await batches()
+
+    assert as_set == one_by_one
+    assert read_as_set
+    assert not read_one_by_one_as_set
+    assert [len(batch) for batch in as_set] == [3, 4, 8, 4, 4, 0]
+    assert all("x" in post["tags"] for batch in as_set for post in batch)
+    assert all(len(post["tags"]) == 2 for batch in as_set for post in batch)  # x and y
+
+
+async def test_a_batch_per_author_of_an_unknown_tag_reads_only_the_tag(
+    client: httpx.AsyncClient, rare_tag_database: Database
+) -> None:
+    with count_statements(rare_tag_database) as log:
+        response = await client.get("/posts/?tag=nosuch&author_id=1&author_id=2&per_author=3")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == []
+    selects = [statement for statement in log.statements if "SELECT" in statement]
+    assert len(selects) == 1  # the tag's lookup, nothing else
+    assert "post_count" in selects[0]
+
+
+def test_a_rare_tags_posts_are_read_before_any_other_filter_applies() -> None:
+    # A prepared statement's plan cannot know how many posts the authors asked for have:
+    # filtering inside the tag's part would let it read every post of theirs instead.
+    rare_filter = PostFilter(author_ids=[1, 2], tag="x", published=True, text="keep")
+    by_title = SortOrder("title:asc", (Post.title, Post.id))
+    statement, parameters, _ = rare_filter.page_of_posts(by_title, rare_tag_id=7)
+    sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
+    tag_part = sql[sql.index("MATERIALIZED") : sql.index(")", sql.index("tag_id"))]
+
+    assert "tag_id" in tag_part
+    assert not any(column in tag_part for column in ("author_id =", "published =", "LIKE"))
+    assert parameters == {
+        "author_ids": [1, 2],
+        "published": True,
+        "text": "keep",
+        "tag_id": 7,
+    }
