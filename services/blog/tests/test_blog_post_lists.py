@@ -16,7 +16,7 @@ from blog_service.models import Post, Tag
 from blog_service.repository import PostFilter
 from servicekit.database import Database
 from servicekit.pagination import SortOrder
-from servicekit.testing import count_statements, database_of, next_link, walk
+from servicekit.testing import StatementLog, count_statements, database_of, next_link, walk
 
 CreatePost = Callable[..., Awaitable[dict[str, Any]]]
 NEWEST_FIRST = SortOrder("created_at:desc", (Post.created_at, Post.id), descending=True)
@@ -572,10 +572,13 @@ async def test_a_rare_tags_pages_are_the_pages_of_reading_posts_in_order(
     await seed_rare_tag(client, create_post)
 
     rare = [await walk(client, url) for url in RARE_TAG_PAGES]
-    monkeypatch.setattr(repository, "RARE_TAG_POSTS", -1)  # every tag is read in post order
+    monkeypatch.setattr(repository, "RARE_TAG_POSTS", -1)  # read in order, tested against a set
+    against_set = [await walk(client, url) for url in RARE_TAG_PAGES]
+    monkeypatch.setattr(repository, "TAG_SET_POSTS", -1)  # read in order, tested one by one
     in_post_order = [await walk(client, url) for url in RARE_TAG_PAGES]
 
     assert rare == in_post_order
+    assert against_set == in_post_order
     assert [post["title"] for post in rare[0]] == ["a", "b", "c", "c", "k", "m", "x", "z"]
     assert all(rows for rows in rare)
     assert all("x" in post["tags"] for rows in rare for post in rows)
@@ -593,23 +596,35 @@ async def rare_tag_database(
 async def test_the_tags_stored_count_decides_how_a_page_is_read(
     client: httpx.AsyncClient, rare_tag_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = rare_tag_database
+    async def first_by_title() -> StatementLog:
+        with count_statements(rare_tag_database) as log:
+            assert await titles(client, {"tag": "x", "sort_by": "title", "limit": 1}) == ["z"]
+        return log
 
-    def sorts_apart(log: Any) -> bool:
-        return any("MATERIALIZED" in statement for statement in log.statements)
-
-    with count_statements(database) as rare:
-        assert await titles(client, {"tag": "x", "sort_by": "title", "limit": 1}) == ["z"]
+    rare = await first_by_title()
     monkeypatch.setattr(repository, "RARE_TAG_POSTS", 7)  # x is on 8 posts
-    with count_statements(database) as common:
-        assert await titles(client, {"tag": "x", "sort_by": "title", "limit": 1}) == ["z"]
-    with count_statements(database) as by_creation:
+    against_set = await first_by_title()
+    monkeypatch.setattr(repository, "TAG_SET_POSTS", 7)
+    one_by_one = await first_by_title()
+    with count_statements(rare_tag_database) as by_creation:
         await titles(client, {"tag": "x", "limit": 1})
 
-    assert sorts_apart(rare)
-    assert not sorts_apart(common)
-    assert not sorts_apart(by_creation)
+    assert [path_of(log) for log in (rare, against_set, one_by_one, by_creation)] == [
+        "sorted apart",
+        "tested against the set",
+        "tested one by one",
+        "tested one by one",
+    ]
     assert not any("post_count" in statement for statement in by_creation.statements)
+
+
+def path_of(log: StatementLog) -> str:
+    """How the statements in `log` read a tag's posts."""
+    if any("MATERIALIZED" in statement for statement in log.statements):
+        return "sorted apart"
+    if any("posts.id IN (SELECT post_tags.post_id" in statement for statement in log.statements):
+        return "tested against the set"
+    return "tested one by one"
 
 
 async def test_an_unknown_tag_in_another_order_reads_no_posts_but_checks_the_cursor(
@@ -651,20 +666,17 @@ async def test_a_batch_per_author_of_a_tag_on_few_posts_tests_them_as_a_set(
 ) -> None:
     database = rare_tag_database
 
-    async def batches() -> tuple[list[Any], bool]:
+    async def batches() -> tuple[list[Any], str]:
         with count_statements(database) as log:
             answers = [(await client.get(url)).json() for url in RARE_TAG_BATCHES]
-        return answers, any(
-            "posts.id IN (SELECT post_tags.post_id" in sql for sql in log.statements
-        )
+        return answers, path_of(log)
 
-    as_set, read_as_set = await batches()
+    as_set, set_path = await batches()
     monkeypatch.setattr(repository, "TAG_SET_POSTS", 7)  # x is on 8 posts: tested post by post
-    one_by_one, read_one_by_one_as_set = await batches()
+    one_by_one, one_by_one_path = await batches()
 
     assert as_set == one_by_one
-    assert read_as_set
-    assert not read_one_by_one_as_set
+    assert (set_path, one_by_one_path) == ("tested against the set", "tested one by one")
     assert [len(batch) for batch in as_set] == [3, 4, 8, 4, 4, 0]
     assert all("x" in post["tags"] for batch in as_set for post in batch)
     assert all(len(post["tags"]) == 2 for batch in as_set for post in batch)  # x and y
@@ -688,7 +700,7 @@ def test_a_rare_tags_posts_are_read_before_any_other_filter_applies() -> None:
     # filtering inside the tag's part would let it read every post of theirs instead.
     rare_filter = PostFilter(author_ids=[1, 2], tag="x", published=True, text="keep")
     by_title = SortOrder("title:asc", (Post.title, Post.id))
-    statement, parameters, _ = rare_filter.page_of_posts(by_title, rare_tag_id=7)
+    statement, parameters, _ = rare_filter.page_of_posts(by_title, {"id": 7, "post_count": 8})
     sql = str(statement.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
     tag_part = sql[sql.index("MATERIALIZED") : sql.index(")", sql.index("tag_id"))]
 

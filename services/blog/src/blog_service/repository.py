@@ -63,40 +63,43 @@ class PostFilter:
         """The statement for the posts passing this filter, and its parameters."""
         return _LISTS.select(tag=self.tag, **self._values())
 
-    def batch_posts(self, tag_set_id: int | None = None) -> tuple[Select[Any], dict[str, Any]]:
-        """The statement for per-author batches of the posts passing this filter.
+    def tested_posts(self, tag: Row | None = None) -> tuple[Select[Any], dict[str, Any]]:
+        """The statement for the posts passing this filter, tested one by one, and its
+        parameters.
 
-        `tag_set_id` is the id of the filter's tag when it is on few enough posts to be read
-        as a set (see TAG_SET_POSTS).
+        `tag` is the filter's tag as stored (its id and post_count), if it was looked up: one
+        on at most TAG_SET_POSTS posts is tested against the set of its posts, read once.
         """
-        if tag_set_id is None:
+        if not _read_as_set(tag):
             return self.posts()
+        assert tag is not None
         posts, parameters = _TAG_SET.select(**self._values())
-        return posts, {**parameters, "tag_id": tag_set_id}
+        return posts, {**parameters, "tag_id": tag["id"]}
 
     def reads_links_in(self, order: SortOrder) -> bool:
         """Whether pages in `order` read the tag's links in their index order."""
         return self.tag is not None and [c.key for c in order.columns] == ["created_at", "id"]
 
     def page_of_posts(
-        self, order: SortOrder, rare_tag_id: int | None = None
+        self, order: SortOrder, tag: Row | None = None
     ) -> tuple[Select[Any], dict[str, Any], SortOrder]:
         """The statement for pages of the posts passing this filter in `order`, its
         parameters, and the order as that statement spells it.
 
-        `rare_tag_id` is the id of the filter's tag when it is on few posts (see
-        RARE_TAG_POSTS): pages in an order other than creation then sort all its posts.
+        `tag` is the filter's tag as stored, if it was looked up. In an order other than
+        creation, a tag on at most RARE_TAG_POSTS posts has all its posts sorted, and one on
+        at most TAG_SET_POSTS has posts read in order and tested against the set of its posts.
         """
         if self.reads_links_in(order):
             statement, parameters = _TAGGED.select(**self._values())
             # Sorted on the links' copy of the key, which their index holds; same cursor.
             by_links = order.spelled_in(post_tags.c.created_at, post_tags.c.post_id)
             return statement, {**parameters, "tag": self.tag}, by_links
-        if rare_tag_id is not None:
+        if tag is not None and tag["post_count"] <= RARE_TAG_POSTS:
             posts, parameters = _RARE_TAG.select(**self._values())
             by_copy = order.spelled_in(*(posts.selected_columns[c.key] for c in order.columns))
-            return posts, {**parameters, "tag_id": rare_tag_id}, by_copy
-        return *self.posts(), order
+            return posts, {**parameters, "tag_id": tag["id"]}, by_copy
+        return *self.tested_posts(tag), order
 
     def _values(self) -> dict[str, Any]:
         return {
@@ -144,10 +147,12 @@ _TAGGED = Criteria(
 )
 
 # A tag on at most this many posts is rare: a page of its posts in another order than creation
-# reads them all from its links and sorts them (a few milliseconds), instead of reading posts in
-# that order until enough of them have the tag, which for a rare tag means most of the table.
-# Measured on 500,000 posts in title order: 583 posts 3 ms against 170 ms, 2,158 posts 17 ms
-# against 38 ms, 6,413 posts 45 ms against 32 ms. The tag's stored count decides.
+# reads them all from its links and sorts them, at a cost bounded by the tag's size whatever the
+# other filters. Reading posts in that order until enough of them have the tag (even tested
+# against its set, TAG_SET_POSTS) reads many posts for a rare tag, and the whole table if
+# another filter passes few of them. Measured on 500,000 posts in title order: 583 posts 3 ms
+# against 170 ms testing each post (17 ms against its set; with `q=data`, 7 ms against 117 ms),
+# 1,202 posts 8 ms either way against its set. The tag's stored count decides.
 RARE_TAG_POSTS = 2_000
 _TAG_BY_NAME = select(TAGS.c.id, TAGS.c.post_count).where(TAGS.c.name == _TAG)
 # All of the tag's posts, read through its links before any filter or order applies.
@@ -166,14 +171,21 @@ _TAG_POSTS = (
 _RARE_TAG = Criteria(select(*_TAG_POSTS.c), **_filters(_TAG_POSTS.c))
 
 
-# A batch of each author's newest posts with a tag walks each author's posts newest first until
-# it has found enough with the tag. Tested one by one against the links, the walk for a rare tag
-# reads most of a prolific author's posts: 37 ms on the bench data for the 20 most prolific
-# authors and a tag on 583 posts. A tag on at most this many posts is read first, once, as a
-# hashed set of post ids, and the walk reads only the authors' index, testing each entry against
-# the set: 2-8 ms up to 21,000 posts, against 16-37 ms. On more posts, the walk finds its posts
-# soon enough (10 ms for 31,000) and reading the set costs more (13 ms). The stored count decides.
+# Posts read in an order until enough have the tag (pages in title or updated_at order, each
+# author's newest posts in a batch) are tested one by one against the links, and for a tag on
+# few posts that is most of the posts read. A tag on at most this many posts is read first, once,
+# as a hashed set of post ids, and each post is tested against that set. On the bench data, a
+# first page in title order: 2,203 posts 45 ms -> 5 ms, 9,750 posts 15 ms -> 3 ms in SQL; the 20
+# most prolific authors' newest posts with a tag on 583 posts, 48-53 ms -> 5-7 ms (the walk then
+# reads only the authors' index). On more posts, the walk finds its posts soon enough (10 ms for
+# 31,000 posts in a batch, 8 ms for 113,000 in title order) and the set costs more to read.
 TAG_SET_POSTS = 20_000
+
+
+def _read_as_set(tag: Row | None) -> bool:
+    return tag is not None and tag["post_count"] <= TAG_SET_POSTS
+
+
 # `IS true` keeps the IN a filter, which Postgres evaluates as one hashed set for the whole
 # statement; as a join (what a bare IN becomes) it would be built again for each author.
 _IN_TAG_SET = POSTS.c.id.in_(
@@ -256,16 +268,14 @@ class PostReads:
 
     async def page(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
         """One page of posts passing the filter, in `order`."""
-        rare_tag_id = None
+        tag = None
         if post_filter.tag is not None and not post_filter.reads_links_in(order):
             tag = await self._tag(post_filter.tag)
             if tag is None:
                 if page.after is not None:
                     order.values_of(page.after)  # a cursor that is not this order's is 422
                 return Page([], None)
-            if tag["post_count"] <= RARE_TAG_POSTS:
-                rare_tag_id = tag["id"]
-        statement, parameters, order = post_filter.page_of_posts(order, rare_tag_id)
+        statement, parameters, order = post_filter.page_of_posts(order, tag)
         result = await fetch_page(self.database, statement, order, page, parameters)
         return Page(await self._with_tags(result.items), result.next_cursor)
 
@@ -276,16 +286,14 @@ class PostReads:
         with their tags on Postgres (one more for the tags on SQLite), after the lookup of the
         filter's tag if there is one (see TAG_SET_POSTS).
         """
-        tag_set_id = None
+        tag = None
         if post_filter.tag is not None:
             tag = await self._tag(post_filter.tag)
             if tag is None:
                 return []
-            if tag["post_count"] <= TAG_SET_POSTS:
-                tag_set_id = tag["id"]
-        posts, parameters = post_filter.batch_posts(tag_set_id)
+        posts, parameters = post_filter.tested_posts(tag)
         lateral = self.database.engine.dialect.name == "postgresql"
-        statement = _newest_by_author(posts, lateral, narrow=tag_set_id is not None)
+        statement = _newest_by_author(posts, lateral, narrow=_read_as_set(tag))
         rows = await self.database.fetch(statement, {**parameters, "per_author": per_author})
         return rows if lateral else await self._with_tags(rows)
 
