@@ -18,7 +18,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
-    exists,
     func,
     literal_column,
     or_,
@@ -59,22 +58,22 @@ class PostFilter:
     published: bool | None = None
     text: str | None = None
 
-    def posts(self) -> tuple[Select[Any], dict[str, Any]]:
-        """The statement for the posts passing this filter, and its parameters."""
-        return _LISTS.select(tag=self.tag, **self._values())
-
     def tested_posts(self, tag: Row | None = None) -> tuple[Select[Any], dict[str, Any]]:
-        """The statement for the posts passing this filter, tested one by one, and its
-        parameters.
+        """The statement for the posts passing this filter, each tested for it as it is read,
+        and its parameters.
 
-        `tag` is the filter's tag as stored (its id and post_count), if it was looked up: one
-        on at most TAG_SET_POSTS posts is tested against the set of its posts, read once.
+        `tag` is the filter's tag as stored (its id and post_count), which a filter with a tag
+        must have looked up: a tag on at most TAG_SET_POSTS posts is tested against the set of
+        its posts, read once; a more common one by looking each post up in the links.
         """
-        if not _read_as_set(tag):
-            return self.posts()
-        assert tag is not None
-        posts, parameters = _TAG_SET.select(**self._values())
-        return posts, {**parameters, "tag_id": tag["id"]}
+        values = self._values()
+        if self.tag is None:
+            return _LISTS.select(**values)
+        if tag is None:
+            raise ValueError("a filter with a tag needs the tag as stored")
+        if _read_as_set(tag):
+            return _TAG_SET.select(tag_id=tag["id"], **values)
+        return _LISTS.select(tag_id=tag["id"], **values)
 
     def reads_links_in(self, order: SortOrder) -> bool:
         """Whether pages in `order` read the tag's links in their index order."""
@@ -127,13 +126,18 @@ def _filters(posts: Any) -> dict[str, ColumnElement[bool]]:
 
 
 _FILTERS = _filters(POSTS.c)
-# The uncorrelated EXISTS is evaluated once, before any post is read: a tag no post has (a
-# typo, say) answers at once instead of testing every post for it.
-_TAG_IS_USED = and_(
-    exists().select_from(_TAG_LINKS).where(TAGS.c.name == _TAG),
-    Post.tags.any(Tag.name == _TAG),
+# A common tag's test for each post read: a look-up of the link in its primary key. OFFSET 0
+# keeps Postgres from making it a hashed set of the tag's posts, which for a common tag costs
+# more to build than the few look-ups a page takes, or a join that reads every link of the tag
+# and sorts the posts: on the bench data, the first page with a tag on 113,476 posts in title
+# order took 17 ms, 790 ms unpublished and 1.2 s with `q=data`, against 0.3-1.7 ms now.
+_HAS_TAG = (
+    select(post_tags.c.post_id)
+    .where(post_tags.c.post_id == POSTS.c.id, post_tags.c.tag_id == bindparam("tag_id"))
+    .offset(literal_column("0", Integer))
+    .exists()
 )
-_LISTS = Criteria(select(*POSTS.c), tag=_TAG_IS_USED, **_FILTERS)
+_LISTS = Criteria(select(*POSTS.c), tag_id=_HAS_TAG, **_FILTERS)
 
 # A tag's posts in order of creation, read from its links: each carries its post's created_at,
 # and the index on (tag_id, created_at, post_id) yields them in that order, so a page reads a
@@ -191,7 +195,7 @@ def _read_as_set(tag: Row | None) -> bool:
 _IN_TAG_SET = POSTS.c.id.in_(
     select(post_tags.c.post_id).where(post_tags.c.tag_id == bindparam("tag_id"))
 ).is_(true())
-_TAG_SET = Criteria(select(*POSTS.c).where(_IN_TAG_SET), **_FILTERS)
+_TAG_SET = Criteria(select(*POSTS.c), tag_id=_IN_TAG_SET, **_FILTERS)
 
 _NEWEST_FIRST = (POSTS.c.created_at.desc(), POSTS.c.id.desc())
 
@@ -271,7 +275,7 @@ class PostReads:
         tag = None
         if post_filter.tag is not None and not post_filter.reads_links_in(order):
             tag = await self._tag(post_filter.tag)
-            if tag is None:
+            if tag is None or tag["post_count"] == 0:
                 if page.after is not None:
                     order.values_of(page.after)  # a cursor that is not this order's is 422
                 return Page([], None)
@@ -289,7 +293,7 @@ class PostReads:
         tag = None
         if post_filter.tag is not None:
             tag = await self._tag(post_filter.tag)
-            if tag is None:
+            if tag is None or tag["post_count"] == 0:
                 return []
         posts, parameters = post_filter.tested_posts(tag)
         lateral = self.database.engine.dialect.name == "postgresql"
@@ -298,7 +302,11 @@ class PostReads:
         return rows if lateral else await self._with_tags(rows)
 
     async def _tag(self, name: str) -> Row | None:
-        """The tag's id and its number of posts, or None if there is no such tag."""
+        """The tag's id and its number of posts, or None if there is no such tag.
+
+        A tag on no post (its count is kept in the writes' transactions) lists nothing, as one
+        that does not exist, without reading any post.
+        """
         return await self.database.fetch_one(_TAG_BY_NAME, {"tag": name})
 
     async def _with_tags(self, posts: list[Row]) -> list[Row]:
