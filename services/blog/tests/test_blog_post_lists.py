@@ -545,6 +545,10 @@ RARE_TAG_PAGES = [
     "/posts/?tag=x&sort_by=title&q=keep&limit=2",
     "/posts/?tag=x&sort_by=title&author_id=1&author_id=3&limit=2",
     "/posts/?tag=x&sort_by=title&skip=1&limit=2",
+    "/posts/?tag=x&sort_by=title&author_id=2&limit=1",
+    "/posts/?tag=x&author_id=1&author_id=3&limit=1",
+    "/posts/?tag=x&author_id=2&order=asc&limit=1",
+    "/posts/?tag=x&author_id=4&author_id=4&published=true",
 ]
 
 
@@ -656,6 +660,8 @@ RARE_TAG_BATCHES = [
     "/posts/?tag=x&author_id=1&author_id=2&author_id=4&published=true&per_author=5",
     "/posts/?tag=x&author_id=2&author_id=3&author_id=4&q=keep&per_author=5",
     "/posts/?tag=x&author_id=9&per_author=5",
+    "/posts/?tag=x&author_id=2&per_author=1",
+    "/posts/?tag=x&author_id=3&author_id=3&per_author=5",
 ]
 
 
@@ -675,7 +681,7 @@ async def test_a_batch_per_author_of_a_tag_on_few_posts_tests_them_as_a_set(
 
     assert as_set == one_by_one
     assert (set_path, one_by_one_path) == ("tested against the set", "tested one by one")
-    assert [len(batch) for batch in as_set] == [3, 4, 8, 4, 4, 0]
+    assert [len(batch) for batch in as_set] == [3, 4, 8, 4, 4, 0, 1, 2]
     assert all("x" in post["tags"] for batch in as_set for post in batch)
     assert all(len(post["tags"]) == 2 for batch in as_set for post in batch)  # x and y
 

@@ -49,6 +49,10 @@ _TAGS_OF_POSTS = (
 )
 
 
+def _by_creation(order: SortOrder) -> bool:
+    return [column.key for column in order.columns] == ["created_at", "id"]
+
+
 @dataclass(frozen=True)
 class PostFilter:
     """Which posts a list shows; every criterion given must hold."""
@@ -75,9 +79,10 @@ class PostFilter:
             return _TAG_SET.select(tag_id=tag["id"], **values)
         return _LISTS.select(tag_id=tag["id"], **values)
 
-    def reads_links_in(self, order: SortOrder) -> bool:
-        """Whether pages in `order` read the tag's links in their index order."""
-        return self.tag is not None and [c.key for c in order.columns] == ["created_at", "id"]
+    def needs_stored_tag(self, order: SortOrder) -> bool:
+        """Whether pages in `order` are read in a way that depends on how common the tag is,
+        so that page_of_posts needs the tag as stored."""
+        return self.tag is not None and (not _by_creation(order) or bool(self.author_ids))
 
     def page_of_posts(
         self, order: SortOrder, tag: Row | None = None
@@ -85,16 +90,20 @@ class PostFilter:
         """The statement for pages of the posts passing this filter in `order`, its
         parameters, and the order as that statement spells it.
 
-        `tag` is the filter's tag as stored, if it was looked up. In an order other than
-        creation, a tag on at most RARE_TAG_POSTS posts has all its posts sorted, and one on
-        at most TAG_SET_POSTS has posts read in order and tested against the set of its posts.
+        `tag` is the filter's tag as stored, when needs_stored_tag says so. In order of
+        creation, the tag's links are read in that order, unless authors are named and the
+        tag is on more than RARE_TAG_POSTS posts: then the authors' posts are read, fewer
+        than the tag's links. In another order, a tag on at most RARE_TAG_POSTS posts has all
+        its posts sorted; a more common one has posts read in that order and tested for it.
         """
-        if self.reads_links_in(order):
+        rare = tag is not None and tag["post_count"] <= RARE_TAG_POSTS
+        if self.tag is not None and _by_creation(order) and (tag is None or rare):
             statement, parameters = _TAGGED.select(**self._values())
             # Sorted on the links' copy of the key, which their index holds; same cursor.
             by_links = order.spelled_in(post_tags.c.created_at, post_tags.c.post_id)
             return statement, {**parameters, "tag": self.tag}, by_links
-        if tag is not None and tag["post_count"] <= RARE_TAG_POSTS:
+        if rare:
+            assert tag is not None
             posts, parameters = _RARE_TAG.select(**self._values())
             by_copy = order.spelled_in(*(posts.selected_columns[c.key] for c in order.columns))
             return posts, {**parameters, "tag_id": tag["id"]}, by_copy
@@ -102,7 +111,11 @@ class PostFilter:
 
     def _values(self) -> dict[str, Any]:
         return {
-            "author_ids": list(self.author_ids) or None,
+            # One author is an equality, whose index scan yields that author's posts in order
+            # of creation (0.8 ms for a page of a 1,577-post author, against 12.6 ms for
+            # reading and sorting them all, which is what a list of authors takes).
+            "author_id": self.author_ids[0] if len(set(self.author_ids)) == 1 else None,
+            "author_ids": list(self.author_ids) if len(set(self.author_ids)) > 1 else None,
             "published": self.published,
             "text": None if self.text is None else escape_like(self.text),
         }
@@ -116,6 +129,7 @@ _TAG = bindparam("tag", type_=String)
 def _filters(posts: Any) -> dict[str, ColumnElement[bool]]:
     """The filters other than the tag, on `posts`' columns (the table's, or a copy's)."""
     return {
+        "author_id": posts.author_id == bindparam("author_id"),
         "author_ids": one_of(posts.author_id, "author_ids"),
         "published": posts.published == bindparam("published"),
         "text": or_(
@@ -273,7 +287,8 @@ class PostReads:
     async def page(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
         """One page of posts passing the filter, in `order`."""
         tag = None
-        if post_filter.tag is not None and not post_filter.reads_links_in(order):
+        if post_filter.needs_stored_tag(order):
+            assert post_filter.tag is not None
             tag = await self._tag(post_filter.tag)
             if tag is None or tag["post_count"] == 0:
                 if page.after is not None:
@@ -298,7 +313,11 @@ class PostReads:
         posts, parameters = post_filter.tested_posts(tag)
         lateral = self.database.engine.dialect.name == "postgresql"
         statement = _newest_by_author(posts, lateral, narrow=_read_as_set(tag))
-        rows = await self.database.fetch(statement, {**parameters, "per_author": per_author})
+        # The lateral read goes through the authors' ids whatever the filter names.
+        parameters = {**parameters, "per_author": per_author}
+        if lateral:
+            parameters["author_ids"] = list(post_filter.author_ids)
+        rows = await self.database.fetch(statement, parameters)
         return rows if lateral else await self._with_tags(rows)
 
     async def _tag(self, name: str) -> Row | None:
