@@ -1,11 +1,23 @@
 """Read-path statements: one per combination of criteria, compiled once, lists as one array."""
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, select
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Numeric, String, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from servicekit.database import UTCDateTime
 from servicekit.reads import LIKE_ESCAPE, Criteria, compile_for_driver, escape_like, one_of
 
-ITEMS = Table("items", MetaData(), Column("id", Integer, primary_key=True), Column("name", String))
+ITEMS = Table(
+    "items",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("name", String),
+    Column("price", Numeric(10, 2)),
+    Column("seen_at", UTCDateTime),
+)
 LISTS = Criteria(
     select(ITEMS.c.id),
     ids=one_of(ITEMS.c.id, "ids"),
@@ -43,3 +55,20 @@ def test_a_list_is_one_array_parameter_on_postgres_and_an_in_list_elsewhere() ->
 
 def test_searched_text_matches_its_wildcards_literally() -> None:
     assert escape_like("50%_off/now") == "50/%/_off//now"
+
+
+def test_parameters_are_bound_as_the_dialect_binds_their_columns_types() -> None:
+    # A Decimal sent as a float would make Postgres compare the column as float8, casting it,
+    # and no index on the column could serve the comparison.
+    cheap = select(ITEMS.c.id).where(ITEMS.c.price <= bindparam("price"))
+    seen = select(ITEMS.c.id).where(ITEMS.c.seen_at >= bindparam("seen_at"))
+    moment = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+
+    _, price = compile_for_driver(cheap, POSTGRES, {"price": Decimal("0.50")})
+    _, seen_at = compile_for_driver(seen, POSTGRES, {"seen_at": moment})
+
+    assert price == {"price": Decimal("0.50")}
+    assert type(price["price"]) is Decimal
+    assert seen_at == {"seen_at": moment}
+    with pytest.raises(ValueError, match="naive"):
+        compile_for_driver(seen, POSTGRES, {"seen_at": moment.replace(tzinfo=None)})

@@ -7,16 +7,22 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Select, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from blog_service import repository
 from blog_service.models import Post, Tag
 from blog_service.repository import PostFilter
 from servicekit.database import Database
 from servicekit.pagination import SortOrder
-from servicekit.testing import StatementLog, count_statements, database_of, next_link, walk
+from servicekit.testing import (
+    StatementLog,
+    count_statements,
+    database_of,
+    next_link,
+    plan_nodes,
+    walk,
+)
 
 CreatePost = Callable[..., Awaitable[dict[str, Any]]]
 NEWEST_FIRST = SortOrder("created_at:desc", (Post.created_at, Post.id), descending=True)
@@ -216,29 +222,6 @@ async def test_filters_combine_and_pages_keep_them(
     )
 
     assert [row["title"] for row in rows] == [f"match {i}" for i in range(5)]
-
-
-def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """A node of a JSON query plan and every node under it."""
-    return [node, *(below for child in node.get("Plans", []) for below in plan_nodes(child))]
-
-
-async def explained_without_sorting(
-    engine: AsyncEngine, statement: Select[Any], parameters: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """The nodes of the plan Postgres ran for `statement`, told to avoid sorting.
-
-    On a test's few rows, reading them all and sorting is the cheapest plan for anything;
-    without it Postgres picks the plan a large table gets.
-    """
-    compiled = statement.compile(engine.sync_engine)
-    async with engine.begin() as connection:
-        await connection.exec_driver_sql("SET LOCAL enable_sort = off")
-        explained = await connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}", {**compiled.params, **parameters}
-        )
-        [plan] = explained.scalar_one()
-    return plan_nodes(plan["Plan"])
 
 
 async def test_a_tag_no_post_has_lists_nothing_and_reads_no_post_for_it(
@@ -526,7 +509,7 @@ async def test_a_page_of_a_tags_posts_reads_a_page_of_its_links_on_postgres(
         return  # what follows is Postgres's plan
     statement, parameters, order = PostFilter(tag="x").page_of_posts(NEWEST_FIRST)
     page = statement.order_by(*order.order_by()).limit(4)
-    nodes = await explained_without_sorting(engine, page, parameters)
+    nodes = await plan_nodes(engine, page, parameters, analyze=True, avoid=("sort",))
 
     links = [node for node in nodes if node.get("Relation Name") == "post_tags"]
     assert [node["Index Name"] for node in links] == ["ix_post_tags_tag_id_created_at_post_id"]

@@ -3,13 +3,15 @@
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from servicekit.testing import count_statements, database_of, next_link, walk
+from catalog_service.repository import PRODUCTS, ProductFilters
+from servicekit.testing import count_statements, database_of, next_link, plan_nodes, walk
 
 Body = dict[str, Any]
 Make = Callable[..., Awaitable[Body]]
@@ -98,6 +100,23 @@ async def test_price_filters_are_inclusive_and_0_is_a_value(
     client: httpx.AsyncClient, params: Body, expected: list[str]
 ) -> None:
     assert await names(client, "/products/", **params) == expected
+
+
+async def test_a_price_bound_is_compared_as_a_price_and_read_from_the_price_index(
+    app: FastAPI, client: httpx.AsyncClient, priced: None
+) -> None:
+    assert await names(client, "/products/", max_price="0.5", sort_by="price") == ["Free", "Cheap"]
+    engine = database_of(app).engine
+    if engine.dialect.name != "postgresql":
+        return  # what follows is Postgres's plan
+    # As the read path sends it: a bound compared as float8 would cast every price, and
+    # the index on price could only be walked whole, not searched.
+    statement, parameters = ProductFilters(max_price=Decimal("0.50")).products()
+    by_price = statement.order_by(PRODUCTS.c.price, PRODUCTS.c.id).limit(20)
+    nodes = await plan_nodes(engine, by_price, parameters, avoid=("seqscan",))
+
+    searched = [node.get("Index Cond", "") for node in nodes]
+    assert any("price <=" in condition for condition in searched), nodes
 
 
 @pytest.mark.parametrize(

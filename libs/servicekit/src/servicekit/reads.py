@@ -132,7 +132,14 @@ class _Compiled:
             bind = self.compiled.binds.get(name)
             if bind is None:
                 bind = self.compiled.binds.get(name.rpartition("_")[0])
-            processor = bind.type.bind_processor(dialect) if bind is not None else None
+            # The dialect's own form of the type binds it, as SQLAlchemy's execution does: the
+            # generic Numeric would turn a Decimal into a float, which Postgres compares as
+            # float8, casting the column, so no index on it serves the comparison.
+            processor = (
+                bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if bind is not None
+                else None
+            )
             if processor is not None:
                 self.processors[name] = processor
 

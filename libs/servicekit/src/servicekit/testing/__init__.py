@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +18,13 @@ import httpx
 import psycopg
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, Select, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.database import Database
 from servicekit.migrations import alembic_config
-from servicekit.reads import driver_listeners
+from servicekit.reads import compile_for_driver, driver_listeners
 
 
 def libpq_url(url: str | URL) -> str:
@@ -112,6 +112,36 @@ async def truncate_tables(engine: AsyncEngine, metadata: MetaData) -> None:
         )
         if has_sequences:
             await connection.execute(text("DELETE FROM sqlite_sequence"))
+
+
+async def plan_nodes(
+    engine: AsyncEngine,
+    statement: Select[Any],
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    analyze: bool = False,
+    avoid: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Every node of the plan Postgres makes for `statement` as the read path sends it.
+
+    The SQL and parameters are the read path's own (servicekit.reads), so a parameter bound
+    as another type than its column's shows in the plan. `avoid` switches plan kinds off for
+    this statement ("sort", "seqscan"): on a test's few rows, reading them all and sorting is
+    the cheapest plan for anything; without it Postgres picks the plan a large table gets.
+    `analyze` runs the statement, and each node tells its actual rows.
+    """
+    sql, values = compile_for_driver(statement, engine.dialect, parameters)
+    options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+    async with engine.begin() as connection:
+        for kind in avoid:
+            await connection.exec_driver_sql(f"SET LOCAL enable_{kind} = off")
+        explained = await connection.exec_driver_sql(f"EXPLAIN ({options}) {sql}", values)
+        [plan] = explained.scalar_one()
+
+    def below(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node, *(each for child in node.get("Plans", []) for each in below(child))]
+
+    return below(plan["Plan"])
 
 
 def next_link(response: httpx.Response) -> str | None:
