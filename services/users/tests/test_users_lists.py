@@ -1,10 +1,16 @@
 """Listing, batch reads, search, stats and sorting, with skip/limit and keyset pagination."""
 
+from typing import get_args
+
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
-from servicekit.testing import count_statements, database_of, next_link, walk
+from servicekit.testing import count_statements, database_of, next_link, plan_nodes, walk
+from users_service.models import User
+from users_service.router import _sort_order
+from users_service.schemas import UserSortField
 
 
 async def seed(client: httpx.AsyncClient, names: list[str], **fields: object) -> list[int]:
@@ -180,6 +186,35 @@ async def test_sorted_orders_by_the_field_then_id(
     rows = await walk(client, f"/users/sorted?sort_by={sort_by}&order={order}&limit=1")
 
     assert [row["name"] for row in rows] == expected
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("sort_by", get_args(UserSortField))
+async def test_every_sort_order_pages_through_an_index_without_sorting(
+    app: FastAPI, client: httpx.AsyncClient, sort_by: UserSortField, order: str
+) -> None:
+    await seed(client, ["Cid", "Ann", "Bea"])
+    users = (await client.get("/users/")).json()
+    first = (await client.get("/users/sorted", params={"sort_by": sort_by, "order": order})).json()
+    assert first == sorted(
+        users, key=lambda user: (user[sort_by], user["id"]), reverse=order == "desc"
+    )
+    engine = database_of(app).engine
+    if engine.dialect.name != "postgresql":
+        return  # what follows is Postgres's plan
+    sort_order = _sort_order(sort_by, "desc" if order == "desc" else "asc")
+    page = (
+        select(*User.__table__.c)
+        .where(sort_order.after())
+        .order_by(*sort_order.order_by())
+        .limit(2)
+    )
+    after = sort_order.after_parameters(sort_order.cursor_after(first[0]))
+
+    nodes = await plan_nodes(engine, page, after, analyze=True, avoid=("sort",))
+
+    assert not [node for node in nodes if node["Node Type"] == "Sort"], nodes
+    assert [node["Actual Rows"] for node in nodes if "Index Name" in node] == [2]
 
 
 async def test_sorted_newest_first_pages_through_all(client: httpx.AsyncClient) -> None:

@@ -23,16 +23,17 @@ __all__ = [
 ]
 
 
-async def test_a_search_index_built_beforehand_concurrently_is_kept(
+async def test_indexes_built_beforehand_concurrently_are_kept(
     service: ServiceUnderTest, make_database: MakeDatabase
 ) -> None:
     url = make_database("postgresql", "users_prebuilt_index")
-    await migrate(service.alembic_ini, url, "55d27c3dc12d")  # before the search indexes
+    await migrate(service.alembic_ini, url, "55d27c3dc12d")  # before the search and sort indexes
     async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as operator:
         await operator.execute("CREATE EXTENSION pg_trgm")
         await operator.execute(
             "CREATE INDEX CONCURRENTLY ix_users_name_trgm ON users USING gin (name gin_trgm_ops)"
         )
+        await operator.execute("CREATE INDEX CONCURRENTLY ix_users_email_id ON users (email, id)")
 
     await migrate(service.alembic_ini, url)
 

@@ -32,7 +32,9 @@ class User(Base):
     __table_args__ = (
         # Emails are unique whatever their letter case; the database decides under concurrency.
         Index("uq_users_email_lower", func.lower(email), unique=True),
+        # Pages sorted by a field read its index in order (keyset pagination by field, id).
         Index("ix_users_name_id", name, id),
+        Index("ix_users_email_id", email, id),
         Index("ix_users_created_at_id", created_at, id),
         # /users/search matches a substring of either, in any letter case.
         substring_search_index("ix_users_email_trgm", "email"),
