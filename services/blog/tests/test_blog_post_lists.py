@@ -384,7 +384,7 @@ async def test_per_author_posts_carry_only_their_own_tags_and_untagged_posts_non
     assert tags == {"untagged": [], "tagged": ["m", "z"], "other": ["m"]}
 
 
-async def test_a_page_or_a_post_reads_posts_and_tags_in_one_statement_on_postgres(
+async def test_a_page_or_a_post_reads_tags_in_its_rows_on_postgres_but_not_at_an_offset(
     app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
     await create_post(title="untagged")
@@ -395,14 +395,20 @@ async def test_a_page_or_a_post_reads_posts_and_tags_in_one_statement_on_postgre
         page = (await client.get("/posts/", params={"limit": 1})).json()
         post = (await client.get(f"/posts/{tagged['id']}")).json()
         rare = (await client.get("/posts/", params={"tag": "z", "sort_by": "title"})).json()
+    with count_statements(database) as at_offset:
+        skipped = (await client.get("/posts/", params={"skip": 1})).json()
 
     assert [(row["title"], row["tags"]) for row in page] == [("tagged", ["a", "z"])]
     assert post["tags"] == ["a", "z"]
     assert [row["title"] for row in rare] == ["tagged"]
+    assert [(row["title"], row["tags"]) for row in skipped] == [("untagged", [])]
     # SQLite (no arrays) reads the tags of each page's posts in a second statement; the tag
     # filter in title order first looks the tag up on either.
     one = database.engine.dialect.name == "postgresql"
     assert len(reads.queries) == (4 if one else 7)
+    # In the page's own statement, they would be looked up for every post skipped too.
+    assert len(at_offset.queries) == 2
+    assert "FROM post_tags" in at_offset.queries[1]
 
 
 async def test_per_author_reads_posts_and_tags_in_one_statement_on_postgres(

@@ -280,8 +280,15 @@ def _tag_names(post_id: ColumnElement[int]) -> ColumnElement[list[str]]:
 
 @functools.cache
 def _carrying_tag_names(statement: Select[Any]) -> Select[Any]:
-    """`statement` with each post's tag names as one more column, `tags` (Postgres)."""
+    """`statement` with each post's tag names as one more column, `tags` (Postgres).
+
+    Postgres looks them up for each row it returns, after sorting and LIMIT, but also for each
+    row an OFFSET skips.
+    """
     return statement.add_columns(_tag_names(statement.selected_columns.id).label("tags"))
+
+
+_POST_WITH_TAGS_BY_ID = _carrying_tag_names(_POST_BY_ID)
 
 
 class PostReads:
@@ -289,11 +296,14 @@ class PostReads:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        # Postgres reads each post's tags in its own row; SQLite (no arrays) in one more query.
+        # Postgres reads each post's tags in its row (_tag_names); SQLite, which has no arrays,
+        # in one more query for all of them.
         self._tags_in_rows = database.engine.dialect.name == "postgresql"
 
     async def get(self, post_id: int) -> Row | None:
-        post = await self.database.fetch_one(self._shown(_POST_BY_ID), {"post_id": post_id})
+        if self._tags_in_rows:
+            return await self.database.fetch_one(_POST_WITH_TAGS_BY_ID, {"post_id": post_id})
+        post = await self.database.fetch_one(_POST_BY_ID, {"post_id": post_id})
         return (await self._with_tags([post]))[0] if post is not None else None
 
     async def exists(self, post_id: int) -> bool:
@@ -310,8 +320,13 @@ class PostReads:
                     order.values_of(page.after)  # a cursor that is not this order's is 422
                 return Page([], None)
         statement, parameters, order = post_filter.page_of_posts(order, tag)
-        result = await fetch_page(self.database, self._shown(statement), order, page, parameters)
-        return Page(await self._with_tags(result.items), result.next_cursor)
+        # A page at an offset reads its tags apart: in its own statement, they would be looked
+        # up for every post it skips as well (2.9 s instead of 0.14 s 450,000 posts deep).
+        tags_in_rows = self._tags_in_rows and page.skip == 0
+        shape = _carrying_tag_names(statement) if tags_in_rows else statement
+        result = await fetch_page(self.database, shape, order, page, parameters)
+        posts = result.items if tags_in_rows else await self._with_tags(result.items)
+        return Page(posts, result.next_cursor)
 
     async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Row]:
         """The newest `per_author` posts of each author that pass the filter.
@@ -333,7 +348,7 @@ class PostReads:
         if lateral:
             parameters["author_ids"] = list(post_filter.author_ids)
         rows = await self.database.fetch(statement, parameters)
-        return await self._with_tags(rows)
+        return rows if lateral else await self._with_tags(rows)
 
     async def _tag(self, name: str) -> Row | None:
         """The tag's id and its number of posts, or None if no post has it.
@@ -344,17 +359,8 @@ class PostReads:
         tag = await self.database.fetch_one(_TAG_BY_NAME, {"tag": name})
         return tag if tag is not None and tag["post_count"] > 0 else None
 
-    def _shown(self, statement: Select[Any]) -> Select[Any]:
-        """A statement reading posts, as it runs: on Postgres each row has the post's tags."""
-        return _carrying_tag_names(statement) if self._tags_in_rows else statement
-
     async def _with_tags(self, posts: list[Row]) -> list[Row]:
-        """The posts, each with the names of its tags in order: one query for all of them.
-
-        On Postgres they came in the posts' rows (see _shown), and there is nothing to add.
-        """
-        if self._tags_in_rows:
-            return posts
+        """The posts, each with the names of its tags in order: one query for all of them."""
         links = await self.database.fetch_grouped(
             _TAGS_OF_POSTS, "post_ids", (post["id"] for post in posts), by="post_id"
         )
