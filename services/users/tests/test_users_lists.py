@@ -1,6 +1,6 @@
 """Listing, batch reads, search, stats and sorting, with skip/limit and keyset pagination."""
 
-from typing import get_args
+from typing import Literal, get_args
 
 import httpx
 import pytest
@@ -191,7 +191,10 @@ async def test_sorted_orders_by_the_field_then_id(
 @pytest.mark.parametrize("order", ["asc", "desc"])
 @pytest.mark.parametrize("sort_by", get_args(UserSortField))
 async def test_every_sort_order_pages_through_an_index_without_sorting(
-    app: FastAPI, client: httpx.AsyncClient, sort_by: UserSortField, order: str
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    sort_by: UserSortField,
+    order: Literal["asc", "desc"],
 ) -> None:
     await seed(client, ["Cid", "Ann", "Bea"])
     users = (await client.get("/users/")).json()
@@ -202,7 +205,7 @@ async def test_every_sort_order_pages_through_an_index_without_sorting(
     engine = database_of(app).engine
     if engine.dialect.name != "postgresql":
         return  # what follows is Postgres's plan
-    sort_order = _sort_order(sort_by, "desc" if order == "desc" else "asc")
+    sort_order = _sort_order(sort_by, order)
     page = (
         select(*User.__table__.c)
         .where(sort_order.after())

@@ -296,12 +296,12 @@ class PostReads:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        # Postgres reads each post's tags in its row (_tag_names); SQLite, which has no arrays,
-        # in one more query for all of them.
-        self._tags_in_rows = database.engine.dialect.name == "postgresql"
+        # Postgres has LATERAL and arrays: a batch walks each author's index, and a post's tags
+        # come in its row (_tag_names). SQLite ranks a batch, and reads tags in one more query.
+        self._postgres = database.engine.dialect.name == "postgresql"
 
     async def get(self, post_id: int) -> Row | None:
-        if self._tags_in_rows:
+        if self._postgres:
             return await self.database.fetch_one(_POST_WITH_TAGS_BY_ID, {"post_id": post_id})
         post = await self.database.fetch_one(_POST_BY_ID, {"post_id": post_id})
         return (await self._with_tags([post]))[0] if post is not None else None
@@ -322,7 +322,7 @@ class PostReads:
         statement, parameters, order = post_filter.page_of_posts(order, tag)
         # A page at an offset reads its tags apart: in its own statement, they would be looked
         # up for every post it skips as well (2.9 s instead of 0.14 s 450,000 posts deep).
-        tags_in_rows = self._tags_in_rows and page.skip == 0
+        tags_in_rows = self._postgres and page.skip == 0
         shape = _carrying_tag_names(statement) if tags_in_rows else statement
         result = await fetch_page(self.database, shape, order, page, parameters)
         posts = result.items if tags_in_rows else await self._with_tags(result.items)
@@ -341,7 +341,7 @@ class PostReads:
             if tag is None:
                 return []
         posts, parameters = post_filter.tested_posts(tag)
-        lateral = self._tags_in_rows
+        lateral = self._postgres
         statement = _newest_by_author(posts, lateral, narrow=_read_as_set(tag))
         # The lateral read goes through the authors' ids whatever the filter names.
         parameters = {**parameters, "per_author": per_author}
