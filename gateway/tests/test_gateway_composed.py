@@ -162,6 +162,25 @@ async def test_users_with_posts_makes_two_downstream_calls_whatever_the_page_siz
     ]
 
 
+async def test_a_post_created_at_posts_needs_a_known_author(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+
+    unknown = await gateway.post("/posts/", json={"title": "T", "content": "x", "author_id": 999})
+    not_an_id = await gateway.post("/posts/", json={"title": "T", "content": "x", "author_id": "a"})
+    created = await gateway.post(
+        "/posts/", json={"title": "T", "content": "x", "author_id": ada["id"]}
+    )
+
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "user 999 not found"})
+    assert not_an_id.status_code == 422
+    assert not_an_id.json()["detail"][0]["loc"] == ["body", "author_id"]
+    assert (created.status_code, created.json()["author_id"]) == (201, ada["id"])
+    assert created.headers["Location"] == f"http://gateway.test/posts/{created.json()['id']}"
+    assert [post["id"] for post in (await gateway.get("/posts/")).json()] == [created.json()["id"]]
+
+
 @pytest.mark.parametrize("params", [{"limit": 101}, {"posts_per_user": 50}, {"after": "!"}])
 async def test_users_with_posts_refuses_out_of_range_parameters(
     gateway: httpx.AsyncClient, params: dict[str, Any]

@@ -4,7 +4,7 @@ from typing import Any
 
 import httpx
 
-from gateway_service.openapi import merge_documents
+from gateway_service.openapi import DocumentedBy, merge_documents
 from gateway_service.proxy import ProxyRoute
 from servicekit.testing import ServiceProcess
 
@@ -58,6 +58,57 @@ def test_a_schema_name_two_services_use_differently_is_prefixed_with_the_service
     assert merged["paths"]["/posts/"]["get"] == _operation("BlogPage")
 
 
+def test_a_composed_operation_takes_the_parameters_body_and_answers_of_its_service() -> None:
+    path_id = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    own = _document(
+        {
+            "/users/{user_id}/posts": {
+                "post": {
+                    "summary": "Create a post for the user",
+                    "parameters": [path_id],
+                    "requestBody": {"content": {"application/json": {"schema": {}}}},
+                    "responses": {"201": {"description": "untyped"}, "404": {"description": "no"}},
+                }
+            }
+        },
+        {},
+    )
+    create = {
+        "summary": "Create Post",
+        "parameters": [{"name": "dry_run", "in": "query", "schema": {"type": "boolean"}}],
+        "requestBody": {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/New"}}}
+        },
+        **_operation("Post"),
+        "responses": {**_operation("Post")["responses"], "422": {"description": "invalid"}},
+    }
+    create["responses"]["201"] = create["responses"].pop("200")
+    new = {
+        "type": "object",
+        "title": "New",
+        "properties": {"title": {"type": "string"}, "author_id": {"type": "integer"}},
+        "required": ["title", "author_id"],
+    }
+    blog = _document({"/posts/": {"post": create}}, {"New": new, "Post": {"type": "object"}})
+    documented = DocumentedBy("post", "/users/{user_id}/posts", "blog", "/posts/", {"author_id"})
+
+    merged = merge_documents(own, {"blog": blog}, (), (documented,))
+
+    operation = merged["paths"]["/users/{user_id}/posts"]["post"]
+    assert operation["summary"] == "Create a post for the user"
+    assert [p["name"] for p in operation["parameters"]] == ["user_id", "dry_run"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "type": "object",
+        "properties": {"title": {"type": "string"}},
+        "required": ["title"],
+    }
+    assert operation["responses"] == {
+        "201": create["responses"]["201"],
+        "404": {"description": "no"},
+        "422": {"description": "invalid"},
+    }
+
+
 def test_a_service_that_did_not_answer_is_named_in_the_description() -> None:
     merged = merge_documents(_document({}, {}), {"users": None}, ROUTES[:1])
 
@@ -78,6 +129,26 @@ async def test_the_served_document_describes_composed_and_proxied_routes(
     assert "UserRead" in response.json()["components"]["schemas"]
     assert docs.status_code == 200
     assert "/openapi.json" in docs.text
+
+
+async def test_composed_views_are_described_with_the_blog_parameters_and_bodies_they_pass_on(
+    gateway: httpx.AsyncClient,
+) -> None:
+    paths = (await gateway.get("/openapi.json")).json()["paths"]
+
+    posts_of_user = paths["/users/{user_id}/posts"]
+    query = {p["name"] for p in posts_of_user["get"]["parameters"] if p["in"] == "query"}
+    body = posts_of_user["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert query == {"tag", "published", "q", "sort_by", "order", "skip", "limit", "after"}
+    assert set(body["properties"]) == {"title", "content", "published", "tags"}
+    assert posts_of_user["get"]["responses"]["200"]["content"]["application/json"]["schema"][
+        "items"
+    ] == {"$ref": "#/components/schemas/PostRead"}
+    for path in "/users/{user_id}/posts", "/posts/", "/posts/{post_id}/comments":
+        assert {"201", "404", "422", "503"} <= set(paths[path]["post"]["responses"]), path
+    assert paths["/posts/"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PostCreate"
+    }
 
 
 # Service operations a client does not call directly: probes, and the removal of a user's blog

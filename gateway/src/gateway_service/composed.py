@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Resp
 
 from gateway_service.downstream import Downstream
 from gateway_service.errors import UpstreamResponse
+from gateway_service.openapi import DocumentedBy
 from gateway_service.proxy import downstream_of, forward, forwarded_headers, relay
 from gateway_service.schemas import PostWithAuthorAndComments, UserWithPosts
 from servicekit.errors import error_responses, invalid_input
@@ -31,6 +32,14 @@ UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_POSTS_PER_USER = 49  # blog answers at most 50 per author; one more tells if there are more
 EXPANSIONS = frozenset({"author", "comments"})
+
+# The composed views that pass a request on to blog take their documentation from blog's.
+DOCUMENTED_BY = (
+    DocumentedBy("get", "/users/{user_id}/posts", "blog", "/posts/", {"author_id", "per_author"}),
+    DocumentedBy("post", "/users/{user_id}/posts", "blog", "/posts/", {"author_id"}),
+    DocumentedBy("post", "/posts/", "blog", "/posts/"),
+    DocumentedBy("post", "/posts/{post_id}/comments", "blog", "/posts/{post_id}/comments"),
+)
 
 
 async def concurrently(*calls: Awaitable[T]) -> list[T]:
@@ -160,6 +169,21 @@ async def create_post_for_user(
 
 
 @router.post(
+    "/posts/",
+    status_code=status.HTTP_201_CREATED,
+    tags=["composed"],
+    responses=error_responses(404, 503),
+)
+async def create_post(
+    request: Request,
+    downstream: DownstreamDep,
+    post: Annotated[dict[str, Any], Body(description="A blog post body.")],
+) -> Response:
+    """Create a post, once its `author_id` is known to exist (404 otherwise)."""
+    return await _create_by_known_author(request, downstream, "/posts/", post)
+
+
+@router.post(
     "/posts/{post_id:int}/comments",
     status_code=status.HTTP_201_CREATED,
     tags=["composed"],
@@ -172,16 +196,19 @@ async def create_comment(
     comment: Annotated[dict[str, Any], Body(description="A blog comment body.")],
 ) -> Response:
     """Comment on a post, once the comment's author is known to exist (404 otherwise)."""
-    author_id = comment.get("author_id")
+    return await _create_by_known_author(request, downstream, f"/posts/{post_id}/comments", comment)
+
+
+async def _create_by_known_author(
+    request: Request, downstream: Downstream, path: str, body: dict[str, Any]
+) -> Response:
+    """Pass a blog create on if its `author_id` names an existing user; 404 if it names none."""
+    author_id = body.get("author_id")
     if type(author_id) is int and 1 <= author_id <= MAX_ID:
         await downstream.expect_ok("users", "GET", f"/users/{author_id}")
     # Anything else is not an id; blog's validation explains what is wrong with it.
     answer = await downstream.request(
-        "blog",
-        "POST",
-        f"/posts/{post_id}/comments",
-        json=comment,
-        headers=forwarded_headers(request),
+        "blog", "POST", path, json=body, headers=forwarded_headers(request)
     )
     return relay(request, downstream, "blog", answer)
 

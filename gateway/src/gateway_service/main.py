@@ -46,6 +46,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     include_routes(app, composed.router)
     add_proxy_routes(app, ROUTE_TABLE)
     add_documentation_routes(
-        app, SystemDocument(app.openapi, ROUTE_TABLE, settings.openapi_cache_seconds)
+        app,
+        SystemDocument(
+            app.openapi, ROUTE_TABLE, settings.openapi_cache_seconds, composed.DOCUMENTED_BY
+        ),
     )
     return app

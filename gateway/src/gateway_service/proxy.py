@@ -38,8 +38,8 @@ def _route(service: str, path: str, *methods: str) -> ProxyRoute:
 
 
 # Every route a client can reach by plain forwarding. Routes the gateway composes itself
-# (gateway_service.composed) are absent here; so is blog's delete-by-author, which only the user
-# deletion uses.
+# (gateway_service.composed) are absent here, creating a post or a comment among them (the author
+# must exist); so is blog's delete-by-author, which only the user deletion uses.
 ROUTE_TABLE: tuple[ProxyRoute, ...] = (
     _route("users", "/users/", "GET", "POST"),
     _route("users", "/users/search", "GET"),
@@ -55,7 +55,7 @@ ROUTE_TABLE: tuple[ProxyRoute, ...] = (
     _route("catalog", "/products/{product_id:int}/images", "GET", "POST"),
     _route("catalog", "/products/{product_id:int}/images/{image_id:int}", "GET", "PATCH", "DELETE"),
     _route("catalog", "/products/{product_id:int}/stock-adjustments", "POST"),
-    _route("blog", "/posts/", "GET", "POST"),
+    _route("blog", "/posts/", "GET"),
     _route("blog", "/posts/{post_id:int}", "PATCH", "DELETE"),
     _route("blog", "/posts/{post_id:int}/comments", "GET"),
     _route("blog", "/comments/{comment_id:int}", "GET", "DELETE"),
