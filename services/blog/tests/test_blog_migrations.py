@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from blog_service.models import Post, Tag, post_tags
 from servicekit.testing import ServiceUnderTest, migrate
 from servicekit.testing.contracts import (
+    test_a_migration_gives_up_on_a_lock_that_a_transaction_holds,
     test_a_migration_waits_for_the_advisory_lock,
     test_every_revision_upgrades_downgrades_and_upgrades_again,
     test_models_and_migrations_do_not_drift,
@@ -15,6 +16,7 @@ from servicekit.testing.contracts import (
 )
 
 __all__ = [
+    "test_a_migration_gives_up_on_a_lock_that_a_transaction_holds",
     "test_a_migration_waits_for_the_advisory_lock",
     "test_every_revision_upgrades_downgrades_and_upgrades_again",
     "test_models_and_migrations_do_not_drift",

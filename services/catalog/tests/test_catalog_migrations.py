@@ -1,6 +1,7 @@
 """The catalog migrations: no drift from the models, reversible, safe to start twice at once."""
 
 from servicekit.testing.contracts import (
+    test_a_migration_gives_up_on_a_lock_that_a_transaction_holds,
     test_a_migration_waits_for_the_advisory_lock,
     test_every_revision_upgrades_downgrades_and_upgrades_again,
     test_models_and_migrations_do_not_drift,
@@ -8,6 +9,7 @@ from servicekit.testing.contracts import (
 )
 
 __all__ = [
+    "test_a_migration_gives_up_on_a_lock_that_a_transaction_holds",
     "test_a_migration_waits_for_the_advisory_lock",
     "test_every_revision_upgrades_downgrades_and_upgrades_again",
     "test_models_and_migrations_do_not_drift",

@@ -8,6 +8,7 @@ from alembic import command
 from servicekit.migrations import alembic_config
 from servicekit.testing import ServiceUnderTest, libpq_url, migrate
 from servicekit.testing.contracts import (
+    test_a_migration_gives_up_on_a_lock_that_a_transaction_holds,
     test_a_migration_waits_for_the_advisory_lock,
     test_every_revision_upgrades_downgrades_and_upgrades_again,
     test_models_and_migrations_do_not_drift,
@@ -16,6 +17,7 @@ from servicekit.testing.contracts import (
 from servicekit.testing.plugin import MakeDatabase
 
 __all__ = [
+    "test_a_migration_gives_up_on_a_lock_that_a_transaction_holds",
     "test_a_migration_waits_for_the_advisory_lock",
     "test_every_revision_upgrades_downgrades_and_upgrades_again",
     "test_models_and_migrations_do_not_drift",

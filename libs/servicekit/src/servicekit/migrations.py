@@ -17,6 +17,11 @@ from sqlalchemy.types import TypeDecorator
 from servicekit.database import ONLY_ON_DIALECT, prepare_sqlite_path, trigram_index_options
 
 DATABASE_URL_ATTRIBUTE = "database_url"
+LOCK_TIMEOUT_ATTRIBUTE = "lock_timeout"
+# How long a migration waits for a lock that a running transaction holds before it fails. An
+# ALTER TABLE waiting for its lock makes every later query of the table wait behind it, so a
+# migration that cannot start soon had better fail (and be retried) than stall the service.
+DEFAULT_LOCK_TIMEOUT = "10s"
 
 
 def alembic_config(ini_path: Path, database_url: str) -> Config:
@@ -26,13 +31,13 @@ def alembic_config(ini_path: Path, database_url: str) -> Config:
     return config
 
 
-def _database_url(default_url: Callable[[], str]) -> str:
-    # Precedence: set by code (tests), then `alembic -x database_url=...`, then the settings.
+def _option(name: str, default: Callable[[], str]) -> str:
+    # Precedence: set by code (tests), then `alembic -x name=...`, then the default.
     config = context.config
     return str(
-        config.attributes.get(DATABASE_URL_ATTRIBUTE)
-        or context.get_x_argument(as_dictionary=True).get(DATABASE_URL_ATTRIBUTE)
-        or default_url()
+        config.attributes.get(name)
+        or context.get_x_argument(as_dictionary=True).get(name)
+        or default()
     )
 
 
@@ -68,23 +73,26 @@ def run_migrations(metadata: MetaData, *, lock_name: str, default_url: Callable[
     """The body of a service's migrations/env.py.
 
     On Postgres the migration runs under a transaction-scoped advisory lock, so processes that
-    start at once run it one after the other; the later ones find the schema at head.
+    start at once run it one after the other; the later ones find the schema at head. Once it
+    holds that lock, it waits at most `lock_timeout` (`-x lock_timeout=...`, Postgres's units,
+    `0` for no limit; DEFAULT_LOCK_TIMEOUT) for any other lock, then fails and changes nothing.
     """
-    url = _database_url(default_url)
+    url = _option(DATABASE_URL_ATTRIBUTE, default_url)
     if context.is_offline_mode():
         context.configure(url=url, target_metadata=metadata, literal_binds=True)
         with context.begin_transaction():
             context.run_migrations()
         return
-    asyncio.run(_run_online(url, metadata, migration_lock_key(lock_name)))
+    lock_timeout = _option(LOCK_TIMEOUT_ATTRIBUTE, lambda: DEFAULT_LOCK_TIMEOUT)
+    asyncio.run(_run_online(url, metadata, migration_lock_key(lock_name), lock_timeout))
 
 
-async def _run_online(url: str, metadata: MetaData, lock_key: int) -> None:
+async def _run_online(url: str, metadata: MetaData, lock_key: int, lock_timeout: str) -> None:
     prepare_sqlite_path(make_url(url))
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(_migrate, metadata, lock_key)
+            await connection.run_sync(_migrate, metadata, lock_key, lock_timeout)
     finally:
         await engine.dispose()
 
@@ -106,7 +114,7 @@ def _on_dialect(dialect: str) -> Callable[..., bool]:
     return include_object
 
 
-def _migrate(connection: Connection, metadata: MetaData, lock_key: int) -> None:
+def _migrate(connection: Connection, metadata: MetaData, lock_key: int, lock_timeout: str) -> None:
     is_sqlite = connection.dialect.name == "sqlite"
     context.configure(
         connection=connection,
@@ -120,4 +128,9 @@ def _migrate(connection: Connection, metadata: MetaData, lock_key: int) -> None:
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+            # After the advisory lock: a replica waits as long as another one migrates.
+            connection.execute(
+                text("SELECT set_config('lock_timeout', :timeout, true)"),
+                {"timeout": lock_timeout},
+            )
         context.run_migrations()

@@ -14,9 +14,10 @@ created_at, and a post whose created_at changes passes it to its links. Postgres
 column before the row is written; SQLite, which cannot change a row in a BEFORE trigger,
 right after, which is why the column is nullable. Nothing in the service writes it.
 
-The upgrade rewrites every link and builds the new index while writes to post_tags wait: 11 s
-for 726,000 links on the bench data. On a larger database, plan for it, and VACUUM post_tags
-afterwards to reclaim the old row versions.
+The upgrade adds the column, rewrites every link and builds the new index in one transaction,
+and ALTER TABLE holds post_tags against reads as well as writes until it commits: every read of
+a post's tags waits meanwhile (11 s for 726,000 links on the bench data). On a larger database,
+plan a quiet moment for it, and VACUUM post_tags afterwards to reclaim the old row versions.
 """
 
 from collections.abc import Sequence

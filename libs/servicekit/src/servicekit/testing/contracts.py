@@ -35,12 +35,12 @@ async def _table_names(url: str) -> set[str]:
 
 
 async def _alembic_upgrade_process(
-    service: ServiceUnderTest, url: str
+    service: ServiceUnderTest, url: str, *options: str
 ) -> asyncio.subprocess.Process:
     """`alembic upgrade head` in a process of its own, as a deployment runs it."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "alembic", "-c", str(service.alembic_ini),
-        "-x", f"database_url={url}", "upgrade", "head",
+        "-x", f"database_url={url}", *options, "upgrade", "head",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -223,3 +223,41 @@ def test_the_embedded_default_is_an_sqlite_file_under_var(
     settings = _settings_class(service)()
 
     assert settings.database_url == f"sqlite+aiosqlite:///./var/{service.name}.db"
+
+
+async def _version(url: str) -> str:
+    async with await psycopg.AsyncConnection.connect(libpq_url(url)) as connection:
+        cursor = await connection.execute("SELECT version_num FROM alembic_version")
+        row = await cursor.fetchone()
+        assert row is not None
+        return str(row[0])
+
+
+async def test_a_migration_gives_up_on_a_lock_that_a_transaction_holds(
+    service: ServiceUnderTest, make_database: MakeDatabase
+) -> None:
+    url = make_database("postgresql", f"{service.name}_lock_timeout")
+    scripts = ScriptDirectory.from_config(alembic_config(service.alembic_ini, url))
+    first = scripts.get_base()
+    assert first is not None
+    await migrate(service.alembic_ini, url, first)
+    async with await psycopg.AsyncConnection.connect(libpq_url(url)) as holder:
+        # Every revision records itself in alembic_version; this keeps it from writing there.
+        await holder.execute("LOCK TABLE alembic_version IN SHARE MODE")
+        blocked = await _alembic_upgrade_process(service, url, "-x", "lock_timeout=200ms")
+        try:
+            async with asyncio.timeout(60):  # without a lock timeout it would wait forever
+                _, blocked_stderr = await blocked.communicate()
+        finally:
+            if _is_running(blocked):
+                blocked.kill()
+            await holder.rollback()
+    left_at = await _version(url)
+    unblocked = await _alembic_upgrade_process(service, url, "-x", "lock_timeout=200ms")
+    _, unblocked_stderr = await unblocked.communicate()
+
+    assert blocked.returncode != 0
+    assert b"lock timeout" in blocked_stderr
+    assert left_at == first
+    assert unblocked.returncode == 0, unblocked_stderr
+    assert await _version(url) == scripts.get_current_head()
