@@ -1,10 +1,13 @@
 """Views composed across services, each with a fixed number of downstream calls."""
 
 import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from gateway_service.composed import concurrently
 from servicekit.testing import ServiceProcess
@@ -26,6 +29,25 @@ async def create_post(
     assert response.status_code == 201, response.text
     post: dict[str, Any] = response.json()
     return post
+
+
+@contextmanager
+def on_call(app: FastAPI, method: str, path: str, action: Callable[[], object]) -> Iterator[None]:
+    """Run `action` just before the gateway sends `method path` to a service."""
+
+    def listener(request: httpx.Request) -> None:
+        if (request.method, request.url.path) == (method, path):
+            action()
+
+    app.state.downstream.listeners.append(listener)
+    try:
+        yield
+    finally:
+        app.state.downstream.listeners.remove(listener)
+
+
+def delete_directly(service: ServiceProcess, path: str) -> None:
+    assert httpx.delete(f"{service.url}{path}").status_code == 204
 
 
 async def test_creating_a_post_for_a_user_sets_the_author_and_points_at_the_gateway(
@@ -179,6 +201,82 @@ async def test_a_post_created_at_posts_needs_a_known_author(
     assert (created.status_code, created.json()["author_id"]) == (201, ada["id"])
     assert created.headers["Location"] == f"http://gateway.test/posts/{created.json()['id']}"
     assert [post["id"] for post in (await gateway.get("/posts/")).json()] == [created.json()["id"]]
+
+
+CREATES = [
+    ("/users/{user}/posts", {"title": "T", "content": "x"}),
+    ("/posts/", {"title": "T", "content": "x", "author_id": "{user}"}),
+    ("/posts/{post}/comments", {"content": "x", "author_id": "{user}"}),
+]
+
+
+@pytest.mark.parametrize(("path", "fields"), CREATES)
+@pytest.mark.parametrize(
+    "bad", [b'"z": NaN', b'"z": -Infinity', b'"z": 1e400', b'"z": "\\ud800"', b'"z": "\\udc00"']
+)
+async def test_a_create_with_what_json_cannot_carry_is_blogs_4xx_and_creates_nothing(
+    gateway: httpx.AsyncClient, path: str, fields: dict[str, Any], bad: bytes
+) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+    ids = {"user": ada["id"], "post": post["id"]}
+    body = {k: int(v.format(**ids)) if k == "author_id" else v for k, v in fields.items()}
+    raw = httpx.Request("POST", "/", json=body).content[:-1] + b", " + bad + b"}"
+
+    response = await gateway.post(
+        path.format(**ids), content=raw, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code in {400, 422}, response.text
+    assert (await gateway.get("/posts/")).json() == [post]
+    assert (await gateway.get(f"/posts/{post['id']}/comments")).json() == []
+
+
+@pytest.mark.parametrize("raw", [b' \n {"title": "T", "content": "x"}', b"{}", b"[]", b"{"])
+async def test_a_post_for_a_user_is_the_body_as_sent_with_the_author_added(
+    gateway: httpx.AsyncClient, raw: bytes
+) -> None:
+    ada = await create_user(gateway, "ada")
+
+    response = await gateway.post(
+        f"/users/{ada['id']}/posts", content=raw, headers={"Content-Type": "application/json"}
+    )
+
+    if raw.strip().startswith(b'{"title"'):
+        assert (response.status_code, response.json()["author_id"]) == (201, ada["id"])
+    else:
+        assert response.status_code in {400, 422}, response.text
+        assert "author_id" not in response.text  # the author was added, or nothing was judged
+
+
+@pytest.mark.parametrize(("path", "fields"), CREATES)
+async def test_a_create_for_a_user_deleted_meanwhile_is_404_and_leaves_nothing(
+    gateway: httpx.AsyncClient,
+    gateway_app: FastAPI,
+    services: dict[str, ServiceProcess],
+    path: str,
+    fields: dict[str, Any],
+) -> None:
+    ada = await create_user(gateway, "ada")
+    bob = await create_user(gateway, "bob")
+    post = await create_post(gateway, bob["id"], "Looms")
+    ids = {"user": ada["id"], "post": post["id"]}
+    body = {k: int(v.format(**ids)) if k == "author_id" else v for k, v in fields.items()}
+    blog_path = f"/posts/{post['id']}/comments" if "comments" in path else "/posts/"
+
+    def delete_ada() -> None:
+        delete_directly(services["users"], f"/users/{ada['id']}")
+
+    # The user goes after the gateway found them, before blog creates what they wrote.
+    with on_call(gateway_app, "POST", blog_path, delete_ada):
+        response = await gateway.post(path.format(**ids), json=body)
+
+    assert (response.status_code, response.json()) == (
+        404,
+        {"detail": f"user {ada['id']} not found"},
+    )
+    assert (await gateway.get("/posts/")).json() == [post]
+    assert (await gateway.get(f"/posts/{post['id']}/comments")).json() == []
 
 
 @pytest.mark.parametrize("params", [{"limit": 101}, {"posts_per_user": 50}, {"after": "!"}])
@@ -340,6 +438,60 @@ async def test_deleting_with_a_stale_if_match_is_412_and_deletes_nothing(
     assert response.status_code == 412
     assert (await gateway.get(f"/users/{ada['id']}")).status_code == 200
     assert (await gateway.get(f"/posts/{post['id']}")).status_code == 200
+
+
+async def test_deleting_with_if_match_sent_twice_judges_both_lines_and_deletes_nothing(
+    gateway: httpx.AsyncClient,
+) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+
+    refused = await gateway.delete(
+        f"/users/{ada['id']}", headers=[("If-Match", '"7"'), ("If-Match", '"8"')]
+    )
+    post_after_refusal = await gateway.get(f"/posts/{post['id']}")
+    matching = await gateway.delete(
+        f"/users/{ada['id']}", headers=[("If-Match", '"7"'), ("If-Match", '"1"')]
+    )
+
+    assert refused.status_code == 412
+    assert post_after_refusal.status_code == 200
+    assert matching.status_code == 204
+
+
+async def test_the_user_is_deleted_by_users_before_anything_of_theirs_in_the_blog(
+    gateway: httpx.AsyncClient, downstream_calls: list[httpx.Request]
+) -> None:
+    ada = await create_user(gateway, "ada")
+    await create_post(gateway, ada["id"], "Engines")
+    downstream_calls.clear()
+
+    response = await gateway.delete(f"/users/{ada['id']}", headers={"If-Match": '"1"'})
+
+    assert response.status_code == 204
+    assert [(call.method, call.url.path) for call in downstream_calls] == [
+        ("GET", "/health/ready"),
+        ("DELETE", f"/users/{ada['id']}"),
+        ("DELETE", "/posts/"),
+    ]
+    assert downstream_calls[1].headers["If-Match"] == '"1"'
+
+
+async def test_a_deletion_that_blog_failed_halfway_is_finished_by_repeating_it(
+    gateway: httpx.AsyncClient, gateway_app: FastAPI, services: dict[str, ServiceProcess]
+) -> None:
+    ada = await create_user(gateway, "ada")
+    post = await create_post(gateway, ada["id"], "Engines")
+
+    with on_call(gateway_app, "DELETE", f"/users/{ada['id']}", services["blog"].stop):
+        failed = await gateway.delete(f"/users/{ada['id']}")
+    services["blog"].start()
+    repeated = await gateway.delete(f"/users/{ada['id']}")
+
+    assert failed.status_code == 503
+    assert "repeat the DELETE" in failed.json()["detail"]
+    assert repeated.status_code == 404
+    assert (await gateway.get(f"/posts/{post['id']}")).status_code == 404
 
 
 async def test_deleting_an_unknown_user_is_404(gateway: httpx.AsyncClient) -> None:

@@ -7,16 +7,15 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import pydantic_core
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
 from gateway_service.downstream import Downstream
-from gateway_service.errors import UpstreamResponse
+from gateway_service.errors import ServiceUnavailable, UpstreamResponse
 from gateway_service.openapi import DocumentedBy
 from gateway_service.proxy import downstream_of, forward, forwarded_headers, relay
 from gateway_service.schemas import PostWithAuthorAndComments, UserWithPosts
-from servicekit.errors import error_responses, invalid_input
+from servicekit.errors import ServiceError, error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, PageRequest, set_next_link
-from servicekit.preconditions import IfMatch
 from servicekit.schemas import MAX_ID
 
 router = APIRouter()
@@ -149,23 +148,15 @@ async def posts_of_user(user_id: UserId, request: Request, downstream: Downstrea
     responses=error_responses(404, 503),
 )
 async def create_post_for_user(
-    user_id: UserId,
-    request: Request,
-    downstream: DownstreamDep,
-    post: Annotated[dict[str, Any], Body(description="A blog post body without author_id.")],
+    user_id: UserId, request: Request, downstream: DownstreamDep
 ) -> Response:
     """Create a post authored by the user; 404 (and nothing created) if the user is unknown."""
-    if "author_id" in post:
+    body, post = await _json_object(request)
+    if post is not None and "author_id" in post:
         raise invalid_input(("body", "author_id"), "the author is the user in the path")
-    await downstream.expect_ok("users", "GET", f"/users/{user_id}")
-    answer = await downstream.request(
-        "blog",
-        "POST",
-        "/posts/",
-        json={**post, "author_id": user_id},
-        headers=forwarded_headers(request),
-    )
-    return relay(request, downstream, "blog", answer)
+    # Blog judges the body as the client sent it, with the author added.
+    content = _with_author(body, user_id, post) if post is not None else body
+    return await _create_by_author(request, downstream, user_id, "/posts/", content, "/posts/")
 
 
 @router.post(
@@ -174,13 +165,12 @@ async def create_post_for_user(
     tags=["composed"],
     responses=error_responses(404, 503),
 )
-async def create_post(
-    request: Request,
-    downstream: DownstreamDep,
-    post: Annotated[dict[str, Any], Body(description="A blog post body.")],
-) -> Response:
+async def create_post(request: Request, downstream: DownstreamDep) -> Response:
     """Create a post, once its `author_id` is known to exist (404 otherwise)."""
-    return await _create_by_known_author(request, downstream, "/posts/", post)
+    body, post = await _json_object(request)
+    return await _create_by_author(
+        request, downstream, _author_id(post), "/posts/", body, "/posts/"
+    )
 
 
 @router.post(
@@ -189,27 +179,68 @@ async def create_post(
     tags=["composed"],
     responses=error_responses(404, 503),
 )
-async def create_comment(
-    post_id: PostId,
-    request: Request,
-    downstream: DownstreamDep,
-    comment: Annotated[dict[str, Any], Body(description="A blog comment body.")],
-) -> Response:
+async def create_comment(post_id: PostId, request: Request, downstream: DownstreamDep) -> Response:
     """Comment on a post, once the comment's author is known to exist (404 otherwise)."""
-    return await _create_by_known_author(request, downstream, f"/posts/{post_id}/comments", comment)
-
-
-async def _create_by_known_author(
-    request: Request, downstream: Downstream, path: str, body: dict[str, Any]
-) -> Response:
-    """Pass a blog create on if its `author_id` names an existing user; 404 if it names none."""
-    author_id = body.get("author_id")
-    if type(author_id) is int and 1 <= author_id <= MAX_ID:
-        await downstream.expect_ok("users", "GET", f"/users/{author_id}")
-    # Anything else is not an id; blog's validation explains what is wrong with it.
-    answer = await downstream.request(
-        "blog", "POST", path, json=body, headers=forwarded_headers(request)
+    body, comment = await _json_object(request)
+    path = f"/posts/{post_id}/comments"
+    return await _create_by_author(
+        request, downstream, _author_id(comment), path, body, "/comments/"
     )
+
+
+async def _json_object(request: Request) -> tuple[bytes, dict[str, Any] | None]:
+    """The body as the client sent it, and the JSON object in it (None if there is none).
+
+    Bodies are passed on as sent, never decoded and encoded again: NaN, a lone surrogate or a
+    number too large for a float would not survive the round trip, and blog, which owns the
+    schema, answers for them as it would if called directly.
+    """
+    body = await request.body()
+    try:
+        value = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError:
+        return body, None
+    return body, value if isinstance(value, dict) else None
+
+
+def _author_id(body: dict[str, Any] | None) -> int | None:
+    author_id = (body or {}).get("author_id")
+    # Anything else is not an id; blog's validation explains what is wrong with it.
+    return author_id if type(author_id) is int and 1 <= author_id <= MAX_ID else None
+
+
+def _with_author(body: bytes, author_id: int, value: dict[str, Any]) -> bytes:
+    """The JSON object `body` (decoded as `value`) with `author_id` as its first member."""
+    rest = body[body.index(b"{") + 1 :]  # only whitespace can come before the brace
+    separator = b"," if value else b""
+    return b'{"author_id":%d%s%s' % (author_id, separator, rest)
+
+
+async def _create_by_author(
+    request: Request,
+    downstream: Downstream,
+    author_id: int | None,
+    path: str,
+    body: bytes,
+    created_prefix: str,
+) -> Response:
+    """Create at blog's `path` what `author_id` wrote, if the author exists, else 404.
+
+    The author is looked up before and again after: a user deleted meanwhile (DELETE
+    /users/{id} deletes the user, then their blog content) may have had their content deleted
+    before this was created, so it is deleted again here and the answer is the 404.
+    """
+    if author_id is not None:
+        await downstream.expect_ok("users", "GET", f"/users/{author_id}")
+    answer = await downstream.request(
+        "blog", "POST", path, content=body, headers=forwarded_headers(request)
+    )
+    if author_id is not None and answer.status_code == status.HTTP_201_CREATED:
+        author = await downstream.request("users", "GET", f"/users/{author_id}")
+        if author.status_code == status.HTTP_404_NOT_FOUND:
+            created = f"{created_prefix}{_json(answer)['id']}"
+            await downstream.expect_ok("blog", "DELETE", created)
+            return relay(request, downstream, "users", author)
     return relay(request, downstream, "blog", answer)
 
 
@@ -298,15 +329,28 @@ async def delete_user(
 ) -> Response:
     """Delete a user and everything they wrote in the blog.
 
-    The blog content goes first: if blog is unavailable the user stays and the answer is 503,
-    so no post is ever left pointing at a user who is gone.
+    The user goes first, so that users judges If-Match as it deletes: a precondition that
+    fails changes nothing. Then the blog content goes, including any created while the user
+    was being deleted (each create checks its author again once done). Blog is asked first
+    whether it is ready: if it is not, the answer is 503 and the user stays. If it fails
+    between the two deletions, the answer is 503 too; the DELETE can be repeated, since the
+    DELETE of a user who does not exist (404) also deletes whatever the blog holds of them.
     """
-    user = _json(await downstream.expect_ok("users", "GET", f"/users/{user_id}"))
-    IfMatch(if_match).check(user["version"])
-    await downstream.expect_ok("blog", "DELETE", "/posts/", params={"author_id": user_id})
+    ready = await downstream.request("blog", "GET", "/health/ready")
+    if not ready.is_success:
+        raise ServiceUnavailable("the blog service is unavailable")
     answer = await downstream.request(
         "users", "DELETE", f"/users/{user_id}", headers=forwarded_headers(request)
     )
+    # (If-Match went to users with the request's headers: the parameter above documents it.)
+    if answer.is_success or answer.status_code == status.HTTP_404_NOT_FOUND:
+        try:
+            await downstream.expect_ok("blog", "DELETE", "/posts/", params={"author_id": user_id})
+        except (ServiceError, UpstreamResponse) as exc:
+            raise ServiceUnavailable(
+                "the blog service is unavailable: the user's posts and comments are not deleted "
+                "yet; repeat the DELETE"
+            ) from exc
     return relay(request, downstream, "users", answer)
 
 

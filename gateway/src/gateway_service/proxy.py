@@ -69,7 +69,12 @@ def forwarded_headers(request: Request) -> dict[bytes, bytes]:
     A client may send any octet in a header value (HTTP allows obs-text); forwarding the bytes
     as they came avoids re-encoding them as text, which fails beyond ASCII.
     """
-    return {name: value for name, value in request.headers.raw if name in FORWARDED_REQUEST_HEADERS}
+    headers: dict[bytes, bytes] = {}
+    for name, value in request.headers.raw:
+        if name in FORWARDED_REQUEST_HEADERS:
+            # A header sent more than once is one comma-separated list (RFC 9110, 5.3).
+            headers[name] = headers[name] + b", " + value if name in headers else value
+    return headers
 
 
 def relay(

@@ -200,6 +200,23 @@ async def test_patch_with_the_current_if_match_applies(client: httpx.AsyncClient
     assert response.json()["version"] == 2
 
 
+@pytest.mark.parametrize(
+    ("lines", "status"), [(('"9"', '"1"'), 200), (('"1"', '"9"'), 200), (('"8"', '"9"'), 412)]
+)
+async def test_if_match_sent_on_several_lines_is_one_list(
+    client: httpx.AsyncClient, lines: tuple[str, str], status: int
+) -> None:
+    user = await create(client)
+
+    response = await client.patch(
+        f"/users/{user['id']}",
+        json={"name": "Allie"},
+        headers=[("If-Match", line) for line in lines],
+    )
+
+    assert response.status_code == status
+
+
 async def test_patch_unknown_user_is_404(client: httpx.AsyncClient) -> None:
     response = await client.patch("/users/999", json={"name": "Nobody"})
 

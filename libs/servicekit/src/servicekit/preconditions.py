@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Response, status
+from fastapi import Depends, Header, Request, Response, status
 
 from servicekit.errors import PreconditionFailed
 
@@ -37,8 +37,13 @@ class IfMatch:
             )
 
 
-async def _if_match(if_match: Annotated[str | None, Header(max_length=1024)] = None) -> IfMatch:
-    return IfMatch(if_match)
+async def _if_match(
+    request: Request, if_match: Annotated[str | None, Header(max_length=1024)] = None
+) -> IfMatch:
+    # The parameter documents the header and bounds its first line; a header sent more than
+    # once is one list of all its lines (RFC 9110, 5.3), as if they had been sent as one.
+    lines = request.headers.getlist("if-match")
+    return IfMatch(", ".join(lines) if lines else if_match)
 
 
 IfMatchDep = Annotated[IfMatch, Depends(_if_match)]
