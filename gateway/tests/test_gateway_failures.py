@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import httpx
 import psycopg
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from starlette.requests import Request
@@ -159,3 +160,38 @@ async def test_a_service_answering_garbage_gives_502_naming_it(
     assert response.status_code == 502
     assert response.json() == {"detail": "the users service broke the connection"}
     assert (ready.status_code, ready.json()["checks"]["users"]) == (503, "unreachable")
+
+
+@pytest.fixture
+async def hanging_up_service() -> AsyncIterator[str]:
+    """A server on loopback that reads every request and closes the connection unanswered."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_service_that_hangs_up_after_the_request_gives_502_not_503(
+    gateway_settings: GatewaySettingsFactory, hanging_up_service: str, transport: str
+) -> None:
+    app = create_app(gateway_settings(catalog_url=hanging_up_service, http_transport=transport))
+    async with running(app), asgi_client(app) as gateway:
+        write = await gateway.post("/products/1/stock-adjustments", json={"delta": -1})
+        read = await gateway.get("/products/1")
+
+    # The adjustment may have been applied: "unavailable" (503, retry later) would be untrue.
+    for response in write, read:
+        assert response.status_code == 502
+        assert response.json() == {"detail": "the catalog service broke the connection"}
+
+
+def test_idle_connections_are_dropped_before_the_services_drop_them() -> None:
+    services_idle_timeout = uvicorn.Config("any:app").timeout_keep_alive
+
+    assert GatewaySettings(environment="test").keepalive_expiry < services_idle_timeout

@@ -23,7 +23,7 @@ def create_transport(settings: GatewaySettings) -> httpx.AsyncBaseTransport:
         # Fewer keep-alive than open connections makes the pool close and reopen connections
         # under load, which is where httpx's throughput collapses.
         max_keepalive_connections=settings.max_connections,
-        keepalive_expiry=30,
+        keepalive_expiry=settings.keepalive_expiry,
     )
     if settings.http_transport == "aiohttp":
 
@@ -51,6 +51,19 @@ def create_http_client(
         pool=settings.pool_timeout,
     )
     return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+
+
+def _never_sent(exc: httpx.TransportError) -> bool:
+    """Whether a failure came before the request could reach the service.
+
+    The aiohttp transport reports every broken connection as httpx's ConnectTimeout, one that
+    broke after the request went out included (the service may have acted on it); aiohttp's
+    own error, its cause, tells the two apart.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    return True
 
 
 class Downstream:
@@ -126,7 +139,9 @@ class Downstream:
                 return response
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt == attempts:
-                    raise ServiceUnavailable(f"the {service} service is unavailable") from exc
+                    if _never_sent(exc):
+                        raise ServiceUnavailable(f"the {service} service is unavailable") from exc
+                    raise BadGateway(f"the {service} service broke the connection") from exc
             except httpx.PoolTimeout as exc:
                 raise ServiceUnavailable(
                     f"the gateway has no free connection to the {service} service"

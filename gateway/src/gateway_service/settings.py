@@ -20,6 +20,11 @@ class GatewaySettings(BaseProcessSettings):
     write_timeout: float = Field(default=10.0, gt=0, description="Seconds to send a request.")
     pool_timeout: float = Field(default=2.0, gt=0, description="Seconds to wait for a free slot.")
     max_connections: int = Field(default=512, ge=1, description="Open connections, all services.")
+    # Below the services' own idle timeout (uvicorn's default is 5 s): a connection the service
+    # is closing must not be picked for a request, which would then fail as if it were down.
+    keepalive_expiry: float = Field(
+        default=4.0, gt=0, description="Seconds an idle connection to a service is kept."
+    )
     http_transport: Literal["httpx", "aiohttp"] = Field(
         default="aiohttp",
         description="httpx's own pool, or aiohttp's connector behind the httpx API.",

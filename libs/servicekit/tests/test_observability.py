@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Response
 
-from servicekit.observability import RequestContextMiddleware
+from servicekit.errors import install_error_handlers
+from servicekit.observability import RequestContextMiddleware, request_id_var
 
 
 async def call(app: Any, method: str, path: str) -> tuple[int, dict[str, str], bytes, list[str]]:
@@ -86,3 +87,39 @@ async def test_the_access_line_of_a_head_request_says_head(
     [line] = [record for record in caplog.records if record.name == "access"]
     assert (status, line.getMessage()) == (200, "HEAD /ping 200")
     assert headers["x-request-id"]
+
+
+async def test_an_unhandled_error_is_a_500_with_the_request_id_logged_once_with_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)  # as every app of the system has it
+    seen_ids: list[str | None] = []
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    class RequestIds(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                seen_ids.append(request_id_var.get())  # what the log line would carry
+
+    handler = RequestIds()
+    logging.getLogger().addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO):
+            status, headers, body, _ = await call(app, "GET", "/broken")
+        records = list(caplog.records)
+        again = await call(app, "GET", "/broken")
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+    assert (status, body) == (500, b'{"detail":"internal server error"}')
+    assert headers["content-type"] == "application/json"
+    assert len([record for record in records if record.levelno >= logging.ERROR]) == 1
+    assert seen_ids[0] == headers["x-request-id"]
+    [access] = [record for record in records if record.name == "access"]
+    assert access.getMessage() == "GET /broken 500"
+    assert list(again[1]) == list(headers)  # nothing carried over from one answer to the next

@@ -100,6 +100,14 @@ def _request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+error_logger = logging.getLogger("servicekit.errors")
+_INTERNAL_ERROR = b'{"detail":"internal server error"}'
+_INTERNAL_ERROR_HEADERS = (
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+)
+
+
 class RequestContextMiddleware:
     """Takes or makes the request id, returns it, and logs one access line per request.
 
@@ -108,7 +116,8 @@ class RequestContextMiddleware:
     for GET alone, so HEAD would be 405. The app routes and answers the GET it mirrors; the
     body is dropped here rather than trusting every ASGI server to drop it, and the access
     line says HEAD. Done here rather than in a middleware of its own, which would add one more
-    layer to every request.
+    layer to every request. An exception that nothing handled becomes the 500 of the shared
+    error model, `{"detail": "internal server error"}`.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -124,10 +133,13 @@ class RequestContextMiddleware:
         status = 500
         head = scope["method"] == "HEAD"
 
+        responded = False
+
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
                 MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
             elif head:
                 message = {**message, "body": b""}
@@ -137,6 +149,16 @@ class RequestContextMiddleware:
             await self.app(
                 {**scope, "method": "GET"} if head else scope, receive, send_with_request_id
             )
+        except Exception as exc:
+            # Answered here, inside the request's context, rather than by Starlette's outermost
+            # handler: the 500 carries the request id like any answer, is logged once with it,
+            # and the connection stays open.
+            if responded:
+                raise
+            error_logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
+            start = {"status": 500, "headers": list(_INTERNAL_ERROR_HEADERS)}
+            await send_with_request_id({"type": "http.response.start", **start})
+            await send_with_request_id({"type": "http.response.body", "body": _INTERNAL_ERROR})
         finally:
             access_logger.info(
                 "%s %s %d",
