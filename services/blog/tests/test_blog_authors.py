@@ -1,5 +1,6 @@
 """Erasing an author: everything a user wrote goes, the day the user is deleted."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -103,3 +104,20 @@ async def test_deleting_posts_without_an_author_is_422_and_deletes_nothing(
         assert (await client.delete("/posts/", params=params)).status_code == 422
 
     assert (await client.get("/posts/")).json() == [post]
+
+
+async def test_authors_who_commented_on_each_other_are_deleted_at_once_without_deadlock(
+    client: httpx.AsyncClient, create_post: CreatePost, create_comment: CreateComment
+) -> None:
+    for _ in range(8):
+        posts = {author: await create_post(author_id=author) for author in (LEAVING, STAYING)}
+        for author in LEAVING, STAYING:
+            for post in posts.values():
+                await create_comment(post["id"], author_id=author)
+
+        deleted = await asyncio.gather(
+            *(client.delete("/posts/", params={"author_id": a}) for a in (LEAVING, STAYING))
+        )
+
+        assert [response.status_code for response in deleted] == [204, 204], deleted[0].text
+        assert (await client.get("/posts/")).json() == []

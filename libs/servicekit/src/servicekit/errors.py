@@ -106,7 +106,19 @@ async def _stale_data(request: Request, _exc: Exception) -> JSONResponse:
     return _error(409, "the resource was changed by another request; fetch it and retry")
 
 
+# Postgres ended the transaction to let a concurrent one through (a deadlock it broke, or a
+# serialization failure): the database is fine, and the same request may succeed if repeated.
+_CONFLICT_STATES = frozenset({"40P01", "40001"})
+
+
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _CONFLICT_STATES:
+        logger.warning("transaction aborted by a conflict: %s", type(exc.orig).__name__)
+        return _error(
+            503,
+            "the request collided with a concurrent one and was undone; repeat it",
+            {"Retry-After": "1"},
+        )
     if isinstance(exc, PoolTimeoutError) or (
         isinstance(exc, DBAPIError) and _is_connection_failure(exc)
     ):

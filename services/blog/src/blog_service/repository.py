@@ -430,10 +430,22 @@ class CommentRepository:
         await self.session.flush()
 
     async def delete_by_authors(self, author_ids: Sequence[int]) -> None:
-        """Delete every comment these authors wrote, on anyone's posts."""
+        """Delete every comment these authors wrote, and every comment on their posts.
+
+        All of them in one statement, once they are locked in id order. Deleting the posts
+        would otherwise take the comments on them in an order of its own, and two authors
+        deleted at once who commented on each other's posts could each hold a comment that
+        the other's deletion waits for.
+        """
+        going = or_(
+            Comment.author_id.in_(author_ids),
+            Comment.post_id.in_(select(Post.id).where(Post.author_id.in_(author_ids))),
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            locking = select(Comment.id).where(going).order_by(Comment.id).with_for_update()
+            await self.session.execute(locking)
         await self.session.execute(
-            delete(Comment).where(Comment.author_id.in_(author_ids)),
-            execution_options={"synchronize_session": False},
+            delete(Comment).where(going), execution_options={"synchronize_session": False}
         )
 
 
