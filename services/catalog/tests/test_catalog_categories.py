@@ -45,6 +45,16 @@ async def test_a_description_is_optional(client: httpx.AsyncClient) -> None:
     assert response.json()["description"] is None
 
 
+async def test_a_name_differing_in_the_case_of_a_letter_beyond_ascii_is_409(
+    client: httpx.AsyncClient, make_category: Make
+) -> None:
+    await make_category("Ärger")
+
+    response = await client.post("/categories/", json={"name": "äRGER"})
+
+    assert response.status_code == 409
+
+
 @pytest.mark.parametrize("name", ["Books", "BOOKS", "books", "  Books  "])
 async def test_a_name_that_exists_in_any_letter_case_is_409(
     client: httpx.AsyncClient, make_category: Make, name: str

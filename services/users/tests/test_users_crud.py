@@ -217,6 +217,20 @@ async def test_if_match_sent_on_several_lines_is_one_list(
     assert response.status_code == status
 
 
+async def test_letters_beyond_ascii_fold_too_for_uniqueness_and_search(
+    client: httpx.AsyncClient,
+) -> None:
+    await create(client, email="ödön@example.com", name="Ödön Ärger")
+
+    duplicate = await client.post("/users/", json={"email": "ÖDÖN@example.com", "name": "Other"})
+    by_name = await client.get("/users/search", params={"name": "äRGER"})
+    by_email = await client.get("/users/search", params={"email": "ÖDÖN"})
+
+    assert duplicate.status_code == 409
+    assert [user["email"] for user in by_name.json()] == ["ödön@example.com"]
+    assert [user["email"] for user in by_email.json()] == ["ödön@example.com"]
+
+
 async def test_patch_unknown_user_is_404(client: httpx.AsyncClient) -> None:
     response = await client.patch("/users/999", json={"name": "Nobody"})
 

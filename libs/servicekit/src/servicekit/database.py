@@ -143,11 +143,32 @@ def prepare_sqlite_path(url: URL) -> None:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def fold_case_like_postgres(engine: AsyncEngine) -> None:
+    """Give SQLite connections a `lower()` that folds every letter, as Postgres's does.
+
+    SQLite's own folds A-Z alone: `lower('Ödön')` stays `Ödön`, so a unique index on
+    lower(email) let `Ödön@...` and `ödön@...` both in, and a case-insensitive search (lower
+    on both sides of LIKE) missed them. Indexes on lower() are built with this one (see the
+    migrations that rebuild them), so every connection that writes must have it.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """WAL, a busy timeout, foreign keys, and explicit BEGINs that take the write lock up front.
 
     pysqlite's own transaction handling begins lazily, so two writers can both read and then
-    fail to upgrade their locks; BEGIN IMMEDIATE makes the second writer wait instead.
+    fail to upgrade their locks; BEGIN IMMEDIATE makes the second writer wait instead. Letters
+    fold to lower case as on Postgres (fold_case_like_postgres).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -157,6 +178,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+
+    fold_case_like_postgres(engine)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:

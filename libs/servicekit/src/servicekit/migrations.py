@@ -14,7 +14,12 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from servicekit.database import ONLY_ON_DIALECT, prepare_sqlite_path, trigram_index_options
+from servicekit.database import (
+    ONLY_ON_DIALECT,
+    fold_case_like_postgres,
+    prepare_sqlite_path,
+    trigram_index_options,
+)
 
 DATABASE_URL_ATTRIBUTE = "database_url"
 LOCK_TIMEOUT_ATTRIBUTE = "lock_timeout"
@@ -56,6 +61,16 @@ def create_substring_search_indexes(table: str, columns: Mapping[str, str]) -> N
         op.create_index(name, table, [column], **trigram_index_options(column), if_not_exists=True)
 
 
+def rebuild_sqlite_indexes(*names: str) -> None:
+    """In a migration: rebuild these indexes on SQLite, after a change of a function they use.
+
+    Nothing to do on Postgres. A unique index fails to rebuild if the rows now collide.
+    """
+    if op.get_bind().dialect.name == "sqlite":
+        for name in names:
+            op.execute(f"REINDEX {name}")
+
+
 def drop_substring_search_indexes(table: str, names: Iterable[str]) -> None:
     """In a migration: undo create_substring_search_indexes, leaving pg_trgm to other users."""
     if op.get_bind().dialect.name != "postgresql":
@@ -90,6 +105,7 @@ def run_migrations(metadata: MetaData, *, lock_name: str, default_url: Callable[
 async def _run_online(url: str, metadata: MetaData, lock_key: int, lock_timeout: str) -> None:
     prepare_sqlite_path(make_url(url))
     engine = create_async_engine(url, poolclass=pool.NullPool)
+    fold_case_like_postgres(engine)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_migrate, metadata, lock_key, lock_timeout)
