@@ -147,6 +147,8 @@ async def test_a_method_the_route_table_does_not_list_is_405_with_allow(
 
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, HEAD, PATCH, DELETE"
+    composed = await gateway.put("/users-with-posts")
+    assert (composed.status_code, composed.headers["Allow"]) == (405, "GET, HEAD")
 
 
 async def test_head_answers_with_the_headers_of_get(gateway: httpx.AsyncClient) -> None:

@@ -51,11 +51,11 @@ async def test_writes_and_lists_are_503_when_the_database_is_down(
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("PUT", "/posts/1", "GET, PATCH, DELETE"),
-        ("PATCH", "/posts/", "GET, POST, DELETE"),
-        ("PUT", "/posts/1/comments", "GET, POST"),
-        ("PATCH", "/comments/1", "GET, DELETE"),
-        ("POST", "/tags/", "GET"),
+        ("PUT", "/posts/1", "GET, HEAD, PATCH, DELETE"),
+        ("PATCH", "/posts/", "GET, HEAD, POST, DELETE"),
+        ("PUT", "/posts/1/comments", "GET, HEAD, POST"),
+        ("PATCH", "/comments/1", "GET, HEAD, DELETE"),
+        ("POST", "/tags/", "GET, HEAD"),
     ],
 )
 async def test_405_lists_every_method_the_resource_supports(

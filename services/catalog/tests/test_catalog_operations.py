@@ -56,12 +56,12 @@ async def test_requests_are_503_when_the_database_is_down(
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("PUT", "/products/1", "GET, PATCH, DELETE"),
-        ("DELETE", "/products/", "GET, POST"),
+        ("PUT", "/products/1", "GET, HEAD, PATCH, DELETE"),
+        ("DELETE", "/products/", "GET, HEAD, POST"),
         ("GET", "/products/1/stock-adjustments", "POST"),
-        ("PUT", "/products/1/images", "GET, POST"),
-        ("POST", "/products/1/images/1", "GET, PATCH, DELETE"),
-        ("POST", "/categories/1/products", "GET"),
+        ("PUT", "/products/1/images", "GET, HEAD, POST"),
+        ("POST", "/products/1/images/1", "GET, HEAD, PATCH, DELETE"),
+        ("POST", "/categories/1/products", "GET, HEAD"),
     ],
 )
 async def test_405_lists_every_method_the_resource_supports(

@@ -50,9 +50,9 @@ async def test_writes_and_aggregates_are_503_when_the_database_is_down(
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("PUT", "/users/1", "GET, PATCH, DELETE"),
-        ("PATCH", "/users/stats", "GET"),
-        ("DELETE", "/users/", "GET, POST"),
+        ("PUT", "/users/1", "GET, HEAD, PATCH, DELETE"),
+        ("PATCH", "/users/stats", "GET, HEAD"),
+        ("DELETE", "/users/", "GET, HEAD, POST"),
     ],
 )
 async def test_405_lists_every_method_the_resource_supports(
