@@ -124,6 +124,11 @@ async def test_the_served_document_describes_composed_and_proxied_routes(
 
     paths = response.json()["paths"]
     assert set(paths["/users/{user_id}"]) == {"get", "patch", "delete"}
+    proxied = paths["/users/{user_id}"]["get"]["responses"]
+    assert {"200", "404", "502", "503", "504"} <= set(proxied)
+    assert proxied["504"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
     assert "/users-with-posts" in paths
     assert "/users/search" in paths
     assert "UserRead" in response.json()["components"]["schemas"]

@@ -97,6 +97,28 @@ def _derived_operation(
     return operation
 
 
+# What the gateway itself may answer to any request it passes on (see Downstream.request).
+_GATEWAY_FAILURES = {
+    "502": "The service failed, or broke the connection once it had the request",
+    "503": "The service, or its database, is unavailable",
+    "504": "The service did not answer in time",
+}
+
+
+def add_gateway_failures(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with the gateway's own failures among every operation's answers."""
+    schemas = document.get("components", {}).get("schemas", {})
+    body = {"application/json": {"schema": {"$ref": f"{_SCHEMA_REF}ErrorBody"}}}
+    content = {"content": body} if "ErrorBody" in schemas else {}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.setdefault("responses", {})
+            for code, description in _GATEWAY_FAILURES.items():
+                answers.setdefault(code, {"description": description, **content})
+            operation["responses"] = dict(sorted(answers.items()))
+    return document
+
+
 def merge_documents(
     own: dict[str, Any],
     services: Mapping[str, dict[str, Any] | None],
@@ -176,11 +198,13 @@ class SystemDocument:
                 | {documented.service for documented in self._documented_by}
             )
             documents = await asyncio.gather(*(_document_of(downstream, name) for name in names))
-            merged = merge_documents(
-                self._own(),
-                dict(zip(names, documents, strict=True)),
-                self._routes,
-                self._documented_by,
+            merged = add_gateway_failures(
+                merge_documents(
+                    self._own(),
+                    dict(zip(names, documents, strict=True)),
+                    self._routes,
+                    self._documented_by,
+                )
             )
             if all(document is not None for document in documents):
                 self._cached = (time.monotonic(), merged)
