@@ -5,7 +5,8 @@ differently underneath.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 
 import httpx
@@ -132,6 +133,18 @@ def test_a_header_a_service_repeats_is_relayed_as_one_list_with_gateway_urls() -
     assert relayed.headers["cache-control"] == "no-cache, private"
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def loopback_server(handle: Handler) -> AsyncIterator[str]:
+    """A TCP server on loopback running `handle` for each connection; yields its URL."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 async def broken_service() -> AsyncIterator[str]:
     """A server on loopback that answers every request with bytes that are not HTTP."""
@@ -142,10 +155,8 @@ async def broken_service() -> AsyncIterator[str]:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"http://127.0.0.1:{port}"
+    async with loopback_server(answer) as url:
+        yield url
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
@@ -170,10 +181,8 @@ async def hanging_up_service() -> AsyncIterator[str]:
         await reader.readuntil(b"\r\n\r\n")
         writer.close()
 
-    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"http://127.0.0.1:{port}"
+    async with loopback_server(hang_up) as url:
+        yield url
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])

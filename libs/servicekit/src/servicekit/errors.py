@@ -135,9 +135,15 @@ async def _data_error(request: Request, _exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+def unexpected_error(exc: Exception) -> JSONResponse:
+    """The 500 for an exception nothing handled, logged with its traceback (never sent)."""
     logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return _error(500, "internal server error")
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    # Only for an app without RequestContextMiddleware, which answers these itself.
+    return unexpected_error(exc)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

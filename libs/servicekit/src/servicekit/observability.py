@@ -14,6 +14,8 @@ import pydantic_core
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.errors import unexpected_error
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from clients are echoed into logs and headers, so only a safe, bounded alphabet is kept.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -100,14 +102,6 @@ def _request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-error_logger = logging.getLogger("servicekit.errors")
-_INTERNAL_ERROR = b'{"detail":"internal server error"}'
-_INTERNAL_ERROR_HEADERS = (
-    (b"content-type", b"application/json"),
-    (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
-)
-
-
 class RequestContextMiddleware:
     """Takes or makes the request id, returns it, and logs one access line per request.
 
@@ -132,7 +126,6 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         head = scope["method"] == "HEAD"
-
         responded = False
 
         async def send_with_request_id(message: Message) -> None:
@@ -155,10 +148,7 @@ class RequestContextMiddleware:
             # and the connection stays open.
             if responded:
                 raise
-            error_logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
-            start = {"status": 500, "headers": list(_INTERNAL_ERROR_HEADERS)}
-            await send_with_request_id({"type": "http.response.start", **start})
-            await send_with_request_id({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            await unexpected_error(exc)(scope, receive, send_with_request_id)
         finally:
             access_logger.info(
                 "%s %s %d",
