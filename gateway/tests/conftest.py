@@ -13,21 +13,33 @@ from fastapi import FastAPI
 
 from gateway_service.main import create_app
 from gateway_service.settings import GatewaySettings
-from servicekit.testing import ServiceProcess, asgi_client, running
+from servicekit.testing import ServiceProcess, TokenIssuer, asgi_client, running
 from servicekit.testing.plugin import MakeDatabase
 
 REPOSITORY = Path(__file__).parents[2]
 SERVICES = ("users", "catalog", "blog")
 
 
+def service_environment(name: str, token_issuer: TokenIssuer) -> dict[str, str]:
+    """The settings a test service runs with: the test issuer's keys."""
+    prefix = name.upper()
+    return {
+        f"{prefix}_ENVIRONMENT": "test",
+        f"{prefix}_AUTH_JWKS_URL": token_issuer.jwks_url,
+    }
+
+
 @pytest.fixture(scope="session")
-def services(make_database: MakeDatabase) -> Iterator[dict[str, ServiceProcess]]:
+def services(
+    make_database: MakeDatabase, token_issuer: TokenIssuer
+) -> Iterator[dict[str, ServiceProcess]]:
     """Every service, running on a Postgres database of its own."""
     processes = {
         name: ServiceProcess(
             name,
             make_database("postgresql", f"gateway_{name}"),
             REPOSITORY / "services" / name / "alembic.ini",
+            service_environment(name, token_issuer),
         )
         for name in SERVICES
     }
@@ -64,14 +76,16 @@ async def gateway_app(gateway_settings: GatewaySettingsFactory) -> AsyncIterator
 
 @pytest.fixture
 async def gateway(
-    gateway_app: FastAPI, services: dict[str, ServiceProcess]
+    gateway_app: FastAPI, services: dict[str, ServiceProcess], token_issuer: TokenIssuer
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the gateway; every service is running and empty at the start of the test."""
+    """An admin's client of the gateway; every service is running and empty at the start."""
     for process in services.values():
         if not process.is_running:
             process.start()
         process.empty_tables()
-    async with asgi_client(gateway_app, base_url="http://gateway.test") as client:
+    async with asgi_client(
+        gateway_app, base_url="http://gateway.test", headers=token_issuer.admin_headers()
+    ) as client:
         yield client
 
 
@@ -98,5 +112,8 @@ async def impatient_gateway(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Request]]]:
     """A gateway that waits only 0.3 s for answers, on each HTTP transport, with its calls."""
     app = create_app(gateway_settings(read_timeout=0.3, http_transport=request.param))
-    async with running(app), asgi_client(app, base_url="http://gateway.test") as client:
+    async with (
+        running(app),
+        asgi_client(app, base_url="http://gateway.test", headers=gateway.headers) as client,
+    ):
         yield client, _record_calls(app)[0]

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from servicekit.testing import TokenIssuer
+
 REPOSITORY = Path(__file__).parents[2]
 PROCESSES = ("users", "catalog", "blog", "gateway")
 STARTUP_TIMEOUT = 180.0
@@ -32,7 +34,7 @@ def _is_listening(port: int) -> bool:
 class System:
     """`make run` in a process group of its own, on fresh embedded databases and free ports."""
 
-    def __init__(self, data: Path, log: Path) -> None:
+    def __init__(self, data: Path, log: Path, token_issuer: TokenIssuer) -> None:
         self.ports = {name: _free_port() for name in PROCESSES}
         self.url = f"http://127.0.0.1:{self.ports['gateway']}"
         self.log = log
@@ -42,6 +44,7 @@ class System:
         for name in PROCESSES[:-1]:
             env[f"{name.upper()}_DATABASE_URL"] = f"sqlite+aiosqlite:///{data}/{name}.db"
             env[f"GATEWAY_{name.upper()}_URL"] = f"http://127.0.0.1:{self.ports[name]}"
+            env[f"{name.upper()}_AUTH_JWKS_URL"] = token_issuer.jwks_url
         with log.open("wb") as output:
             self.process = subprocess.Popen(
                 ["make", "run"],  # noqa: S607 - the README's command, found on PATH as a user would
@@ -78,8 +81,8 @@ class System:
 
 
 @pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    running = System(tmp_path, tmp_path / "make-run.log")
+def system(tmp_path: Path, token_issuer: TokenIssuer) -> Iterator[System]:
+    running = System(tmp_path, tmp_path / "make-run.log", token_issuer)
     try:
         running.wait_until_ready()
         yield running
@@ -93,8 +96,12 @@ def _created(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def test_a_client_uses_the_whole_system_through_the_gateway(system: System) -> None:
-    with httpx.Client(base_url=system.url, timeout=10) as client:
+def test_a_client_uses_the_whole_system_through_the_gateway(
+    system: System, token_issuer: TokenIssuer
+) -> None:
+    with httpx.Client(
+        base_url=system.url, timeout=10, headers=token_issuer.admin_headers()
+    ) as client:
         ada = _created(client.post("/users/", json={"email": "ada@example.com", "name": "Ada"}))
         bob = _created(client.post("/users/", json={"email": "bob@example.com", "name": "Bob"}))
 

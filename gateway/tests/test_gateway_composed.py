@@ -46,8 +46,8 @@ def on_call(app: FastAPI, method: str, path: str, action: Callable[[], object]) 
         app.state.downstream.listeners.remove(listener)
 
 
-def delete_directly(service: ServiceProcess, path: str) -> None:
-    assert httpx.delete(f"{service.url}{path}").status_code == 204
+def delete_directly(service: ServiceProcess, path: str, headers: dict[str, str]) -> None:
+    assert httpx.delete(f"{service.url}{path}", headers=headers).status_code == 204
 
 
 async def test_creating_a_post_for_a_user_sets_the_author_and_points_at_the_gateway(
@@ -280,7 +280,7 @@ async def test_a_create_for_a_user_deleted_meanwhile_is_404_and_leaves_nothing(
     blog_path = f"/posts/{post['id']}/comments" if "comments" in path else "/posts/"
 
     def delete_ada() -> None:
-        delete_directly(services["users"], f"/users/{ada['id']}")
+        delete_directly(services["users"], f"/users/{ada['id']}", dict(gateway.headers))
 
     # The user goes after the gateway found them, before blog creates what they wrote.
     with on_call(gateway_app, "POST", blog_path, delete_ada):
@@ -373,7 +373,7 @@ async def test_expand_shows_an_author_who_no_longer_exists_as_null(
     post = await create_post(gateway, ada["id"], "Engines")
     # Removed behind the gateway's back, straight at the users service.
     users_url = gateway._transport.app.state.downstream.base_urls["users"]  # type: ignore[attr-defined]
-    async with httpx.AsyncClient() as users_directly:
+    async with httpx.AsyncClient(headers=gateway.headers) as users_directly:
         assert (await users_directly.delete(f"{users_url}/users/{ada['id']}")).status_code == 204
 
     response = await gateway.get(f"/posts/{post['id']}", params={"expand": "author"})

@@ -21,7 +21,7 @@ from gateway_service.errors import BadGateway
 from gateway_service.main import create_app
 from gateway_service.proxy import relay
 from gateway_service.settings import GatewaySettings
-from servicekit.testing import ServiceProcess, asgi_client, running
+from servicekit.testing import ServiceProcess, TokenIssuer, asgi_client, running
 
 Gateway = tuple[httpx.AsyncClient, list[httpx.Request]]
 GatewaySettingsFactory = Callable[..., GatewaySettings]
@@ -187,10 +187,13 @@ async def hanging_up_service() -> AsyncIterator[str]:
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_a_service_that_hangs_up_after_the_request_gives_502_not_503(
-    gateway_settings: GatewaySettingsFactory, hanging_up_service: str, transport: str
+    gateway_settings: GatewaySettingsFactory,
+    hanging_up_service: str,
+    transport: str,
+    token_issuer: TokenIssuer,
 ) -> None:
     app = create_app(gateway_settings(catalog_url=hanging_up_service, http_transport=transport))
-    async with running(app), asgi_client(app) as gateway:
+    async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as gateway:
         write = await gateway.post("/products/1/stock-adjustments", json={"delta": -1})
         read = await gateway.get("/products/1")
 

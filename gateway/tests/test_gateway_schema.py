@@ -13,7 +13,7 @@ from schemathesis.core.result import Ok
 
 from gateway_service.main import create_app
 from gateway_service.settings import GatewaySettings
-from servicekit.testing import serving
+from servicekit.testing import TokenIssuer, serving
 from servicekit.testing.api_schema import call_and_validate
 
 
@@ -24,7 +24,9 @@ def gateway_url(gateway_settings: Callable[..., GatewaySettings], gateway: objec
         yield url
 
 
-def test_no_server_errors_and_responses_match_the_merged_schema(gateway_url: str) -> None:
+def test_no_server_errors_and_responses_match_the_merged_schema(
+    gateway_url: str, token_issuer: TokenIssuer
+) -> None:
     schema = schemathesis.openapi.from_url(f"{gateway_url}/openapi.json")
     results = list(schema.get_all_operations())
     operations = [result.ok() for result in results if isinstance(result, Ok)]
@@ -35,6 +37,6 @@ def test_no_server_errors_and_responses_match_the_merged_schema(gateway_url: str
         @given(case=operation.as_strategy())
         @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case[Any]) -> None:
-            call_and_validate(case, gateway_url)
+            call_and_validate(case, gateway_url, token_issuer.admin_headers())
 
         check()

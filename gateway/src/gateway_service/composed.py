@@ -239,7 +239,9 @@ async def _create_by_author(
         author = await downstream.request("users", "GET", f"/users/{author_id}")
         if author.status_code == status.HTTP_404_NOT_FOUND:
             created = f"{created_prefix}{_json(answer)['id']}"
-            await downstream.expect_ok("blog", "DELETE", created)
+            await downstream.expect_ok(
+                "blog", "DELETE", created, headers=forwarded_headers(request)
+            )
             return relay(request, downstream, "users", author)
     return relay(request, downstream, "blog", answer)
 
@@ -345,7 +347,13 @@ async def delete_user(
     # (If-Match went to users with the request's headers: the parameter above documents it.)
     if answer.is_success or answer.status_code == status.HTTP_404_NOT_FOUND:
         try:
-            await downstream.expect_ok("blog", "DELETE", "/posts/", params={"author_id": user_id})
+            await downstream.expect_ok(
+                "blog",
+                "DELETE",
+                "/posts/",
+                params={"author_id": user_id},
+                headers=forwarded_headers(request),
+            )
         except (ServiceError, UpstreamResponse) as exc:
             raise ServiceUnavailable(
                 "the blog service is unavailable: the user's posts and comments are not deleted "

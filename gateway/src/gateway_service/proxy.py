@@ -11,7 +11,10 @@ from gateway_service.downstream import Downstream
 from gateway_service.errors import BadGateway
 
 # Headers that mean something end to end; hop-by-hop and server-specific ones stay behind.
-FORWARDED_REQUEST_HEADERS = frozenset({b"accept", b"content-type", b"if-match", b"if-none-match"})
+# Authorization goes on unchanged: every service verifies the caller's token itself.
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {b"accept", b"authorization", b"content-type", b"if-match", b"if-none-match"}
+)
 RELAYED_RESPONSE_HEADERS = frozenset(
     {b"content-type", b"etag", b"location", b"link", b"allow", b"retry-after", b"cache-control"}
 )

@@ -11,18 +11,20 @@ from fastapi import FastAPI
 from blog_service.main import create_app
 from blog_service.models import Base
 from blog_service.settings import BlogSettings
-from servicekit.testing import ServiceUnderTest
+from servicekit.testing import ServiceUnderTest, TokenIssuer
 
 Json = dict[str, Any]
 A_POST: Json = {"title": "Hello", "content": "First words.", "author_id": 1}
 
 
-def create_test_app(database_url: str) -> FastAPI:
-    return create_app(BlogSettings(database_url=database_url, environment="test"))
-
-
 @pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
+def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
+    def create_test_app(database_url: str) -> FastAPI:
+        settings = BlogSettings(
+            database_url=database_url, environment="test", auth_jwks_url=token_issuer.jwks_url
+        )
+        return create_app(settings)
+
     return ServiceUnderTest(
         name="blog",
         create_app=create_test_app,

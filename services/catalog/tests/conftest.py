@@ -11,19 +11,21 @@ from fastapi import FastAPI
 from catalog_service.main import create_app
 from catalog_service.models import Base
 from catalog_service.settings import CatalogSettings
-from servicekit.testing import ServiceUnderTest
+from servicekit.testing import ServiceUnderTest, TokenIssuer
 
 Body = dict[str, Any]
 MakeCategory = Callable[..., Awaitable[Body]]
 MakeProduct = Callable[..., Awaitable[Body]]
 
 
-def create_test_app(database_url: str) -> FastAPI:
-    return create_app(CatalogSettings(database_url=database_url, environment="test"))
-
-
 @pytest.fixture(scope="session")
-def service() -> ServiceUnderTest:
+def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
+    def create_test_app(database_url: str) -> FastAPI:
+        settings = CatalogSettings(
+            database_url=database_url, environment="test", auth_jwks_url=token_issuer.jwks_url
+        )
+        return create_app(settings)
+
     return ServiceUnderTest(
         name="catalog",
         create_app=create_test_app,

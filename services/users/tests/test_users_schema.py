@@ -5,6 +5,7 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from servicekit.testing import TokenIssuer
 from servicekit.testing.api_schema import call_and_validate, schema_of
 from users_service.main import create_app
 from users_service.settings import UsersSettings
@@ -15,6 +16,6 @@ schema = schema_of(create_app(UsersSettings()))
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_responses_match_the_schema(
-    case: schemathesis.Case[Any], service_url: str
+    case: schemathesis.Case[Any], service_url: str, token_issuer: TokenIssuer
 ) -> None:
-    call_and_validate(case, service_url)
+    call_and_validate(case, service_url, token_issuer.admin_headers())

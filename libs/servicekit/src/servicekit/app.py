@@ -7,10 +7,16 @@ from contextlib import asynccontextmanager, contextmanager
 from fastapi import APIRouter, FastAPI
 
 from servicekit import health
+from servicekit.auth import (
+    RemoteKeys,
+    TokenVerifier,
+    install_token_verifier,
+    require_access_rules,
+)
 from servicekit.database import Database
 from servicekit.errors import install_error_handlers
 from servicekit.observability import RequestContextMiddleware, configure_logging
-from servicekit.settings import ServiceSettings
+from servicekit.settings import BaseProcessSettings, ServiceSettings
 
 # The collector's first threshold: allocations between collections of the youngest objects.
 # Python's 700 suits scripts; a server with hundreds of requests in flight keeps their objects
@@ -60,8 +66,14 @@ def create_service_app(
     settings: ServiceSettings,
     routers: Sequence[APIRouter],
     description: str = "",
+    token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
-    """A FastAPI app with the database lifecycle, error model, health probes and request logging."""
+    """A FastAPI app with the database lifecycle, error model, health probes and request logging.
+
+    Bearer tokens are verified against the keys at `settings.auth_jwks_url` unless a
+    `token_verifier` is given (the issuer verifies with its own keys); every route must
+    declare an access rule (servicekit.auth).
+    """
     configure_logging(name, settings.log_level)
 
     @asynccontextmanager
@@ -77,6 +89,17 @@ def create_service_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
+    install_token_verifier(app, token_verifier or remote_token_verifier(settings))
     for router in (health.router, *routers):
         include_routes(app, router)
+    require_access_rules(app.routes)
     return app
+
+
+def remote_token_verifier(settings: BaseProcessSettings) -> TokenVerifier:
+    """A verifier of the users service's tokens, with its keys fetched from the JWKS URL."""
+    return TokenVerifier(
+        RemoteKeys(settings.auth_jwks_url),
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+    )

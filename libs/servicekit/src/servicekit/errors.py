@@ -52,6 +52,8 @@ class ErrorBody(BaseModel):
 
 _DESCRIPTIONS = {
     400: "The body is not decodable as JSON",
+    401: "No bearer token, or one that is invalid or expired",
+    403: "The token's user may not do this",
     404: "Not found",
     409: "Conflicts with the current state",
     412: "If-Match names a version that is no longer current",

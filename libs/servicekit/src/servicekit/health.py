@@ -1,12 +1,13 @@
 """Liveness (the process answers) and readiness (its database answers) probes."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from servicekit.auth import anyone
 from servicekit.database import get_database
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(prefix="/health", tags=["health"], dependencies=[Depends(anyone)])
 
 
 class Health(BaseModel):

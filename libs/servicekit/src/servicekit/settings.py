@@ -20,6 +20,12 @@ class BaseProcessSettings(BaseSettings):
     environment: Environment = "development"
     log_level: str = "INFO"
 
+    # Access tokens: where the users service publishes its public keys, and what the tokens
+    # must name as their issuer and audience.
+    auth_jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
+    auth_issuer: str = "users"
+    auth_audience: str = "api"
+
 
 class ServiceSettings(BaseProcessSettings):
     """Configuration of a service and its database; subclasses set the env prefix and default."""

@@ -31,6 +31,7 @@ from blog_service.service import (
     PostService,
     TagQueries,
 )
+from servicekit.auth import PUBLIC, SIGNED_IN
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
@@ -95,6 +96,7 @@ def _with_etag(post: Post, response: Response) -> Post:
 
 @posts_router.post(
     "/",
+    dependencies=[SIGNED_IN],
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
     responses=error_responses(400),
@@ -106,7 +108,7 @@ async def create_post(data: PostCreate, posts: Posts, request: Request, response
     return _with_etag(post, response)
 
 
-@posts_router.get("/", response_model=list[PostRead])
+@posts_router.get("/", dependencies=[PUBLIC], response_model=list[PostRead])
 async def list_posts(
     posts: PostsReader,
     page: PageDep,
@@ -152,7 +154,7 @@ async def list_posts(
     return await posts.newest_by_author(per_author, post_filter)
 
 
-@posts_router.delete("/", status_code=status.HTTP_204_NO_CONTENT)
+@posts_router.delete("/", dependencies=[SIGNED_IN], status_code=status.HTTP_204_NO_CONTENT)
 async def delete_posts_by_authors(
     posts: Posts,
     author_ids: Annotated[
@@ -172,6 +174,7 @@ async def delete_posts_by_authors(
 
 @posts_router.get(
     "/{post_id:int}",
+    dependencies=[PUBLIC],
     response_model=PostRead,
     responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404)},
 )
@@ -189,7 +192,10 @@ async def get_post(
 
 
 @posts_router.patch(
-    "/{post_id:int}", response_model=PostRead, responses=error_responses(400, 404, 409, 412)
+    "/{post_id:int}",
+    dependencies=[SIGNED_IN],
+    response_model=PostRead,
+    responses=error_responses(400, 404, 409, 412),
 )
 async def update_post(
     post_id: PostId, data: PostUpdate, posts: Posts, if_match: IfMatchDep, response: Response
@@ -201,6 +207,7 @@ async def update_post(
 
 @posts_router.delete(
     "/{post_id:int}",
+    dependencies=[SIGNED_IN],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404, 409, 412),
 )
@@ -211,6 +218,7 @@ async def delete_post(post_id: PostId, posts: Posts, if_match: IfMatchDep) -> No
 
 @posts_router.post(
     "/{post_id:int}/comments",
+    dependencies=[SIGNED_IN],
     status_code=status.HTTP_201_CREATED,
     response_model=CommentRead,
     responses=error_responses(400, 404),
@@ -227,6 +235,7 @@ async def create_comment(
 
 @posts_router.get(
     "/{post_id:int}/comments",
+    dependencies=[PUBLIC],
     response_model=list[CommentRead],
     responses=error_responses(404),
     tags=["comments"],
@@ -245,21 +254,27 @@ async def list_comments(
 
 
 @comments_router.get(
-    "/{comment_id:int}", response_model=CommentRead, responses=error_responses(404)
+    "/{comment_id:int}",
+    dependencies=[PUBLIC],
+    response_model=CommentRead,
+    responses=error_responses(404),
 )
 async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Row:
     return await comments.get(comment_id)
 
 
 @comments_router.delete(
-    "/{comment_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+    "/{comment_id:int}",
+    dependencies=[SIGNED_IN],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
 )
 async def delete_comment(comment_id: CommentId, comments: Comments) -> None:
     """Delete a comment."""
     await comments.delete(comment_id)
 
 
-@tags_router.get("/", response_model=list[TagRead])
+@tags_router.get("/", dependencies=[PUBLIC], response_model=list[TagRead])
 async def list_tags(
     tags: TagsReader, page: PageDep, request: Request, response: Response
 ) -> list[Row]:

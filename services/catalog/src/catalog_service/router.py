@@ -35,6 +35,7 @@ from catalog_service.service import (
     ProductQueries,
     ProductService,
 )
+from servicekit.auth import ADMIN_ONLY, PUBLIC
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import PageDep, SortOrder, set_next_link
@@ -128,6 +129,7 @@ ProductFiltersDep = Annotated[ProductFilters, Depends(_product_filters)]
 
 @categories_router.post(
     "/",
+    dependencies=[ADMIN_ONLY],
     status_code=status.HTTP_201_CREATED,
     response_model=CategoryRead,
     responses=error_responses(400, 409),
@@ -142,7 +144,7 @@ async def create_category(
     return category
 
 
-@categories_router.get("/", response_model=list[CategoryRead])
+@categories_router.get("/", dependencies=[PUBLIC], response_model=list[CategoryRead])
 async def list_categories(
     categories: CategoriesReader,
     page: PageDep,
@@ -158,6 +160,7 @@ async def list_categories(
 
 @categories_router.get(
     "/{category_id:int}",
+    dependencies=[PUBLIC],
     response_model=CategoryRead,
     responses={**NOT_MODIFIED, **error_responses(404)},
 )
@@ -176,6 +179,7 @@ async def get_category(
 
 @categories_router.patch(
     "/{category_id:int}",
+    dependencies=[ADMIN_ONLY],
     response_model=CategoryRead,
     responses=error_responses(400, 404, 409, 412),
 )
@@ -194,6 +198,7 @@ async def update_category(
 
 @categories_router.delete(
     "/{category_id:int}",
+    dependencies=[ADMIN_ONLY],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404, 409, 412),
 )
@@ -206,6 +211,7 @@ async def delete_category(
 
 @categories_router.get(
     "/{category_id:int}/products",
+    dependencies=[PUBLIC],
     response_model=list[ProductRead],
     responses=error_responses(404),
 )
@@ -225,6 +231,7 @@ async def list_category_products(
 
 @products_router.post(
     "/",
+    dependencies=[ADMIN_ONLY],
     status_code=status.HTTP_201_CREATED,
     response_model=ProductRead,
     responses=error_responses(400),
@@ -241,6 +248,7 @@ async def create_product(
 
 @products_router.post(
     "/bulk",
+    dependencies=[ADMIN_ONLY],
     status_code=status.HTTP_201_CREATED,
     response_model=list[ProductRead],
     responses=error_responses(400),
@@ -261,7 +269,7 @@ async def create_products(
     return await products.create_many(items)
 
 
-@products_router.get("/", response_model=list[ProductRead])
+@products_router.get("/", dependencies=[PUBLIC], response_model=list[ProductRead])
 async def list_products(
     products: ProductsReader,
     page: PageDep,
@@ -278,6 +286,7 @@ async def list_products(
 
 @products_router.get(
     "/{product_id:int}",
+    dependencies=[PUBLIC],
     response_model=ProductRead,
     responses={**NOT_MODIFIED, **error_responses(404)},
 )
@@ -296,6 +305,7 @@ async def get_product(
 
 @products_router.patch(
     "/{product_id:int}",
+    dependencies=[ADMIN_ONLY],
     response_model=ProductRead,
     responses=error_responses(400, 404, 409, 412),
 )
@@ -314,6 +324,7 @@ async def update_product(
 
 @products_router.delete(
     "/{product_id:int}",
+    dependencies=[ADMIN_ONLY],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404, 409, 412),
 )
@@ -324,6 +335,7 @@ async def delete_product(product_id: ProductId, products: Products, if_match: If
 
 @products_router.post(
     "/{product_id:int}/stock-adjustments",
+    dependencies=[ADMIN_ONLY],
     response_model=ProductRead,
     responses=error_responses(400, 404, 409),
 )
@@ -338,6 +350,7 @@ async def adjust_stock(
 
 @products_router.get(
     "/{product_id:int}/images",
+    dependencies=[PUBLIC],
     response_model=list[ImageRead],
     responses=error_responses(404),
 )
@@ -356,6 +369,7 @@ async def list_images(
 
 @products_router.post(
     "/{product_id:int}/images",
+    dependencies=[ADMIN_ONLY],
     status_code=status.HTTP_201_CREATED,
     response_model=ImageRead,
     responses=error_responses(400, 404, 409),
@@ -377,6 +391,7 @@ async def add_image(
 
 @products_router.get(
     "/{product_id:int}/images/{image_id:int}",
+    dependencies=[PUBLIC],
     response_model=ImageRead,
     responses=error_responses(404),
 )
@@ -386,6 +401,7 @@ async def get_image(product_id: ProductId, image_id: ImageId, products: Products
 
 @products_router.patch(
     "/{product_id:int}/images/{image_id:int}",
+    dependencies=[ADMIN_ONLY],
     response_model=ImageRead,
     responses=error_responses(400, 404),
 )
@@ -398,6 +414,7 @@ async def update_image(
 
 @products_router.delete(
     "/{product_id:int}/images/{image_id:int}",
+    dependencies=[ADMIN_ONLY],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404),
 )

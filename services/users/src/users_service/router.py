@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
+from servicekit.auth import PUBLIC, SIGNED_IN
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
@@ -41,6 +42,7 @@ def _sort_order(field: UserSortField, direction: Literal["asc", "desc"]) -> Sort
 
 @router.post(
     "/",
+    dependencies=[PUBLIC],
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses=error_responses(400, 409),
@@ -53,7 +55,7 @@ async def create_user(data: UserCreate, users: Users, request: Request, response
     return user
 
 
-@router.get("/", response_model=list[UserRead])
+@router.get("/", dependencies=[PUBLIC], response_model=list[UserRead])
 async def list_users(
     users: UsersReader,
     page: PageDep,
@@ -70,7 +72,7 @@ async def list_users(
     return result.items
 
 
-@router.get("/search", response_model=list[UserRead])
+@router.get("/search", dependencies=[PUBLIC], response_model=list[UserRead])
 async def search_users(
     users: UsersReader,
     page: PageDep,
@@ -86,13 +88,13 @@ async def search_users(
     return result.items
 
 
-@router.get("/stats", response_model=UserStats)
+@router.get("/stats", dependencies=[PUBLIC], response_model=UserStats)
 async def user_stats(users: UsersReader) -> UserStats:
     """How many users there are, active and inactive."""
     return await users.stats()
 
 
-@router.get("/sorted", response_model=list[UserRead])
+@router.get("/sorted", dependencies=[PUBLIC], response_model=list[UserRead])
 async def sorted_users(
     users: UsersReader,
     page: PageDep,
@@ -110,6 +112,7 @@ async def sorted_users(
 # `:int` keeps /users/search, /users/stats and /users/sorted out of these routes for any method.
 @router.get(
     "/{user_id:int}",
+    dependencies=[PUBLIC],
     response_model=UserRead,
     responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404)},
 )
@@ -127,7 +130,10 @@ async def get_user(
 
 
 @router.patch(
-    "/{user_id:int}", response_model=UserRead, responses=error_responses(400, 404, 409, 412)
+    "/{user_id:int}",
+    dependencies=[SIGNED_IN],
+    response_model=UserRead,
+    responses=error_responses(400, 404, 409, 412),
 )
 async def update_user(
     user_id: UserId, data: UserUpdate, users: Users, if_match: IfMatchDep, response: Response
@@ -140,6 +146,7 @@ async def update_user(
 
 @router.delete(
     "/{user_id:int}",
+    dependencies=[SIGNED_IN],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404, 409, 412),
 )

@@ -1,6 +1,7 @@
 """Test support shared by every service: real databases, statement counts, a live server."""
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -22,9 +24,65 @@ from sqlalchemy import MetaData, Select, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from servicekit.auth import SigningKey, SigningKeys
 from servicekit.database import Database
 from servicekit.migrations import alembic_config
 from servicekit.reads import compile_for_driver, driver_listeners
+
+# The user id of the admin whose token the services' test clients send by default.
+TEST_ADMIN_ID = 1_000_000
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """Signs access tokens as the users service would, with keys of its own.
+
+    Its private key set is the file the users service under test signs with, and its public
+    key set the JWKS every other service under test verifies against: a token made here is one
+    the users service could have issued.
+    """
+
+    keys: SigningKeys
+    directory: Path
+    issuer: str = "users"
+    audience: str = "api"
+
+    @classmethod
+    def create(cls, directory: Path) -> "TokenIssuer":
+        issuer = cls(SigningKeys((SigningKey.generate(),)), directory)
+        issuer.keys.write(issuer.keys_file)
+        (directory / "jwks.json").write_text(json.dumps(issuer.keys.public_jwks()))
+        return issuer
+
+    @property
+    def keys_file(self) -> Path:
+        return self.directory / "signing-keys.json"
+
+    @property
+    def jwks_url(self) -> str:
+        return (self.directory / "jwks.json").as_uri()
+
+    def claims(self, user_id: int, *, admin: bool = False, expires_in: int = 900) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "sub": str(user_id),
+            "admin": admin,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + expires_in,
+            "jti": uuid.uuid4().hex,
+        }
+
+    def token(self, user_id: int, *, admin: bool = False, **claims: Any) -> str:
+        """A signed access token of `user_id`; `claims` replace or add claims."""
+        return self.keys.current.sign({**self.claims(user_id, admin=admin), **claims})
+
+    def headers(self, user_id: int, *, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id, admin=admin)}"}
+
+    def admin_headers(self) -> dict[str, str]:
+        return self.headers(TEST_ADMIN_ID, admin=True)
 
 
 def libpq_url(url: str | URL) -> str:
@@ -181,9 +239,13 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
         yield app
 
 
-def asgi_client(app: FastAPI, base_url: str = "http://testserver") -> httpx.AsyncClient:
+def asgi_client(
+    app: FastAPI, base_url: str = "http://testserver", headers: Mapping[str, str] | None = None
+) -> httpx.AsyncClient:
     """An httpx client that calls the app in-process over ASGI."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=base_url, headers=headers
+    )
 
 
 @contextmanager
@@ -221,8 +283,15 @@ def _free_port() -> int:
 class ServiceProcess:
     """A service migrated and served by uvicorn in a process of its own (`<name>_service`)."""
 
-    def __init__(self, name: str, database_url: str, alembic_ini: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        database_url: str,
+        alembic_ini: Path,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
+        self.environment = dict(environment or {})
         self.database_url = database_url
         self.alembic_ini = alembic_ini
         self.port = _free_port()
@@ -242,7 +311,11 @@ class ServiceProcess:
 
     def start(self) -> None:
         """Start serving and return once the service is ready."""
-        env = {**os.environ, f"{self.name.upper()}_DATABASE_URL": self.database_url}
+        env = {
+            **os.environ,
+            **self.environment,
+            f"{self.name.upper()}_DATABASE_URL": self.database_url,
+        }
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn", f"{self.name}_service.main:create_app",

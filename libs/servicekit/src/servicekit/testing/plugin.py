@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 
 from servicekit.testing import (
     ServiceUnderTest,
+    TokenIssuer,
     asgi_client,
     database_of,
     libpq_url,
@@ -112,6 +113,12 @@ def make_database(
     return make
 
 
+@pytest.fixture(scope="session")
+def token_issuer(tmp_path_factory: pytest.TempPathFactory) -> TokenIssuer:
+    """Signs tokens the services under test accept (see TokenIssuer)."""
+    return TokenIssuer.create(tmp_path_factory.mktemp("token-keys"))
+
+
 # Fixtures for a service's tests. The service's conftest.py provides a session-scoped
 # `service` fixture returning its ServiceUnderTest; these build on it.
 
@@ -153,11 +160,24 @@ async def app(database_url: str, service: ServiceUnderTest) -> AsyncIterator[Fas
 
 
 @pytest.fixture
-async def client(app: FastAPI, service: ServiceUnderTest) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the app (in-process ASGI); every test starts from empty tables."""
+async def client(
+    app: FastAPI, service: ServiceUnderTest, token_issuer: TokenIssuer
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's HTTP client of the app (in-process ASGI); every test starts from empty tables.
+
+    Tests of what the API does send an admin's token, whom every rule admits; tests of who
+    may do what use `anonymous` or tokens of their own.
+    """
     await truncate_tables(database_of(app).engine, service.metadata)
-    async with asgi_client(app) as client:
+    async with asgi_client(app, headers=token_issuer.admin_headers()) as client:
         yield client
+
+
+@pytest.fixture
+async def anonymous(client: httpx.AsyncClient, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the same app (and the same emptied tables) that sends no token."""
+    async with asgi_client(app) as anonymous:
+        yield anonymous
 
 
 @pytest.fixture(scope="session")
@@ -176,8 +196,10 @@ def empty_database(
 
 
 @pytest.fixture
-async def no_database(service: ServiceUnderTest) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the service whose database refuses connections."""
+async def no_database(
+    service: ServiceUnderTest, token_issuer: TokenIssuer
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's client of the service whose database refuses connections."""
     app = service.create_app(UNREACHABLE_DATABASE)
-    async with running(app), asgi_client(app) as client:
+    async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as client:
         yield client

@@ -1,0 +1,387 @@
+"""Bearer tokens: who is calling, and the access rule every route declares.
+
+The users service issues access tokens: JWTs signed with Ed25519 (EdDSA), whose public keys it
+serves as a JWK Set. Every process verifies them itself against those keys, fetched once and
+kept, so a service reached inside the network is as guarded as one reached through the gateway,
+and keeps working while users is down.
+
+Every route declares one rule, as a dependency: `Caller` (anyone; a token, if sent, must be
+valid), `SignedIn` or `Admin`. `require_access_rules` refuses to build an app with a route that
+declares none, so a route cannot be added and forgotten. Rules that depend on the resource (the
+author of a post) are the service's own, raised as `Forbidden`.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from fastapi.security import OAuth2PasswordBearer
+from fastapi.utils import create_model_field
+from jwt.algorithms import OKPAlgorithm
+
+from servicekit.errors import ServiceError, error_responses
+
+logger = logging.getLogger("servicekit.auth")
+
+ALGORITHM = "EdDSA"  # the only one accepted: no "none", no HMAC made with a public key
+REQUIRED_CLAIMS = ("sub", "exp", "iat", "iss", "aud", "jti")
+# Where a client gets a token; relative, so it holds on the gateway and on the users service.
+TOKEN_URL = "/auth/token"  # noqa: S105 - a path, not a secret
+
+
+class Unauthorized(ServiceError):
+    """No usable credentials: 401 with the challenge RFC 6750 prescribes."""
+
+    status_code = 401
+
+    def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
+        super().__init__(detail)
+        challenge = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class Forbidden(ServiceError):
+    """Valid credentials that do not allow this."""
+
+    status_code = 403
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The verified caller of a request."""
+
+    user_id: int
+    is_admin: bool
+    token_id: str
+
+    def may_act_for(self, user_id: int) -> bool:
+        """Whether the caller is that user, or an admin."""
+        return self.is_admin or self.user_id == user_id
+
+
+# Signing keys (the users service, and tests that stand in for it).
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> "SigningKey":
+        return cls(uuid.uuid4().hex, Ed25519PrivateKey.generate())
+
+    def private_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = OKPAlgorithm.to_jwk(self.private_key, as_dict=True)
+        return {**jwk, "kid": self.key_id, "alg": ALGORITHM, "use": "sig"}
+
+    def public_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = OKPAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        return {**jwk, "kid": self.key_id, "alg": ALGORITHM, "use": "sig"}
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        return jwt.encode(
+            dict(claims), self.private_key, algorithm=ALGORITHM, headers={"kid": self.key_id}
+        )
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    """The keys a token issuer holds: the first signs, every one is published.
+
+    Rotation: put a new key first and keep the old ones until the tokens they signed expire;
+    verifiers learn the new key the first time they meet its id.
+    """
+
+    keys: tuple[SigningKey, ...]
+
+    @property
+    def current(self) -> SigningKey:
+        return self.keys[0]
+
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": [key.public_jwk() for key in self.keys]}
+
+    def private_jwks(self) -> dict[str, Any]:
+        return {"keys": [key.private_jwk() for key in self.keys]}
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any]) -> "SigningKeys":
+        keys = []
+        for jwk in jwks.get("keys", []):
+            key = jwt.PyJWK(jwk, algorithm=ALGORITHM).key
+            if not isinstance(key, Ed25519PrivateKey) or not jwk.get("kid"):
+                raise ValueError("every signing key must be an Ed25519 private JWK with a kid")
+            keys.append(SigningKey(jwk["kid"], key))
+        if not keys:
+            raise ValueError("the key set holds no key")
+        return cls(tuple(keys))
+
+    @classmethod
+    def load(cls, path: Path) -> "SigningKeys":
+        return cls.from_jwks(json.loads(path.read_text()))
+
+    def write(self, path: Path) -> None:
+        """Write the private key set, readable by its owner alone."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(self.private_jwks(), file, indent=2)
+        path.chmod(0o600)  # O_CREAT's mode does not apply to a file that existed
+
+    def rotated(self, keep: int = 2) -> "SigningKeys":
+        """A new current key, with the newest `keep - 1` of the present ones kept."""
+        return SigningKeys((SigningKey.generate(), *self.keys[: keep - 1]))
+
+
+# Verification.
+
+
+class KeySource:
+    """Where a verifier finds public keys by id."""
+
+    async def key(self, key_id: str) -> Any | None:
+        raise NotImplementedError
+
+
+class LocalKeys(KeySource):
+    """The issuer's own keys, in the issuer's process."""
+
+    def __init__(self, keys: SigningKeys) -> None:
+        self._keys = {key.key_id: key.private_key.public_key() for key in keys.keys}
+
+    async def key(self, key_id: str) -> Any | None:
+        return self._keys.get(key_id)
+
+
+class RemoteKeys(KeySource):
+    """A JWK Set fetched from a URL (http(s) or file), kept, and fetched again for an unknown id.
+
+    Fetches are at least `refresh_interval` seconds apart, so tokens naming made-up key ids
+    cannot turn into a stream of requests to the issuer. A failed fetch keeps the keys known.
+    """
+
+    def __init__(self, url: str, *, refresh_interval: float = 10.0, timeout: float = 2.0) -> None:
+        self.url = url
+        self.refresh_interval = refresh_interval
+        self.timeout = timeout
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = -float("inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, key_id: str) -> Any | None:
+        if key_id in self._keys:
+            return self._keys[key_id]
+        async with self._lock:
+            if key_id not in self._keys and self._may_fetch():
+                await self._fetch()
+        return self._keys.get(key_id)
+
+    def _may_fetch(self) -> bool:
+        return time.monotonic() - self._fetched_at >= self.refresh_interval
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        try:
+            jwks = await self._read()
+            keys = {
+                jwk["kid"]: jwt.PyJWK(jwk, algorithm=ALGORITHM).key
+                for jwk in jwks.get("keys", [])
+                if jwk.get("kid") and jwk.get("alg", ALGORITHM) == ALGORITHM
+            }
+        except Exception as exc:  # the keys known so far keep serving
+            logger.warning("could not fetch the token keys from %s: %s", self.url, exc)
+            return
+        self._keys = keys
+
+    async def _read(self) -> dict[str, Any]:
+        parts = urlsplit(self.url)
+        if parts.scheme == "file":
+            text = await asyncio.to_thread(Path(parts.path).read_text)
+            value: dict[str, Any] = json.loads(text)
+            return value
+        async with httpx.AsyncClient(timeout=self.timeout) as client:
+            answer = await client.get(self.url)
+            answer.raise_for_status()
+            fetched: dict[str, Any] = answer.json()
+            return fetched
+
+
+class TokenVerifier:
+    """Turns a bearer token into a Principal, or raises Unauthorized.
+
+    A verified token is remembered until it expires (up to `cache_size` of them): a client
+    sends the same token with every request, and a signature check costs more than the rest of
+    a small read.
+    """
+
+    def __init__(
+        self, keys: KeySource, *, issuer: str, audience: str, cache_size: int = 10_000
+    ) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.cache_size = cache_size
+        self._verified: dict[str, tuple[Principal, float]] = {}
+
+    async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if time.time() < expires_at:
+                return principal
+            del self._verified[token]
+        principal, expires_at = await self._verify(token)
+        if len(self._verified) >= self.cache_size:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise _invalid("the token is malformed") from None
+        if header.get("alg") != ALGORITHM:
+            raise _invalid("the token is not signed with an accepted algorithm")
+        key_id = header.get("kid")
+        key = await self.keys.key(key_id) if isinstance(key_id, str) else None
+        if key is None:
+            raise _invalid("the token is signed with an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _invalid("the token has expired") from None
+        except jwt.InvalidTokenError:
+            raise _invalid("the token is invalid") from None
+        subject, admin = claims["sub"], claims.get("admin", False)
+        if not (isinstance(subject, str) and subject.isdecimal()) or not isinstance(admin, bool):
+            raise _invalid("the token's claims are malformed")
+        return Principal(int(subject), admin, str(claims["jti"])), float(claims["exp"])
+
+
+def _invalid(detail: str) -> Unauthorized:
+    return Unauthorized(detail, invalid_token=True)
+
+
+def install_token_verifier(app: FastAPI, verifier: TokenVerifier) -> None:
+    app.state.token_verifier = verifier
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer` header; None without the header."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _invalid("the Authorization header must be `Bearer <token>`")
+    return token
+
+
+async def _verified(request: Request) -> Principal | None:
+    token = bearer_token(request)
+    if token is None:
+        return None
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return await verifier.verify(token)
+
+
+# The rules. `_documented` is the OAuth2 scheme OpenAPI shows (and Swagger UI's Authorize button
+# uses); the token itself is read and judged by `_verified`.
+_documented = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False, scheme_name="bearer")
+
+
+async def anyone(request: Request) -> Principal | None:
+    """Rule: no token needed; one that is sent must be valid."""
+    return await _verified(request)
+
+
+async def signed_in(
+    request: Request, _scheme: Annotated[str | None, Depends(_documented)]
+) -> Principal:
+    """Rule: a valid token is needed."""
+    principal = await _verified(request)
+    if principal is None:
+        raise Unauthorized("sign in: this needs a bearer token")
+    return principal
+
+
+async def admin(principal: Annotated[Principal, Depends(signed_in)]) -> Principal:
+    """Rule: an admin's token is needed."""
+    if not principal.is_admin:
+        raise Forbidden("only an admin may do this")
+    return principal
+
+
+# As route parameters, for handlers that use the caller:
+Caller = Annotated[Principal | None, Depends(anyone)]
+SignedIn = Annotated[Principal, Depends(signed_in)]
+Admin = Annotated[Principal, Depends(admin)]
+# As `dependencies=[...]` of routes that only need the check:
+PUBLIC = Depends(anyone)
+SIGNED_IN = Depends(signed_in)
+ADMIN_ONLY = Depends(admin)
+
+ACCESS_RULES: dict[Callable[..., Any], str] = {
+    anyone: "anyone",
+    signed_in: "signed_in",
+    admin: "admin",
+}
+_RULE_RESPONSES = {"anyone": (401,), "signed_in": (401, 403), "admin": (401, 403)}
+
+
+def access_rule(route: APIRoute) -> str | None:
+    """The rule a route declares: the name of its one access dependency, or None."""
+    rules = {
+        ACCESS_RULES[dependency.call]
+        for dependency in route.dependant.dependencies
+        if dependency.call in ACCESS_RULES
+    }
+    if len(rules) > 1:
+        raise RuntimeError(f"{route.path} declares more than one access rule: {sorted(rules)}")
+    return next(iter(rules), None)
+
+
+def require_access_rules(routes: Iterable[Any]) -> None:
+    """Refuse routes without an access rule, and document each rule's 401 and 403."""
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        rule = access_rule(route)
+        if rule is None:
+            raise RuntimeError(
+                f"{sorted(route.methods or ())} {route.path} declares no access rule "
+                "(Caller, SignedIn or Admin)"
+            )
+        for status_code, entry in error_responses(*_RULE_RESPONSES[rule]).items():
+            if status_code in route.responses:
+                continue
+            route.responses[status_code] = entry
+            # What APIRoute derives from `responses` when it is built, for the OpenAPI schema.
+            route.response_fields[status_code] = create_model_field(
+                name=f"Response_{status_code}_{route.unique_id}",
+                type_=entry["model"],
+                mode="serialization",
+            )
