@@ -57,12 +57,16 @@ GatewaySettingsFactory = Callable[..., GatewaySettings]
 
 
 @pytest.fixture(scope="session")
-def gateway_settings(services: dict[str, ServiceProcess]) -> GatewaySettingsFactory:
+def gateway_settings(
+    services: dict[str, ServiceProcess], token_issuer: TokenIssuer
+) -> GatewaySettingsFactory:
     """Settings of a gateway in front of the test services, with any overrides."""
 
     def make(**overrides: object) -> GatewaySettings:
         urls = {f"{name}_url": process.url for name, process in services.items()}
-        return GatewaySettings.model_validate({"environment": "test", **urls, **overrides})
+        return GatewaySettings.model_validate(
+            {"environment": "test", "auth_jwks_url": token_issuer.jwks_url, **urls, **overrides}
+        )
 
     return make
 

@@ -44,6 +44,7 @@ class System:
         for name in PROCESSES[:-1]:
             env[f"{name.upper()}_DATABASE_URL"] = f"sqlite+aiosqlite:///{data}/{name}.db"
             env[f"GATEWAY_{name.upper()}_URL"] = f"http://127.0.0.1:{self.ports[name]}"
+        for name in PROCESSES:
             env[f"{name.upper()}_AUTH_JWKS_URL"] = token_issuer.jwks_url
         with log.open("wb") as output:
             self.process = subprocess.Popen(

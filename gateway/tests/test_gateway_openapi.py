@@ -31,8 +31,8 @@ def _operation(schema: str) -> dict[str, Any]:
 
 
 ROUTES = (
-    ProxyRoute("users", "/users/{user_id:int}", frozenset({"GET"})),
-    ProxyRoute("blog", "/posts/", frozenset({"GET"})),
+    ProxyRoute("users", "/users/{user_id:int}", {"GET": "anyone"}),
+    ProxyRoute("blog", "/posts/", {"GET": "anyone"}),
 )
 
 

@@ -14,6 +14,7 @@ from gateway_service.errors import ServiceUnavailable, UpstreamResponse
 from gateway_service.openapi import DocumentedBy
 from gateway_service.proxy import downstream_of, forward, forwarded_headers, relay
 from gateway_service.schemas import PostWithAuthorAndComments, UserWithPosts
+from servicekit.auth import PUBLIC, Principal, SignedIn
 from servicekit.errors import ServiceError, error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, PageRequest, set_next_link
 from servicekit.schemas import MAX_ID
@@ -81,6 +82,7 @@ def _json_response(body: Any, status_code: int = 200) -> Response:
 
 @router.get(
     "/users-with-posts",
+    dependencies=[PUBLIC],
     response_model=list[UserWithPosts],
     tags=["composed"],
     responses=error_responses(503),
@@ -118,6 +120,7 @@ async def users_with_posts(
 
 @router.get(
     "/users/{user_id:int}/posts",
+    dependencies=[PUBLIC],
     tags=["composed"],
     responses=error_responses(404, 503),
 )
@@ -148,7 +151,7 @@ async def posts_of_user(user_id: UserId, request: Request, downstream: Downstrea
     responses=error_responses(404, 503),
 )
 async def create_post_for_user(
-    user_id: UserId, request: Request, downstream: DownstreamDep
+    user_id: UserId, request: Request, downstream: DownstreamDep, _caller: SignedIn
 ) -> Response:
     """Create a post authored by the user; 404 (and nothing created) if the user is unknown."""
     body, post = await _json_object(request)
@@ -165,11 +168,12 @@ async def create_post_for_user(
     tags=["composed"],
     responses=error_responses(404, 503),
 )
-async def create_post(request: Request, downstream: DownstreamDep) -> Response:
-    """Create a post, once its `author_id` is known to exist (404 otherwise)."""
+async def create_post(request: Request, downstream: DownstreamDep, caller: SignedIn) -> Response:
+    """Create a post by the caller (or, for an admin, by its `author_id`), once the author is
+    known to exist (404 otherwise)."""
     body, post = await _json_object(request)
     return await _create_by_author(
-        request, downstream, _author_id(post), "/posts/", body, "/posts/"
+        request, downstream, _author_id(post, caller), "/posts/", body, "/posts/"
     )
 
 
@@ -179,12 +183,15 @@ async def create_post(request: Request, downstream: DownstreamDep) -> Response:
     tags=["composed"],
     responses=error_responses(404, 503),
 )
-async def create_comment(post_id: PostId, request: Request, downstream: DownstreamDep) -> Response:
-    """Comment on a post, once the comment's author is known to exist (404 otherwise)."""
+async def create_comment(
+    post_id: PostId, request: Request, downstream: DownstreamDep, caller: SignedIn
+) -> Response:
+    """Comment on a post as the caller (or, for an admin, as its `author_id`), once the author
+    is known to exist (404 otherwise)."""
     body, comment = await _json_object(request)
     path = f"/posts/{post_id}/comments"
     return await _create_by_author(
-        request, downstream, _author_id(comment), path, body, "/comments/"
+        request, downstream, _author_id(comment, caller), path, body, "/comments/"
     )
 
 
@@ -203,7 +210,10 @@ async def _json_object(request: Request) -> tuple[bytes, dict[str, Any] | None]:
     return body, value if isinstance(value, dict) else None
 
 
-def _author_id(body: dict[str, Any] | None) -> int | None:
+def _author_id(body: dict[str, Any] | None, caller: Principal) -> int | None:
+    """The author a create names, or the caller when it names none."""
+    if body is not None and "author_id" not in body:
+        return caller.user_id
     author_id = (body or {}).get("author_id")
     # Anything else is not an id; blog's validation explains what is wrong with it.
     return author_id if type(author_id) is int and 1 <= author_id <= MAX_ID else None
@@ -257,6 +267,7 @@ def _expansions(expand: str | None) -> frozenset[str]:
 
 @router.get(
     "/posts/{post_id:int}",
+    dependencies=[PUBLIC],
     response_model=PostWithAuthorAndComments,
     tags=["composed"],
     responses={
@@ -327,6 +338,7 @@ async def delete_user(
     user_id: UserId,
     request: Request,
     downstream: DownstreamDep,
+    _caller: SignedIn,
     if_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     """Delete a user and everything they wrote in the blog.

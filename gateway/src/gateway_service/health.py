@@ -4,13 +4,14 @@ import asyncio
 
 import aiohttp
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from gateway_service.proxy import downstream_of
+from servicekit.auth import anyone
 from servicekit.health import Health
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(prefix="/health", tags=["health"], dependencies=[Depends(anyone)])
 PROBE_TIMEOUT = 2.0
 
 

@@ -11,7 +11,8 @@ from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
 from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
 from gateway_service.settings import GatewaySettings
-from servicekit.app import collector_tuned_for_serving, include_routes
+from servicekit.app import collector_tuned_for_serving, include_routes, remote_token_verifier
+from servicekit.auth import install_token_verifier, require_access_rules
 from servicekit.errors import install_error_handlers
 from servicekit.observability import RequestContextMiddleware, configure_logging
 
@@ -42,8 +43,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(UpstreamResponse, composed.upstream_response)
     app.add_middleware(RequestContextMiddleware)
+    install_token_verifier(app, remote_token_verifier(settings))
     include_routes(app, health.router)
     include_routes(app, composed.router)
+    require_access_rules(app.routes)  # the forwarded routes' rules are in ROUTE_TABLE
     add_proxy_routes(app, ROUTE_TABLE)
     add_documentation_routes(
         app,

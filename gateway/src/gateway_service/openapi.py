@@ -132,7 +132,8 @@ def merge_documents(
     """
     merged = copy.deepcopy(own)
     paths: dict[str, Any] = merged.setdefault("paths", {})
-    schemas: dict[str, Any] = merged.setdefault("components", {}).setdefault("schemas", {})
+    components: dict[str, Any] = merged.setdefault("components", {})
+    schemas: dict[str, Any] = components.setdefault("schemas", {})
     missing = []
     for service, document in services.items():
         if document is None:
@@ -146,6 +147,9 @@ def merge_documents(
         }
         for name, schema in theirs.items():
             schemas.setdefault(renames.get(name, name), _renamed_refs(schema, renames))
+        # Every service names the same scheme: the users service's bearer tokens.
+        for name, scheme in document.get("components", {}).get("securitySchemes", {}).items():
+            components.setdefault("securitySchemes", {}).setdefault(name, scheme)
         for route in routes:
             if route.service != service:
                 continue

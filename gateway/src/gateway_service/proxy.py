@@ -1,14 +1,16 @@
 """Forwarding to the owning service by an explicit route table, and relaying its answer."""
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 from fastapi import FastAPI, Request, Response
 
 from gateway_service.downstream import Downstream
 from gateway_service.errors import BadGateway
+from servicekit.auth import authenticate
 
 # Headers that mean something end to end; hop-by-hop and server-specific ones stay behind.
 # Authorization goes on unchanged: every service verifies the caller's token itself.
@@ -22,13 +24,25 @@ _URL_HEADERS = frozenset({b"location", b"link"})
 _CONVERTOR = re.compile(r"{(\w+):\w+}")
 
 
+# Who may call a forwarded route, as far as the gateway judges before passing it on: "anyone"
+# (a token, if sent, must be valid) or "signed_in". The service behind it judges the rest (an
+# admin's route, an owner's resource) and answers 403 itself.
+Rule = Literal["anyone", "signed_in"]
+
+
 @dataclass(frozen=True)
 class ProxyRoute:
-    """Requests to `path` with one of `methods` go to the same path on `service`."""
+    """Requests to `path` go to the same path on `service`; `rules` names each method's rule."""
 
     service: str
     path: str  # a Starlette path; `{id:int}` convertors confine what a parameter can hold
-    methods: frozenset[str]
+    rules: Mapping[str, Rule]
+    # Login throttling counts failures per client address: the service is told the client's.
+    forwards_client_address: bool = False
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return frozenset(self.rules)
 
     @property
     def path_format(self) -> str:
@@ -36,33 +50,49 @@ class ProxyRoute:
         return _CONVERTOR.sub(r"{\1}", self.path)
 
 
-def _route(service: str, path: str, *methods: str) -> ProxyRoute:
-    return ProxyRoute(service, path, frozenset(methods))
+def _route(service: str, path: str, **rules: Rule) -> ProxyRoute:
+    return ProxyRoute(service, path, rules)
 
+
+ANYONE: Rule = "anyone"
+SIGNED_IN: Rule = "signed_in"
 
 # Every route a client can reach by plain forwarding. Routes the gateway composes itself
 # (gateway_service.composed) are absent here, creating a post or a comment among them (the author
 # must exist); so is blog's delete-by-author, which only the user deletion uses.
 ROUTE_TABLE: tuple[ProxyRoute, ...] = (
-    _route("users", "/users/", "GET", "POST"),
-    _route("users", "/users/search", "GET"),
-    _route("users", "/users/stats", "GET"),
-    _route("users", "/users/sorted", "GET"),
-    _route("users", "/users/{user_id:int}", "GET", "PATCH"),
-    _route("catalog", "/categories/", "GET", "POST"),
-    _route("catalog", "/categories/{category_id:int}", "GET", "PATCH", "DELETE"),
-    _route("catalog", "/categories/{category_id:int}/products", "GET"),
-    _route("catalog", "/products/", "GET", "POST"),
-    _route("catalog", "/products/bulk", "POST"),
-    _route("catalog", "/products/{product_id:int}", "GET", "PATCH", "DELETE"),
-    _route("catalog", "/products/{product_id:int}/images", "GET", "POST"),
-    _route("catalog", "/products/{product_id:int}/images/{image_id:int}", "GET", "PATCH", "DELETE"),
-    _route("catalog", "/products/{product_id:int}/stock-adjustments", "POST"),
-    _route("blog", "/posts/", "GET"),
-    _route("blog", "/posts/{post_id:int}", "PATCH", "DELETE"),
-    _route("blog", "/posts/{post_id:int}/comments", "GET"),
-    _route("blog", "/comments/{comment_id:int}", "GET", "DELETE"),
-    _route("blog", "/tags/", "GET"),
+    _route("users", "/users/", GET=ANYONE, POST=ANYONE),
+    _route("users", "/users/me", GET=SIGNED_IN),
+    _route("users", "/users/search", GET=SIGNED_IN),
+    _route("users", "/users/stats", GET=SIGNED_IN),
+    _route("users", "/users/sorted", GET=ANYONE),
+    _route("users", "/users/{user_id:int}", GET=ANYONE, PATCH=SIGNED_IN),
+    ProxyRoute("users", "/auth/token", {"POST": ANYONE}, forwards_client_address=True),
+    _route("users", "/auth/refresh", POST=ANYONE),
+    _route("users", "/auth/logout", POST=ANYONE),
+    _route("users", "/.well-known/jwks.json", GET=ANYONE),
+    _route("catalog", "/categories/", GET=ANYONE, POST=SIGNED_IN),
+    _route(
+        "catalog", "/categories/{category_id:int}", GET=ANYONE, PATCH=SIGNED_IN, DELETE=SIGNED_IN
+    ),
+    _route("catalog", "/categories/{category_id:int}/products", GET=ANYONE),
+    _route("catalog", "/products/", GET=ANYONE, POST=SIGNED_IN),
+    _route("catalog", "/products/bulk", POST=SIGNED_IN),
+    _route("catalog", "/products/{product_id:int}", GET=ANYONE, PATCH=SIGNED_IN, DELETE=SIGNED_IN),
+    _route("catalog", "/products/{product_id:int}/images", GET=ANYONE, POST=SIGNED_IN),
+    _route(
+        "catalog",
+        "/products/{product_id:int}/images/{image_id:int}",
+        GET=ANYONE,
+        PATCH=SIGNED_IN,
+        DELETE=SIGNED_IN,
+    ),
+    _route("catalog", "/products/{product_id:int}/stock-adjustments", POST=SIGNED_IN),
+    _route("blog", "/posts/", GET=ANYONE),
+    _route("blog", "/posts/{post_id:int}", PATCH=SIGNED_IN, DELETE=SIGNED_IN),
+    _route("blog", "/posts/{post_id:int}/comments", GET=ANYONE),
+    _route("blog", "/comments/{comment_id:int}", GET=ANYONE, DELETE=SIGNED_IN),
+    _route("blog", "/tags/", GET=ANYONE),
 )
 
 
@@ -112,7 +142,9 @@ def downstream_of(request: Request) -> Downstream:
     return downstream
 
 
-async def forward(request: Request, service: str, path: str) -> Response:
+async def forward(
+    request: Request, service: str, path: str, headers: dict[bytes, bytes] | None = None
+) -> Response:
     """Send the client's request to `path` on `service` and relay the answer."""
     downstream = downstream_of(request)
     answer = await downstream.request(
@@ -121,16 +153,21 @@ async def forward(request: Request, service: str, path: str) -> Response:
         path,
         query=request.scope["query_string"],
         content=await request.body() or None,
-        headers=forwarded_headers(request),
+        headers=forwarded_headers(request) if headers is None else headers,
     )
     return relay(request, downstream, service, answer)
 
 
 def _endpoint(route: ProxyRoute) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        # A bad token, or none where one is needed, ends here, before any service is called.
+        await authenticate(request, required=route.rules[request.method] == SIGNED_IN)
+        headers = forwarded_headers(request)
+        if route.forwards_client_address and request.client is not None:
+            headers[b"x-forwarded-for"] = request.client.host.encode("latin-1")
         # The upstream path is rebuilt from the table's template, never taken from the client.
         return await forward(
-            request, route.service, route.path_format.format(**request.path_params)
+            request, route.service, route.path_format.format(**request.path_params), headers
         )
 
     endpoint.__name__ = f"proxy_{route.service}"

@@ -1,8 +1,8 @@
 """Gateway settings, from `GATEWAY_*` environment variables."""
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import BaseProcessSettings
@@ -30,6 +30,14 @@ class GatewaySettings(BaseProcessSettings):
         description="httpx's own pool, or aiohttp's connector behind the httpx API.",
     )
     openapi_cache_seconds: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_the_users_service(cls, data: Any) -> Any:
+        # Tokens are the users service's: its keys are where it answers, unless set apart.
+        if isinstance(data, dict) and "auth_jwks_url" not in data and "users_url" in data:
+            return {**data, "auth_jwks_url": f"{data['users_url']}/.well-known/jwks.json"}
+        return data
 
     @field_validator("users_url", "catalog_url", "blog_url")
     @classmethod

@@ -308,6 +308,14 @@ async def _verified(request: Request) -> Principal | None:
     return await verifier.verify(token)
 
 
+async def authenticate(request: Request, *, required: bool) -> Principal | None:
+    """The caller of a request: None without a token, unless one is `required` (401 then)."""
+    principal = await _verified(request)
+    if principal is None and required:
+        raise Unauthorized("sign in: this needs a bearer token")
+    return principal
+
+
 # The rules. `_documented` is the OAuth2 scheme OpenAPI shows (and Swagger UI's Authorize button
 # uses); the token itself is read and judged by `_verified`.
 _documented = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False, scheme_name="bearer")
@@ -322,9 +330,8 @@ async def signed_in(
     request: Request, _scheme: Annotated[str | None, Depends(_documented)]
 ) -> Principal:
     """Rule: a valid token is needed."""
-    principal = await _verified(request)
-    if principal is None:
-        raise Unauthorized("sign in: this needs a bearer token")
+    principal = await authenticate(request, required=True)
+    assert principal is not None
     return principal
 
 
