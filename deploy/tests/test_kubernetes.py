@@ -341,7 +341,7 @@ def _allows(policies: list[Object], source: Object, target: Object, port: int) -
     )
 
 
-def test_network_policies_allow_only_gateway_to_services_and_service_to_its_database(
+def test_network_policies_allow_only_gateway_to_services_service_to_its_database_and_keys(
     rendered: list[Object], overlay: str, processes: tuple[Process, ...]
 ) -> None:
     policies = _all(rendered, "NetworkPolicy")
@@ -356,6 +356,11 @@ def test_network_policies_allow_only_gateway_to_services_and_service_to_its_data
     }
     gateway, services = processes[-1], [process for process in processes if process.has_database]
     expected = {(gateway.name, service.name, service.port) for service in services}
+    # Catalog and blog fetch the users service's public keys to verify tokens.
+    users = next(service for service in services if service.name == "users")
+    expected |= {
+        (service.name, users.name, users.port) for service in services if service is not users
+    }
     if overlay == "dev":
         expected |= {(service.name, f"{service.name}-db", 5432) for service in services}
     assert allowed == expected
@@ -427,3 +432,33 @@ def test_dev_runs_one_postgres_per_service_with_development_passwords(
     assert url.password == literals["password"]
     assert url.password in DEVELOPMENT_PASSWORDS
     assert (url.host, url.database) == (f"{service.name}-db", service.name)
+
+
+def test_users_signs_with_keys_from_a_secret_that_no_overlay_commits(
+    rendered: list[Object],
+) -> None:
+    deployment = _one(rendered, "Deployment", "users")
+    volumes = {volume["name"]: volume for volume in _pod_spec(deployment)["volumes"]}
+    assert volumes["signing-keys"]["secret"] == {
+        "secretName": "users-signing-keys",
+        "defaultMode": 0o400,
+    }
+    container = _main_container(deployment, "users")
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "signing-keys"]
+    assert mount["readOnly"] is True
+    keys_file = _environment(rendered, container)["USERS_SIGNING_KEYS_FILE"]
+    assert keys_file.startswith(mount["mountPath"] + "/")
+    # The keys are made where the cluster is (deploy/README.md), never kept in git.
+    assert not [s for s in _all(rendered, "Secret") if "signing" in s["metadata"]["name"]]
+
+
+def test_catalog_and_blog_verify_tokens_with_the_users_service_keys(
+    rendered: list[Object], service: Process
+) -> None:
+    if service.name == "users":
+        return
+    container = _main_container(_one(rendered, "Deployment", service.name), service.name)
+    assert (
+        _environment(rendered, container)[f"{service.env_prefix}AUTH_JWKS_URL"]
+        == "http://users:8001/.well-known/jwks.json"
+    )
