@@ -8,7 +8,7 @@ SERVICES := users catalog blog
 PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway deploy bench
 COMPOSE := docker compose
 
-.PHONY: help install run migrate test lint format bench up down logs
+.PHONY: help install run migrate admin test lint format bench up down logs
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ migrate: install  ## Migrate every service's database to head
 	  echo "migrating $$service"; \
 	  $(UV) run --frozen --no-sync alembic -c services/$$service/alembic.ini upgrade head || exit 1; \
 	done
+
+admin: migrate  ## Create an admin, or make an existing user one: make admin EMAIL=... PASSWORD=...
+	@if [ -z "$(EMAIL)" ] || [ -z "$(PASSWORD)" ]; then \
+	  echo "usage: make admin EMAIL=you@example.com PASSWORD='at least 8 characters'" >&2; exit 2; \
+	fi
+	@$(UV) run --frozen --no-sync python -m users_service.admin --email "$(EMAIL)" --password "$(PASSWORD)"
 
 run: migrate  ## Run the services in the foreground (Ctrl-C stops them all)
 	@$(UV) run --frozen --no-sync honcho --no-prefix start --procfile Procfile

@@ -26,6 +26,7 @@ def service_environment(name: str, token_issuer: TokenIssuer) -> dict[str, str]:
     return {
         f"{prefix}_ENVIRONMENT": "test",
         f"{prefix}_AUTH_JWKS_URL": token_issuer.jwks_url,
+        "USERS_SIGNING_KEYS_FILE": str(token_issuer.keys_file),
     }
 
 

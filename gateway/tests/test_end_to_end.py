@@ -46,6 +46,7 @@ class System:
             env[f"GATEWAY_{name.upper()}_URL"] = f"http://127.0.0.1:{self.ports[name]}"
         for name in PROCESSES:
             env[f"{name.upper()}_AUTH_JWKS_URL"] = token_issuer.jwks_url
+        env["USERS_SIGNING_KEYS_FILE"] = str(token_issuer.keys_file)
         with log.open("wb") as output:
             self.process = subprocess.Popen(
                 ["make", "run"],  # noqa: S607 - the README's command, found on PATH as a user would
@@ -103,8 +104,26 @@ def test_a_client_uses_the_whole_system_through_the_gateway(
     with httpx.Client(
         base_url=system.url, timeout=10, headers=token_issuer.admin_headers()
     ) as client:
-        ada = _created(client.post("/users/", json={"email": "ada@example.com", "name": "Ada"}))
-        bob = _created(client.post("/users/", json={"email": "bob@example.com", "name": "Bob"}))
+        ada = _created(
+            client.post(
+                "/users/",
+                json={
+                    "email": "ada@example.com",
+                    "name": "Ada",
+                    "password": "correct horse battery",
+                },
+            )
+        )
+        bob = _created(
+            client.post(
+                "/users/",
+                json={
+                    "email": "bob@example.com",
+                    "name": "Bob",
+                    "password": "correct horse battery",
+                },
+            )
+        )
 
         lamps = _created(client.post("/categories/", json={"name": "Lamps"}))
         lamp = {"category_id": lamps["id"], "stock_quantity": 2}

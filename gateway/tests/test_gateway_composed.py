@@ -14,7 +14,10 @@ from servicekit.testing import ServiceProcess
 
 
 async def create_user(gateway: httpx.AsyncClient, name: str) -> dict[str, Any]:
-    response = await gateway.post("/users/", json={"email": f"{name}@example.com", "name": name})
+    response = await gateway.post(
+        "/users/",
+        json={"email": f"{name}@example.com", "name": name, "password": "correct horse battery"},
+    )
     assert response.status_code == 201, response.text
     user: dict[str, Any] = response.json()
     return user

@@ -48,7 +48,9 @@ async def test_reads_are_retried_once_and_writes_never(
 
     await gateway.get("/users/stats")
     reads = len(calls)
-    await gateway.post("/users/", json={"email": "a@example.com", "name": "A"})
+    await gateway.post(
+        "/users/", json={"email": "a@example.com", "name": "A", "password": "correct horse battery"}
+    )
 
     assert reads == 2
     assert len(calls) - reads == 1
@@ -165,7 +167,10 @@ async def test_a_service_answering_garbage_gives_502_naming_it(
 ) -> None:
     app = create_app(gateway_settings(users_url=broken_service, http_transport=transport))
     async with running(app), asgi_client(app) as gateway:
-        response = await gateway.post("/users/", json={"email": "a@example.com", "name": "A"})
+        response = await gateway.post(
+            "/users/",
+            json={"email": "a@example.com", "name": "A", "password": "correct horse battery"},
+        )
         ready = await gateway.get("/health/ready")
 
     assert response.status_code == 502

@@ -5,7 +5,7 @@ import pytest
 
 from gateway_service.proxy import ROUTE_TABLE
 
-ADA = {"email": "ada@example.com", "name": "Ada"}
+ADA = {"email": "ada@example.com", "name": "Ada", "password": "correct horse battery"}
 
 
 async def test_create_passes_status_body_etag_and_a_location_on_the_gateway(
@@ -66,7 +66,14 @@ async def test_query_strings_pass_through_and_links_point_at_the_gateway(
     gateway: httpx.AsyncClient,
 ) -> None:
     for i in range(3):
-        await gateway.post("/users/", json={"email": f"u{i}@example.com", "name": f"U{i}"})
+        await gateway.post(
+            "/users/",
+            json={
+                "email": f"u{i}@example.com",
+                "name": f"U{i}",
+                "password": "correct horse battery",
+            },
+        )
 
     first = await gateway.get(
         "/users/sorted", params={"sort_by": "name", "order": "desc", "limit": 2}

@@ -15,7 +15,16 @@ from users_service.settings import UsersSettings
 def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
     def create_test_app(database_url: str) -> FastAPI:
         settings = UsersSettings(
-            database_url=database_url, environment="test", auth_jwks_url=token_issuer.jwks_url
+            database_url=database_url,
+            environment="test",
+            auth_jwks_url=token_issuer.jwks_url,
+            # Tokens of the test issuer are then tokens this service could have issued.
+            signing_keys_file=token_issuer.keys_file,
+            # argon2id at a cost the suite can afford for its hundreds of sign-ups; production
+            # keeps the settings' defaults (pwdlib's recommended parameters).
+            password_hash_memory_cost=1024,
+            password_hash_time_cost=1,
+            password_hash_parallelism=1,
         )
         return create_app(settings)
 

@@ -4,6 +4,8 @@ import asyncio
 
 import httpx
 
+PASSWORD = "correct horse battery"
+
 
 async def test_a_dozen_simultaneous_creates_of_one_email_give_one_user(
     client: httpx.AsyncClient,
@@ -11,7 +13,10 @@ async def test_a_dozen_simultaneous_creates_of_one_email_give_one_user(
     emails = ["race@example.com", "RACE@example.com", "Race@Example.com"] * 4
 
     responses = await asyncio.gather(
-        *(client.post("/users/", json={"email": email, "name": "Racer"}) for email in emails)
+        *(
+            client.post("/users/", json={"email": email, "name": "Racer", "password": PASSWORD})
+            for email in emails
+        )
     )
 
     statuses = sorted(response.status_code for response in responses)
@@ -22,7 +27,11 @@ async def test_a_dozen_simultaneous_creates_of_one_email_give_one_user(
 async def test_simultaneous_patches_with_the_same_if_match_let_exactly_one_win(
     client: httpx.AsyncClient,
 ) -> None:
-    user = (await client.post("/users/", json={"email": "a@example.com", "name": "A"})).json()
+    user = (
+        await client.post(
+            "/users/", json={"email": "a@example.com", "name": "A", "password": PASSWORD}
+        )
+    ).json()
 
     responses = await asyncio.gather(
         *(

@@ -3,7 +3,8 @@
 import httpx
 import pytest
 
-ALICE = {"email": "alice@example.com", "name": "Alice"}
+PASSWORD = "correct horse battery"
+ALICE = {"email": "alice@example.com", "name": "Alice", "password": PASSWORD}
 
 
 async def create(client: httpx.AsyncClient, **fields: object) -> dict[str, object]:
@@ -53,7 +54,9 @@ async def test_an_email_that_exists_in_any_letter_case_is_409(
 ) -> None:
     await create(client)
 
-    response = await client.post("/users/", json={"email": email, "name": "Other"})
+    response = await client.post(
+        "/users/", json={"email": email, "name": "Other", "password": PASSWORD}
+    )
 
     assert response.status_code == 409
     assert response.json() == {"detail": "a user with this email already exists"}
@@ -63,15 +66,19 @@ async def test_an_email_that_exists_in_any_letter_case_is_409(
 @pytest.mark.parametrize(
     "body",
     [
-        {"email": "alice@example.com", "name": "Alice", "role": "admin"},
-        {"email": "alice@example.com", "name": "Al\x00ice"},
-        {"email": "alice@example.com", "name": ""},
-        {"email": "alice@example.com", "name": "   "},
-        {"email": "alice@example.com", "name": "x" * 101},
-        {"email": "not-an-email", "name": "Alice"},
-        {"name": "Alice"},
-        {"email": "alice@example.com", "name": "Alice", "is_active": "maybe"},
-        {"email": "alice@example.com", "name": "Alice", "id": 7},
+        {"email": "alice@example.com", "name": "Alice", "role": "admin", "password": PASSWORD},
+        {"email": "alice@example.com", "name": "Al\x00ice", "password": PASSWORD},
+        {"email": "alice@example.com", "name": "", "password": PASSWORD},
+        {"email": "alice@example.com", "name": "   ", "password": PASSWORD},
+        {"email": "alice@example.com", "name": "x" * 101, "password": PASSWORD},
+        {"email": "not-an-email", "name": "Alice", "password": PASSWORD},
+        {"name": "Alice", "password": PASSWORD},
+        {"email": "alice@example.com", "name": "Alice", "is_active": "maybe", "password": PASSWORD},
+        {"email": "alice@example.com", "name": "Alice", "id": 7, "password": PASSWORD},
+        {"email": "alice@example.com", "name": "Alice"},
+        {"email": "alice@example.com", "name": "Alice", "password": "short"},
+        {"email": "alice@example.com", "name": "Alice", "password": "x" * 129},
+        {"email": "alice@example.com", "name": "Alice", "password": "pass\x00word"},
     ],
     ids=[
         "unknown-field",
@@ -83,6 +90,10 @@ async def test_an_email_that_exists_in_any_letter_case_is_409(
         "no-email",
         "bad-bool",
         "client-id",
+        "no-password",
+        "short-password",
+        "long-password",
+        "nul-password",
     ],
 )
 async def test_invalid_bodies_are_422_and_store_nothing(
@@ -222,7 +233,9 @@ async def test_letters_beyond_ascii_fold_too_for_uniqueness_and_search(
 ) -> None:
     await create(client, email="ödön@example.com", name="Ödön Ärger")
 
-    duplicate = await client.post("/users/", json={"email": "ÖDÖN@example.com", "name": "Other"})
+    duplicate = await client.post(
+        "/users/", json={"email": "ÖDÖN@example.com", "name": "Other", "password": PASSWORD}
+    )
     by_name = await client.get("/users/search", params={"name": "äRGER"})
     by_email = await client.get("/users/search", params={"email": "ÖDÖN"})
 

@@ -12,12 +12,20 @@ from users_service.models import User
 from users_service.router import _sort_order
 from users_service.schemas import UserSortField
 
+PASSWORD = "correct horse battery"
+
 
 async def seed(client: httpx.AsyncClient, names: list[str], **fields: object) -> list[int]:
     ids = []
     for name in names:
         response = await client.post(
-            "/users/", json={"email": f"{name.lower()}@example.com", "name": name, **fields}
+            "/users/",
+            json={
+                "email": f"{name.lower()}@example.com",
+                "name": name,
+                "password": PASSWORD,
+                **fields,
+            },
         )
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
@@ -117,7 +125,9 @@ async def test_search_treats_like_wildcards_literally(
     client: httpx.AsyncClient, text: str, expected: list[str]
 ) -> None:
     for index, name in enumerate(["50% off", "500 off", "a_b", "axb"]):
-        await client.post("/users/", json={"email": f"u{index}@example.com", "name": name})
+        await client.post(
+            "/users/", json={"email": f"u{index}@example.com", "name": name, "password": PASSWORD}
+        )
 
     response = await client.get("/users/search", params={"name": text})
 
@@ -181,7 +191,7 @@ async def test_sorted_orders_by_the_field_then_id(
         ("c@e.com", "Cid"),
         ("y@e.com", "Bea"),
     ]:
-        await client.post("/users/", json={"email": email, "name": name})
+        await client.post("/users/", json={"email": email, "name": name, "password": PASSWORD})
 
     rows = await walk(client, f"/users/sorted?sort_by={sort_by}&order={order}&limit=1")
 

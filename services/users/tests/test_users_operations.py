@@ -33,7 +33,7 @@ __all__ = [
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
-        ("POST", "/users/", {"email": "a@example.com", "name": "A"}),
+        ("POST", "/users/", {"email": "a@example.com", "name": "A", "password": "long enough"}),
         ("DELETE", "/users/1", None),
         ("GET", "/users/stats", None),
     ],

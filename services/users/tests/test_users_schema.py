@@ -1,5 +1,7 @@
 """Property-based tests of the users API from its own OpenAPI schema, over real HTTP."""
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -10,7 +12,11 @@ from servicekit.testing.api_schema import call_and_validate, schema_of
 from users_service.main import create_app
 from users_service.settings import UsersSettings
 
-schema = schema_of(create_app(UsersSettings()))
+# The schema alone: an app of development settings, whose key set is generated in a scratch
+# directory rather than under ./var.
+schema = schema_of(
+    create_app(UsersSettings(signing_keys_file=Path(tempfile.mkdtemp()) / "signing-keys.json"))
+)
 
 
 @schema.parametrize()

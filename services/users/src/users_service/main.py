@@ -3,16 +3,36 @@
 from fastapi import FastAPI
 
 from servicekit.app import create_service_app
-from users_service.router import router
+from servicekit.auth import LocalKeys, TokenVerifier
+from users_service.keys import load_signing_keys
+from users_service.passwords import Passwords
+from users_service.router import auth_router, keys_router, router
 from users_service.settings import UsersSettings
+from users_service.tokens import AccessTokens
 
 
 def create_app(settings: UsersSettings | None = None) -> FastAPI:
-    """Build the users app from settings (by default, from `USERS_*` environment variables)."""
-    return create_service_app(
+    """Build the users app from settings (by default, from `USERS_*` environment variables).
+
+    Refuses to start without a signing key file outside development (users_service.keys).
+    """
+    settings = settings or UsersSettings()
+    keys = load_signing_keys(settings)
+    app = create_service_app(
         name="users",
         version="0.1.0",
-        description="User accounts: unique emails, search, stats and sorted listings.",
-        settings=settings or UsersSettings(),
-        routers=[router],
+        description="User accounts and identity: sign-up, logins, access and refresh tokens, "
+        "the tokens' public keys, search, stats and sorted listings.",
+        settings=settings,
+        routers=[router, auth_router, keys_router],
+        # The issuer verifies with its own keys: no fetch of its own JWKS.
+        token_verifier=TokenVerifier(
+            LocalKeys(keys), issuer=settings.auth_issuer, audience=settings.auth_audience
+        ),
     )
+    app.state.signing_keys = keys
+    app.state.passwords = Passwords(settings)
+    app.state.access_tokens = AccessTokens(
+        keys, settings.auth_issuer, settings.auth_audience, settings.access_token_lifetime
+    )
+    return app

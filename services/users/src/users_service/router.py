@@ -1,38 +1,79 @@
-"""HTTP endpoints of the users service."""
+"""HTTP endpoints of the users service: accounts, logins and tokens, and the public keys."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Header, Path, Query, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
 
-from servicekit.auth import PUBLIC, SIGNED_IN
+from servicekit.auth import Admin, Caller, SignedIn, SigningKeys
 from servicekit.database import SessionDep, get_database
-from servicekit.errors import error_responses
+from servicekit.errors import ErrorBody, error_responses
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 from users_service.models import User
-from users_service.repository import UserReads, UserRepository
-from users_service.schemas import UserCreate, UserRead, UserSortField, UserStats, UserUpdate
-from users_service.service import UserQueries, UserService
+from users_service.passwords import Passwords
+from users_service.repository import RefreshTokenRepository, UserReads, UserRepository
+from users_service.schemas import (
+    TokenAnswer,
+    UserCreate,
+    UserRead,
+    UserSortField,
+    UserStats,
+    UserUpdate,
+    UserView,
+)
+from users_service.service import (
+    Authentication,
+    UserQueries,
+    UserService,
+    check_may_sort_by,
+    view_of,
+)
+from users_service.settings import UsersSettings
+from users_service.tokens import AccessTokens
 
 router = APIRouter(prefix="/users", tags=["users"])
+auth_router = APIRouter(prefix="/auth", tags=["auth"])
+keys_router = APIRouter(tags=["auth"])
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 SearchText = Annotated[Annotated[str, Text(max_length=254)] | None, Query()]
+RefreshTokenField = Annotated[str, Form(min_length=1, max_length=256)]
 BY_ID = SortOrder("id", (User.id,))
+TOO_MANY_ATTEMPTS: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "Too many failed logins; see Retry-After"}
+}
+# Token answers are credentials: no cache may keep them (RFC 6749, section 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-async def _writer(session: SessionDep) -> UserService:
-    return UserService(UserRepository(session))
+def _passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+async def _writer(session: SessionDep, request: Request) -> UserService:
+    return UserService(
+        UserRepository(session), RefreshTokenRepository(session), _passwords(request)
+    )
 
 
 async def _reader(request: Request) -> UserQueries:
     return UserQueries(UserReads(get_database(request)))
 
 
+async def _authentication(request: Request) -> Authentication:
+    state = request.app.state
+    access_tokens: AccessTokens = state.access_tokens
+    settings: UsersSettings = state.settings
+    return Authentication(get_database(request), _passwords(request), access_tokens, settings)
+
+
 Users = Annotated[UserService, Depends(_writer)]
 UsersReader = Annotated[UserQueries, Depends(_reader)]
+Auth = Annotated[Authentication, Depends(_authentication)]
 
 
 def _sort_order(field: UserSortField, direction: Literal["asc", "desc"]) -> SortOrder:
@@ -42,114 +83,200 @@ def _sort_order(field: UserSortField, direction: Literal["asc", "desc"]) -> Sort
 
 @router.post(
     "/",
-    dependencies=[PUBLIC],
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses=error_responses(400, 409),
 )
-async def create_user(data: UserCreate, users: Users, request: Request, response: Response) -> User:
-    """Create a user. 409 if the email exists in any letter case."""
+async def create_user(
+    data: UserCreate, users: Users, request: Request, response: Response, _caller: Caller
+) -> User:
+    """Sign up (anyone). 409 if the email exists in any letter case."""
     user = await users.create(data)
     response.headers["Location"] = str(request.url_for("get_user", user_id=user.id))
     response.headers["ETag"] = etag(user.version)
     return user
 
 
-@router.get("/", dependencies=[PUBLIC], response_model=list[UserRead])
+@router.get("/", response_model=list[UserView])
 async def list_users(
     users: UsersReader,
     page: PageDep,
     request: Request,
     response: Response,
+    caller: Caller,
     ids: Annotated[
         list[Id],
         Query(alias="id", max_length=MAX_LIMIT, description="Only these users (batch read)."),
     ] = [],  # noqa: B006 - FastAPI copies defaults
 ) -> list[Row]:
-    """Users by id, a page at a time; `?id=1&id=2` reads a batch in one query."""
+    """Users by id, a page at a time; `?id=1&id=2` reads a batch in one query.
+
+    Each user is the whole record for that user and admins, the public profile (id, name,
+    created_at) for anyone else.
+    """
     result = await users.list(page, BY_ID, ids=ids)
     set_next_link(request, response, result.next_cursor)
-    return result.items
+    return [view_of(user, caller) for user in result.items]
 
 
-@router.get("/search", dependencies=[PUBLIC], response_model=list[UserRead])
+@router.get("/search", response_model=list[UserRead])
 async def search_users(
     users: UsersReader,
     page: PageDep,
     request: Request,
     response: Response,
+    _admin: Admin,
     email: SearchText = None,
     name: SearchText = None,
     active_only: bool = False,
 ) -> list[Row]:
-    """Users whose email and name contain the given texts, ignoring case."""
+    """Users whose email and name contain the given texts, ignoring case (admins only)."""
     result = await users.list(page, BY_ID, email=email, name=name, active_only=active_only)
     set_next_link(request, response, result.next_cursor)
     return result.items
 
 
-@router.get("/stats", dependencies=[PUBLIC], response_model=UserStats)
-async def user_stats(users: UsersReader) -> UserStats:
-    """How many users there are, active and inactive."""
+@router.get("/stats", response_model=UserStats)
+async def user_stats(users: UsersReader, _admin: Admin) -> UserStats:
+    """How many users there are, active and inactive (admins only)."""
     return await users.stats()
 
 
-@router.get("/sorted", dependencies=[PUBLIC], response_model=list[UserRead])
+@router.get("/sorted", response_model=list[UserView], responses=error_responses(403))
 async def sorted_users(
     users: UsersReader,
     page: PageDep,
     request: Request,
     response: Response,
+    caller: Caller,
     sort_by: UserSortField = "id",
     order: Literal["asc", "desc"] = "asc",
 ) -> list[Row]:
-    """Users sorted by a whitelisted field; ties are broken by id."""
+    """Users sorted by a whitelisted field; ties are broken by id.
+
+    Anyone may list: each user is the whole record for that user and admins, the public
+    profile for anyone else. Sorting by email is for admins only (403 for anyone else).
+    """
+    check_may_sort_by(sort_by, caller)
     result = await users.list(page, _sort_order(sort_by, order))
     set_next_link(request, response, result.next_cursor)
-    return result.items
+    return [view_of(user, caller) for user in result.items]
 
 
-# `:int` keeps /users/search, /users/stats and /users/sorted out of these routes for any method.
+@router.get("/me", response_model=UserRead, responses=error_responses(404))
+async def get_me(users: UsersReader, caller: SignedIn, response: Response) -> Row:
+    """The caller's own record; 404 if their account no longer exists."""
+    user = await users.get(caller.user_id)
+    response.headers["ETag"] = etag(user["version"])
+    return user
+
+
+# `:int` keeps /users/search, /users/stats, /users/sorted and /users/me out of these routes.
 @router.get(
     "/{user_id:int}",
-    dependencies=[PUBLIC],
-    response_model=UserRead,
+    response_model=UserView,
     responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404)},
 )
 async def get_user(
     user_id: UserId,
     users: UsersReader,
     response: Response,
+    caller: Caller,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Row | Response:
+    """A user: the whole record for that user and admins, the public profile for others."""
     user = await users.get(user_id)
     if unchanged := not_modified(if_none_match, user["version"]):
         return unchanged
     response.headers["ETag"] = etag(user["version"])
-    return user
+    response.headers["Vary"] = "Authorization"
+    return view_of(user, caller)
 
 
 @router.patch(
     "/{user_id:int}",
-    dependencies=[SIGNED_IN],
     response_model=UserRead,
     responses=error_responses(400, 404, 409, 412),
 )
 async def update_user(
-    user_id: UserId, data: UserUpdate, users: Users, if_match: IfMatchDep, response: Response
+    user_id: UserId,
+    data: UserUpdate,
+    users: Users,
+    if_match: IfMatchDep,
+    response: Response,
+    caller: SignedIn,
 ) -> User:
-    """Change some fields of a user; with If-Match, only if the user is still at that version."""
-    user = await users.update(user_id, data, if_match)
+    """Change some fields of a user (that user or an admin; `is_active` and `is_admin`: admins).
+
+    A new `password` needs `current_password` unless an admin sets it: missing, 422; wrong,
+    403. With If-Match, applies only if the user is still at that version.
+    """
+    user = await users.update(caller, user_id, data, if_match)
     response.headers["ETag"] = etag(user.version)
     return user
 
 
 @router.delete(
     "/{user_id:int}",
-    dependencies=[SIGNED_IN],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404, 409, 412),
 )
-async def delete_user(user_id: UserId, users: Users, if_match: IfMatchDep) -> None:
-    """Delete a user; with If-Match, only if the user is still at that version."""
-    await users.delete(user_id, if_match)
+async def delete_user(
+    user_id: UserId, users: Users, if_match: IfMatchDep, caller: SignedIn
+) -> None:
+    """Delete a user (that user or an admin); with If-Match, only if still at that version."""
+    await users.delete(caller, user_id, if_match)
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+@auth_router.post("/token", response_model=TokenAnswer, responses=TOO_MANY_ATTEMPTS)
+async def log_in(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    auth: Auth,
+    request: Request,
+    response: Response,
+    _caller: Caller,
+) -> TokenAnswer:
+    """OAuth2 password grant: form fields `username` (the email) and `password`.
+
+    401 for a wrong email or password or an inactive user, alike; 429 with Retry-After after
+    too many failures for the account or from the client's address.
+    """
+    answer = await auth.login(form.username, form.password, _client_address(request))
+    response.headers.update(NO_STORE)
+    return answer
+
+
+@auth_router.post("/refresh", response_model=TokenAnswer)
+async def refresh_tokens(
+    grant_type: Annotated[Literal["refresh_token"], Form()],
+    refresh_token: RefreshTokenField,
+    auth: Auth,
+    response: Response,
+    _caller: Caller,
+) -> TokenAnswer:
+    """OAuth2 refresh grant: a new access token and a new refresh token for a live one.
+
+    Each refresh token works once; presenting a spent one revokes every token of its login.
+    """
+    answer = await auth.refresh(refresh_token)
+    response.headers.update(NO_STORE)
+    return answer
+
+
+@auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def log_out(refresh_token: RefreshTokenField, auth: Auth, _caller: Caller) -> None:
+    """Revoke a refresh token (form field `refresh_token`); repeating it changes nothing."""
+    await auth.logout(refresh_token)
+
+
+@keys_router.get("/.well-known/jwks.json")
+async def public_keys(request: Request, response: Response, _caller: Caller) -> dict[str, Any]:
+    """The public keys access tokens are signed with (a JWK Set)."""
+    keys: SigningKeys = request.app.state.signing_keys
+    settings: UsersSettings = request.app.state.settings
+    response.headers["Cache-Control"] = f"public, max-age={settings.jwks_max_age}"
+    return keys.public_jwks()

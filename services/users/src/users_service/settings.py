@@ -1,5 +1,9 @@
 """Users service settings, from `USERS_*` environment variables."""
 
+from pathlib import Path
+
+from argon2 import DEFAULT_MEMORY_COST, DEFAULT_PARALLELISM, DEFAULT_TIME_COST
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
@@ -9,3 +13,26 @@ class UsersSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="USERS_")
 
     database_url: str = "sqlite+aiosqlite:///./var/users.db"
+
+    # The private JWK Set access tokens are signed with: its first key signs, every key is
+    # published. Generated here on first start in development; elsewhere it must exist.
+    signing_keys_file: Path = Path("./var/signing-keys.json")
+    access_token_lifetime: int = Field(default=900, ge=1, description="Seconds.")
+    refresh_token_lifetime: int = Field(default=30 * 24 * 3600, ge=1, description="Seconds.")
+    jwks_max_age: int = Field(
+        default=300, ge=0, description="Seconds clients may cache /.well-known/jwks.json."
+    )
+
+    # argon2id cost, by default what pwdlib recommends (argon2-cffi's defaults).
+    password_hash_time_cost: int = Field(default=DEFAULT_TIME_COST, ge=1)
+    password_hash_memory_cost: int = Field(default=DEFAULT_MEMORY_COST, ge=8, description="KiB.")
+    password_hash_parallelism: int = Field(default=DEFAULT_PARALLELISM, ge=1)
+    # Hashes computed at once, each in a thread: a storm of logins queues here instead of
+    # taking every CPU from the requests that only read.
+    password_hashing_concurrency: int = Field(default=2, ge=1)
+
+    # Failed logins: this many within the window, per account or per client address, and
+    # further attempts are 429 until the oldest counted failure leaves the window.
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window: int = Field(default=900, ge=1, description="Seconds.")

@@ -1,0 +1,74 @@
+"""The key set access tokens are signed with, and its command line.
+
+    python -m users_service.keys show      # the public key set, as /.well-known/jwks.json serves it
+    python -m users_service.keys rotate    # a new signing key first, the previous one kept
+
+The file is `USERS_SIGNING_KEYS_FILE` (default `./var/signing-keys.json`).
+"""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from servicekit.auth import SigningKey, SigningKeys
+from users_service.settings import UsersSettings
+
+logger = logging.getLogger("users_service.keys")
+
+
+class MissingSigningKeys(RuntimeError):
+    """The key file is absent outside development, where generating one would be wrong."""
+
+
+def load_signing_keys(settings: UsersSettings) -> SigningKeys:
+    """The configured key set; in development, one generated on first use (mode 0600).
+
+    Elsewhere every replica must sign with the same keys, so a replica that generated its
+    own would issue tokens the others' published keys do not verify: refuse instead.
+    """
+    path = settings.signing_keys_file
+    if path.exists():
+        return SigningKeys.load(path)
+    if settings.environment != "development":
+        raise MissingSigningKeys(
+            f"the signing key file {path} does not exist; create it with "
+            "`python -m users_service.keys rotate` and set USERS_SIGNING_KEYS_FILE"
+        )
+    keys = SigningKeys((SigningKey.generate(),))
+    keys.write(path)
+    logger.warning("generated a signing key set at %s", path)
+    return keys
+
+
+def rotate(settings: UsersSettings) -> SigningKeys:
+    """Put a new signing key first and keep the previous one, so its tokens still verify."""
+    path = settings.signing_keys_file
+    keys = (
+        SigningKeys.load(path).rotated() if path.exists() else SigningKeys((SigningKey.generate(),))
+    )
+    keys.write(path)
+    return keys
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m users_service.keys", description=__doc__)
+    parser.add_argument("command", choices=("show", "rotate"))
+    arguments = parser.parse_args(argv)
+    settings = UsersSettings()
+    if arguments.command == "rotate":
+        keys = rotate(settings)
+        print(f"{settings.signing_keys_file}: signing with {keys.current.key_id}", file=sys.stderr)
+    else:
+        try:
+            keys = SigningKeys.load(settings.signing_keys_file)
+        except FileNotFoundError:
+            print(f"{settings.signing_keys_file} does not exist", file=sys.stderr)
+            return 1
+    print(json.dumps(keys.public_jwks(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
