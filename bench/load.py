@@ -4,8 +4,8 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 _MARKER = "BENCH_RESULT "
@@ -14,6 +14,9 @@ _MARKER = "BENCH_RESULT "
 _SCRIPT = """
 local paths = {%(paths)s}
 local count = #paths
+local method = %(method)s
+local headers = {%(headers)s}
+local body = %(body)s
 local counter = 0
 
 function setup(thread)
@@ -26,7 +29,7 @@ function init(args)
 end
 
 function request()
-  return wrk.format("GET", paths[math.random(count)])
+  return wrk.format(method, paths[math.random(count)], headers, body)
 end
 
 function done(summary, latency, requests)
@@ -86,6 +89,28 @@ def parse_wrk_output(output: str, connections: int) -> LoadResult:
     raise RuntimeError(f"wrk printed no result:\n{output}")
 
 
+@dataclass(frozen=True)
+class Request:
+    """What every request of a run sends besides its path."""
+
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | None = None
+
+    def lua(self) -> dict[str, str]:
+        """The script's method, headers and body, as Lua literals (JSON strings are Lua's)."""
+        return {
+            "method": json.dumps(self.method),
+            "headers": ",".join(
+                f"[{json.dumps(name)}]={json.dumps(value)}" for name, value in self.headers.items()
+            ),
+            "body": "nil" if self.body is None else json.dumps(self.body),
+        }
+
+
+GET = Request()
+
+
 def run_wrk(
     base_url: str,
     paths: Sequence[str],
@@ -93,14 +118,16 @@ def run_wrk(
     connections: int,
     seconds: float,
     threads: int = 1,
+    request: Request = GET,
 ) -> LoadResult:
-    """GET random paths of `paths` from `base_url` for `seconds` over `connections` connections."""
+    """Send `request` to random paths of `paths` at `base_url` for `seconds` over `connections`
+    connections (GET with no headers unless asked)."""
     executable = wrk_path()
     if executable is None:
         raise RuntimeError("wrk is not installed")
     listed = ",".join(json.dumps(path) for path in paths)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_SCRIPT % {"paths": listed, "marker": _MARKER})
+        script.write(_SCRIPT % {"paths": listed, "marker": _MARKER, **request.lua()})
     try:
         completed = subprocess.run(  # noqa: S603 - our own arguments
             [

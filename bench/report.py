@@ -28,6 +28,16 @@ TARGETS = (
     Target("gateway_256_vs_64", "gateway at 256 connections vs at 64", 0.9),
     Target("keyset_deep_vs_first", "keyset page at 90% depth vs first page (p50)", 1.5, True),
     Target("bulk_vs_executemany", "POST /products/bulk vs psycopg executemany (rows/s)", 0.5),
+    Target(
+        "signed_in_vs_anonymous",
+        "gateway GET /users/{id} with a token vs without (the same public profiles)",
+        0.9,
+    ),
+    Target(
+        "reads_during_logins_vs_alone",
+        "gateway GET /users/{id} while logins run alongside vs alone",
+        0.5,
+    ),
 )
 
 
@@ -90,6 +100,12 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
             _bulk(document, 0, "service_rows_per_second"),
             _bulk(document, 1, "executemany_rows_per_second"),
         ),
+        "signed_in_vs_anonymous": _ratio(
+            _rps(document, "gateway_user_signed_in"), _rps(document, "gateway_user")
+        ),
+        "reads_during_logins_vs_alone": _ratio(
+            _rps(document, "gateway_user_during_logins"), _rps(document, "gateway_user")
+        ),
     }
     judged = []
     for target in TARGETS:
@@ -122,6 +138,10 @@ def _scenario_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, s
         for group in ("throughput", "latency")
         for entry in document.get(group, {}).values()
     ]
+    during = document.get("throughput", {}).get("gateway_user_during_logins")
+    if during and during.get("alongside_rps"):
+        logins = sorted(during["alongside_rps"])[len(during["alongside_rps"]) // 2]
+        rows.append(("9. logins alongside those reads", f"{logins:,.0f} req/s", "", "", ""))
     bulk = document.get("bulk")
     if bulk:
         for label, key in (

@@ -5,12 +5,14 @@ Every server runs as its own uvicorn process with the same worker count, on port
 """
 
 import argparse
+import asyncio
 import json
 import os
 import platform
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -28,10 +30,19 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench import report
-from bench.load import LoadResult, run_wrk, wrk_path
-from bench.seed import Scale, is_seeded, product_bodies, seed
+from bench.load import GET, LoadResult, Request, run_wrk, wrk_path
+from bench.seed import (
+    Scale,
+    is_seeded,
+    product_bodies,
+    seed_catalog_through_api,
+    seed_users_and_blog,
+)
+from servicekit.auth import SigningKey, SigningKeys
 from servicekit.pagination import SortOrder
+from users_service.admin import create_admin
 from users_service.models import User
+from users_service.settings import UsersSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -48,6 +59,13 @@ PORTS = {
 }
 GATEWAY_CONCURRENCY = (1, 16, 64, 256)
 PATH_SAMPLE = 2000  # distinct paths per scenario: enough that no cache answers them all
+# Keys the bench's users service signs with, kept beside the embedded databases (not in git).
+SIGNING_KEYS = ROOT / "var" / "bench-signing-keys.json"
+# Accounts the bench signs in with: an admin for catalog writes, a reader for signed-in reads
+# and the login scenario. Their passwords are the bench's own, on its own databases.
+ADMIN_ACCOUNT = ("bench-admin@example.com", "bench-admin-password")
+READER_ACCOUNT = ("bench-reader@example.com", "bench-reader-password")
+LOGIN_CONNECTIONS = 16
 BULK_ROWS = 1000
 BULK_REQUESTS = 10
 
@@ -217,6 +235,9 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Server]:
     """Every server of the benchmark, ready."""
     servers: dict[str, Server] = {}
+    if not SIGNING_KEYS.exists():
+        SigningKeys((SigningKey.generate(),)).write(SIGNING_KEYS)
+    jwks_url = f"http://{HOST}:{PORTS['users']}/.well-known/jwks.json"
     for service in SERVICES:
         prefix = service.upper()
         env = {
@@ -225,6 +246,10 @@ def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Serve
             ),
             # The bulk scenario writes 1,000 rows a request; the default timeout stays.
             f"{prefix}_LOG_LEVEL": "INFO",
+            # Users signs tokens and is started first; the others verify them with its keys.
+            f"{prefix}_SIGNING_KEYS_FILE" if service == "users" else f"{prefix}_AUTH_JWKS_URL": (
+                str(SIGNING_KEYS) if service == "users" else jwks_url
+            ),
         }
         servers[service] = stack.enter_context(
             serve(service, f"{service}_service.main:create_app", env, workers, "/health/ready")
@@ -268,7 +293,11 @@ class Measurements:
 
 @dataclass(frozen=True, eq=False)
 class Job:
-    """One load run: `paths` from `server` over `connections` connections."""
+    """One load run: `paths` from `server` over `connections` connections.
+
+    `alongside`, if given, is a second load on the same server during the measured run (its own
+    rate is reported with the job's as `alongside_rps`).
+    """
 
     group: str  # "throughput", "latency", or the server whose concurrency curve it is on
     key: str
@@ -276,25 +305,99 @@ class Job:
     server: str
     paths: Sequence[str]
     connections: int
+    request: Request = GET
+    alongside: "Job | None" = None
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """The bench's signed-in users: their tokens, and the reader's login form."""
+
+    admin_token: str
+    reader_token: str
+    reader_login: str  # the form body of POST /auth/token
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    @property
+    def reader(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.reader_token}"}
+
+
+def _login_form(account: tuple[str, str]) -> str:
+    return str(httpx.QueryParams({"username": account[0], "password": account[1]}))
+
+
+def sign_in(server: URL, users: Server) -> Accounts:
+    """Make the bench's admin (as `make admin` would) and reader, and log both in."""
+    settings = UsersSettings(
+        database_url=_database_url(server, "users").render_as_string(hide_password=False)
+    )
+    tokens = []
+    for account in (ADMIN_ACCOUNT, READER_ACCOUNT):
+        email, password = account
+        asyncio.run(create_admin(settings, email=email, password=password, name="Bench"))
+        answer = httpx.post(
+            f"{users.url}/auth/token",
+            content=_login_form(account),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        tokens.append(answer.json()["access_token"])
+    # The reader is an ordinary user: made as an admin above, then demoted by the admin.
+    reader_id = httpx.get(
+        f"{users.url}/users/me", headers={"Authorization": f"Bearer {tokens[1]}"}, timeout=30
+    ).json()["id"]
+    httpx.patch(
+        f"{users.url}/users/{reader_id}",
+        json={"is_admin": False},
+        headers={"Authorization": f"Bearer {tokens[0]}"},
+        timeout=30,
+    ).raise_for_status()
+    answer = httpx.post(
+        f"{users.url}/auth/token",
+        content=_login_form(READER_ACCOUNT),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return Accounts(tokens[0], answer.json()["access_token"], _login_form(READER_ACCOUNT))
 
 
 class Bench:
-    def __init__(self, options: Options, servers: dict[str, Server], engines: dict[str, Engine]):
+    def __init__(
+        self,
+        options: Options,
+        servers: dict[str, Server],
+        engines: dict[str, Engine],
+        accounts: Accounts,
+    ):
         self.options = options
         self.servers = servers
         self.engines = engines
+        self.accounts = accounts
         self.rng = random.Random(4)  # noqa: S311 - test data, not secrets
         self.results = Measurements()
         self._bulk_runs: list[tuple[float, float]] = []
+        self._alongside_rps: dict[str, list[float]] = {}
 
     def measure(
-        self, server: str, paths: Sequence[str], connections: int, profile_as: str | None = None
+        self,
+        server: str,
+        paths: Sequence[str],
+        connections: int,
+        profile_as: str | None = None,
+        request: Request = GET,
     ) -> LoadResult:
         """A warm-up, then the measured run (profiled by py-spy if asked)."""
         url = self.servers[server].url
-        run_wrk(url, paths, connections=connections, seconds=self.options.warmup)
+        seconds = self.options.seconds
+        run_wrk(url, paths, connections=connections, seconds=self.options.warmup, request=request)
         with self._profiled(server, profile_as):
-            result = run_wrk(url, paths, connections=connections, seconds=self.options.seconds)
+            result = run_wrk(url, paths, connections=connections, seconds=seconds, request=request)
         if result.failed:
             say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
         return result
@@ -347,6 +450,50 @@ class Bench:
         throughput("1", "ceiling", "ceiling", user_paths, "1. raw ceiling GET /users/{id}")
         throughput("2", "users", "users", user_paths, "2. users service GET /users/{id}")
         throughput("3", "gateway_user", "gateway", user_paths, "3. gateway GET /users/{id}")
+        if self.wanted("9"):
+            reader = Request(headers=self.accounts.reader)
+            login = Request(
+                "POST",
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                self.accounts.reader_login,
+            )
+            jobs += [
+                Job(
+                    "throughput",
+                    "gateway_user_signed_in",
+                    "9. gateway GET /users/{id} with a reader's token (public profiles)",
+                    "gateway",
+                    user_paths,
+                    connections,
+                    reader,
+                ),
+                Job(
+                    "throughput",
+                    "login",
+                    f"9. gateway POST /auth/token, {LOGIN_CONNECTIONS} connections",
+                    "gateway",
+                    ["/auth/token"],
+                    LOGIN_CONNECTIONS,
+                    login,
+                ),
+                Job(
+                    "throughput",
+                    "gateway_user_during_logins",
+                    "9. gateway GET /users/{id} while logins run alongside",
+                    "gateway",
+                    user_paths,
+                    connections,
+                    alongside=Job(
+                        "alongside",
+                        "login",
+                        "",
+                        "gateway",
+                        ["/auth/token"],
+                        LOGIN_CONNECTIONS,
+                        login,
+                    ),
+                ),
+            ]
         if self.wanted("4"):
             throughput(
                 "4",
@@ -384,8 +531,13 @@ class Bench:
             for job in jobs:
                 say(f"{job.label} (round {round_number} of {self.options.repeat})")
                 profile = job.key if job.group == "throughput" and round_number == 1 else None
-                result = self.measure(job.server, job.paths, job.connections, profile)
+                with self._alongside(job.alongside) as alongside:
+                    result = self.measure(
+                        job.server, job.paths, job.connections, profile, job.request
+                    )
                 runs[job].append(result)
+                if alongside:
+                    self._alongside_rps.setdefault(job.key, []).append(alongside[0].rps)
                 say(f"  {result.rps:,.0f} requests/s, p50 {result.latency_ms['p50']} ms")
             if self.wanted("7"):
                 self.bulk()
@@ -394,6 +546,34 @@ class Bench:
         if self.wanted("7"):
             self._keep_bulk_median()
         return self.results
+
+    @contextmanager
+    def _alongside(self, job: Job | None) -> Iterator[list[LoadResult]]:
+        """Run `job` on a thread of its own for the duration of the block (warm-up included)."""
+        if job is None:
+            yield []
+            return
+        finished: list[LoadResult] = []
+        seconds = self.options.warmup + self.options.seconds
+        url = self.servers[job.server].url
+
+        def load() -> None:
+            finished.append(
+                run_wrk(
+                    url,
+                    job.paths,
+                    connections=job.connections,
+                    seconds=seconds,
+                    request=job.request,
+                )
+            )
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        try:
+            yield finished
+        finally:
+            thread.join()
 
     def _keep_median(self, job: Job, results: list[LoadResult]) -> None:
         if job.group == "latency":
@@ -407,6 +587,8 @@ class Bench:
             "runs_rps": [r.rps for r in results],
             "runs_p50": [r.latency_ms["p50"] for r in results],
         }
+        if job.key in self._alongside_rps:
+            entry["alongside_rps"] = self._alongside_rps[job.key]
         if job.group == "throughput":
             self.results.throughput[job.key] = entry
         elif job.group == "latency":
@@ -467,7 +649,9 @@ class Bench:
             for _ in range(BULK_REQUESTS + 2)
         ]
         say(f"7. POST /products/bulk: {BULK_REQUESTS} requests of {BULK_ROWS} rows, catalog")
-        with httpx.Client(base_url=self.servers["catalog"].url, timeout=60) as catalog:
+        with httpx.Client(
+            base_url=self.servers["catalog"].url, timeout=60, headers=self.accounts.admin
+        ) as catalog:
 
             def post(batch: list[dict[str, Any]]) -> None:
                 catalog.post("/products/bulk", json=batch).raise_for_status()
@@ -603,12 +787,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"seeding {options.scale.users:,} users, {options.scale.posts:,} posts, "
                 f"{options.scale.products:,} products"
             )
-            with httpx.Client(base_url=servers["catalog"].url, timeout=120) as catalog:
-                seed(engines["users"], engines["blog"], engines["catalog"], catalog, options.scale)
+            # The seeded users come first: they hold ids 1 to `users`, which the scenarios read.
+            seed_users_and_blog(engines["users"], engines["blog"], options.scale)
+        accounts = sign_in(server, servers["users"])
+        if fresh:
+            with httpx.Client(
+                base_url=servers["catalog"].url, timeout=120, headers=accounts.admin
+            ) as catalog:
+                seed_catalog_through_api(engines["catalog"], catalog, options.scale)
         else:
             say("reusing the seeded data set (--reseed rebuilds it)")
         started = datetime.now(UTC)
-        results = Bench(options, servers, engines).run()
+        results = Bench(options, servers, engines, accounts).run()
         document = {
             "started": started.isoformat(timespec="seconds"),
             "machine": machine(engines, options.workers),

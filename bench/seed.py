@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy import ColumnElement, Connection, Engine, Table, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from blog_service.models import Comment, Post, Tag, post_tags
@@ -259,10 +259,11 @@ def _move_sequence_past(engine: Engine, table: Table) -> None:
         )
 
 
-def row_count(engine: Engine, table: Table) -> int:
-    """How many rows `table` holds."""
+def row_count(engine: Engine, table: Table, *where: ColumnElement[bool]) -> int:
+    """How many rows `table` holds (that match `where`)."""
     with engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+        statement = select(func.count()).select_from(table).where(*where)
+        return int(connection.execute(statement).scalar_one())
 
 
 def seed_users(engine: Engine, scale: Scale, progress: Progress) -> None:
@@ -400,7 +401,8 @@ def is_seeded(users: Engine, blog: Engine, catalog: Engine, scale: Scale) -> boo
     assert isinstance(product_table, Table)
     try:
         return (
-            row_count(users, user_table) == scale.users
+            # The bench's own accounts come after the seeded users.
+            row_count(users, user_table, user_table.c.id <= scale.users) == scale.users
             and row_count(blog, post_table) == scale.posts
             and row_count(catalog, product_table) == scale.products
         )
@@ -408,14 +410,25 @@ def is_seeded(users: Engine, blog: Engine, catalog: Engine, scale: Scale) -> boo
         return False
 
 
-def seed(
-    users: Engine, blog: Engine, catalog: Engine, catalog_api: httpx.Client, scale: Scale
-) -> None:
-    """Fill three freshly migrated databases, then refresh the planner's statistics."""
+def seed_users_and_blog(users: Engine, blog: Engine, scale: Scale) -> None:
+    """Fill the freshly migrated users and blog databases, then refresh their statistics.
+
+    Users get the ids 1 to `scale.users`; accounts made afterwards come after them.
+    """
     with _progress() as progress:
         seed_users(users, scale, progress)
         seed_blog(blog, scale, progress)
+    _analyze(users, blog)
+
+
+def seed_catalog_through_api(catalog: Engine, catalog_api: httpx.Client, scale: Scale) -> None:
+    """Fill the freshly migrated catalog through its API (an admin's client), then analyze."""
+    with _progress() as progress:
         seed_catalog(catalog_api, scale, progress)
-    for engine in (users, blog, catalog):
+    _analyze(catalog)
+
+
+def _analyze(*engines: Engine) -> None:
+    for engine in engines:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE"))

@@ -37,6 +37,8 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
             "users": _throughput(4_000),
             "gateway_user": _throughput(3_000),
             "users_with_posts": _throughput(1_000),
+            "gateway_user_signed_in": _throughput(2_850),
+            "gateway_user_during_logins": _throughput(1_200),
         },
         "concurrency": {
             "gateway": [{"connections": 64, "rps": 3000}, {"connections": 256, "rps": 2900}]
@@ -57,6 +59,8 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
         "gateway_256_vs_64": (0.967, True),
         "keyset_deep_vs_first": (1.25, True),
         "bulk_vs_executemany": (0.6, True),
+        "signed_in_vs_anonymous": (0.95, True),
+        "reads_during_logins_vs_alone": (0.4, False),
     }
 
 
