@@ -20,30 +20,39 @@ REPOSITORY = Path(__file__).parents[2]
 SERVICES = ("users", "catalog", "blog")
 
 
-def service_environment(name: str, token_issuer: TokenIssuer) -> dict[str, str]:
-    """The settings a test service runs with: the test issuer's keys."""
-    prefix = name.upper()
-    return {
-        f"{prefix}_ENVIRONMENT": "test",
-        f"{prefix}_AUTH_JWKS_URL": token_issuer.jwks_url,
-        "USERS_SIGNING_KEYS_FILE": str(token_issuer.keys_file),
-    }
+# Passwords hashed at a small fraction of the production cost: the tests create many users.
+CHEAP_PASSWORD_HASHING = {
+    "USERS_PASSWORD_HASH_TIME_COST": "1",
+    "USERS_PASSWORD_HASH_MEMORY_COST": "1024",
+    "USERS_PASSWORD_HASH_PARALLELISM": "1",
+}
 
 
 @pytest.fixture(scope="session")
 def services(
     make_database: MakeDatabase, token_issuer: TokenIssuer
 ) -> Iterator[dict[str, ServiceProcess]]:
-    """Every service, running on a Postgres database of its own."""
-    processes = {
-        name: ServiceProcess(
+    """Every service, running on a Postgres database of its own.
+
+    Users signs with the test issuer's keys; catalog and blog fetch them from users, as they
+    do when deployed.
+    """
+    processes: dict[str, ServiceProcess] = {}
+    for name in SERVICES:
+        environment = {f"{name.upper()}_ENVIRONMENT": "test"}
+        if name == "users":
+            environment |= {"USERS_SIGNING_KEYS_FILE": str(token_issuer.keys_file)}
+            environment |= CHEAP_PASSWORD_HASHING
+        else:
+            environment[f"{name.upper()}_AUTH_JWKS_URL"] = (
+                f"{processes['users'].url}/.well-known/jwks.json"
+            )
+        processes[name] = ServiceProcess(
             name,
             make_database("postgresql", f"gateway_{name}"),
             REPOSITORY / "services" / name / "alembic.ini",
-            service_environment(name, token_issuer),
+            environment,
         )
-        for name in SERVICES
-    }
     try:
         for process in processes.values():
             process.migrate()
@@ -58,16 +67,12 @@ GatewaySettingsFactory = Callable[..., GatewaySettings]
 
 
 @pytest.fixture(scope="session")
-def gateway_settings(
-    services: dict[str, ServiceProcess], token_issuer: TokenIssuer
-) -> GatewaySettingsFactory:
-    """Settings of a gateway in front of the test services, with any overrides."""
+def gateway_settings(services: dict[str, ServiceProcess]) -> GatewaySettingsFactory:
+    """Settings of a gateway in front of the test services (keys from users), with overrides."""
 
     def make(**overrides: object) -> GatewaySettings:
         urls = {f"{name}_url": process.url for name, process in services.items()}
-        return GatewaySettings.model_validate(
-            {"environment": "test", "auth_jwks_url": token_issuer.jwks_url, **urls, **overrides}
-        )
+        return GatewaySettings.model_validate({"environment": "test", **urls, **overrides})
 
     return make
 

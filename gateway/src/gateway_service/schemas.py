@@ -10,13 +10,11 @@ from servicekit.schemas import ResponseModel
 
 
 class User(ResponseModel):
+    """A user's public profile: composed views never show an email or an account's state."""
+
     id: int
-    email: str
     name: str
-    is_active: bool
     created_at: datetime
-    updated_at: datetime
-    version: int
 
 
 class Post(ResponseModel):
