@@ -1,5 +1,6 @@
 """Who may call what through the gateway: tokens are judged before any service is called."""
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -7,9 +8,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from gateway_service.main import create_app
 from gateway_service.proxy import ROUTE_TABLE, SIGNED_IN
+from gateway_service.settings import GatewaySettings
 from servicekit.auth import access_rule
-from servicekit.testing import TokenIssuer, asgi_client
+from servicekit.testing import ServiceProcess, TokenIssuer, asgi_client, running
 
 
 def _concrete(path: str) -> str:
@@ -118,3 +121,32 @@ async def test_the_merged_document_declares_the_bearer_scheme_per_operation(
     assert "security" not in document["paths"]["/categories/"]["get"]
     delete_user = document["paths"]["/users/{user_id}"]["delete"]
     assert delete_user["security"] == [{"bearer": []}]
+
+
+async def test_cached_keys_keep_verifying_tokens_while_the_users_service_is_down(
+    gateway: httpx.AsyncClient, services: dict[str, ServiceProcess]
+) -> None:
+    assert (await gateway.get("/users/me")).status_code == 404  # the keys are now known
+    services["users"].stop()
+
+    response = await gateway.post("/categories/", json={"name": "Lamps"})
+
+    assert response.status_code == 201, response.text
+
+
+async def test_a_token_meets_503_when_no_key_is_known_and_the_users_service_is_down(
+    gateway_settings: Callable[..., GatewaySettings],
+    services: dict[str, ServiceProcess],
+    token_issuer: TokenIssuer,
+) -> None:
+    services["users"].stop()
+    app = create_app(gateway_settings())
+    async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as client:
+        signed_in = await client.post("/categories/", json={"name": "Lamps"})
+
+    # Not 401: the token may be valid, and logging in again would fail too.
+    assert (signed_in.status_code, signed_in.json()) == (
+        503,
+        {"detail": "the users service is unavailable"},
+    )
+    assert signed_in.headers["Retry-After"] == "1"

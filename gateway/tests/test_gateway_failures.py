@@ -197,7 +197,14 @@ async def test_a_service_that_hangs_up_after_the_request_gives_502_not_503(
     transport: str,
     token_issuer: TokenIssuer,
 ) -> None:
-    app = create_app(gateway_settings(catalog_url=hanging_up_service, http_transport=transport))
+    # The keys from the issuer's file: the users service may be stopped by an earlier test.
+    app = create_app(
+        gateway_settings(
+            catalog_url=hanging_up_service,
+            http_transport=transport,
+            auth_jwks_url=token_issuer.jwks_url,
+        )
+    )
     async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as gateway:
         write = await gateway.post("/products/1/stock-adjustments", json={"delta": -1})
         read = await gateway.get("/products/1")

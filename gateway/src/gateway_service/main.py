@@ -27,6 +27,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         transport = create_transport(settings)
         async with create_http_client(settings, transport) as client:
             app.state.downstream = Downstream(client, transport, settings.service_urls())
+            await app.state.token_verifier.keys.prefetch()
             with collector_tuned_for_serving():
                 yield
 

@@ -79,6 +79,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database.from_settings(settings)
+        await app.state.token_verifier.keys.prefetch()
         try:
             with collector_tuned_for_serving():
                 yield

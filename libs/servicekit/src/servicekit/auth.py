@@ -59,6 +59,20 @@ class Forbidden(ServiceError):
     status_code = 403
 
 
+class KeysUnavailable(ServiceError):
+    """A token names a key not known yet, and the users service cannot be asked for it.
+
+    Not a 401: the token may well be valid, and the client should retry rather than log in
+    again (which would fail too).
+    """
+
+    status_code = 503
+    headers = {"Retry-After": "1"}  # noqa: RUF012 - read-only
+
+    def __init__(self) -> None:
+        super().__init__("the users service is unavailable")
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The verified caller of a request."""
@@ -156,6 +170,14 @@ class KeySource:
     async def key(self, key_id: str) -> Any | None:
         raise NotImplementedError
 
+    async def prefetch(self) -> None:
+        """Learn the keys before the first request needs them, if that can be done."""
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the last attempt to learn the keys failed."""
+        return False
+
 
 class LocalKeys(KeySource):
     """The issuer's own keys, in the issuer's process."""
@@ -171,16 +193,36 @@ class RemoteKeys(KeySource):
     """A JWK Set fetched from a URL (http(s) or file), kept, and fetched again for an unknown id.
 
     Fetches are at least `refresh_interval` seconds apart, so tokens naming made-up key ids
-    cannot turn into a stream of requests to the issuer. A failed fetch keeps the keys known.
+    cannot turn into a stream of requests to the issuer; after a failed one, `retry_interval`.
+    A failed fetch keeps the keys known, so a service goes on verifying tokens while the users
+    service is down.
     """
 
-    def __init__(self, url: str, *, refresh_interval: float = 10.0, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        refresh_interval: float = 10.0,
+        retry_interval: float = 1.0,
+        timeout: float = 2.0,
+    ) -> None:
         self.url = url
         self.refresh_interval = refresh_interval
+        self.retry_interval = retry_interval
         self.timeout = timeout
         self._keys: dict[str, Any] = {}
         self._fetched_at = -float("inf")
+        self._failed = False
         self._lock = asyncio.Lock()
+
+    @property
+    def unreachable(self) -> bool:
+        return self._failed
+
+    async def prefetch(self) -> None:
+        async with self._lock:
+            if not self._keys:
+                await self._fetch()
 
     async def key(self, key_id: str) -> Any | None:
         if key_id in self._keys:
@@ -191,10 +233,12 @@ class RemoteKeys(KeySource):
         return self._keys.get(key_id)
 
     def _may_fetch(self) -> bool:
-        return time.monotonic() - self._fetched_at >= self.refresh_interval
+        interval = self.retry_interval if self._failed else self.refresh_interval
+        return time.monotonic() - self._fetched_at >= interval
 
     async def _fetch(self) -> None:
         self._fetched_at = time.monotonic()
+        self._failed = True
         try:
             jwks = await self._read()
             keys = {
@@ -205,7 +249,7 @@ class RemoteKeys(KeySource):
         except Exception as exc:  # the keys known so far keep serving
             logger.warning("could not fetch the token keys from %s: %s", self.url, exc)
             return
-        self._keys = keys
+        self._keys, self._failed = keys, False
 
     async def _read(self) -> dict[str, Any]:
         parts = urlsplit(self.url)
@@ -260,6 +304,8 @@ class TokenVerifier:
         key_id = header.get("kid")
         key = await self.keys.key(key_id) if isinstance(key_id, str) else None
         if key is None:
+            if self.keys.unreachable:
+                raise KeysUnavailable
             raise _invalid("the token is signed with an unknown key")
         try:
             claims = jwt.decode(
