@@ -27,6 +27,7 @@ from servicekit.auth import (
     Unauthorized,
     require_access_rules,
 )
+from servicekit.schemas import MAX_ID
 from servicekit.testing import TokenIssuer, serving
 
 # Refresh intervals: "fetch whenever a key id is unknown", and "not again during the test".
@@ -224,6 +225,35 @@ async def test_a_verified_token_names_its_user_and_admin_flag(issuer: TokenIssue
     token = issuer.token(5, admin=True, jti="token-5")
 
     assert await verifier.verify(token) == Principal(5, True, "token-5")
+
+
+async def test_the_largest_user_id_is_a_subject(issuer: TokenIssuer) -> None:
+    verifier = _verifier(_Keys(issuer.keys), issuer)
+
+    assert (await verifier.verify(issuer.token(MAX_ID))).user_id == MAX_ID
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["0", "-1", " 1", "1.0", "\u0663", str(MAX_ID + 1), "01", "9" * 5000],
+    ids=[
+        "zero",
+        "negative",
+        "space",
+        "decimal-point",
+        "arabic-indic-digit",
+        "beyond-max-id",
+        "leading-zero",
+        "too-long-for-int",
+    ],
+)
+async def test_a_subject_that_is_not_a_user_id_is_refused(
+    issuer: TokenIssuer, subject: str
+) -> None:
+    verifier = _verifier(_Keys(issuer.keys), issuer)
+
+    with pytest.raises(Unauthorized, match="claims are malformed"):
+        await verifier.verify(issuer.token(5, sub=subject))
 
 
 def test_a_principal_may_act_for_itself_and_an_admin_for_anyone() -> None:
