@@ -63,7 +63,7 @@ async def test_a_post_without_comments_lists_none(
     "body",
     [
         {"author_id": 7},
-        {"content": "Hi"},
+        {"author_id": None, "content": "Hi"},
         {"author_id": 7, "content": ""},
         {"author_id": 7, "content": "x" * 10_001},
         {"author_id": 7, "content": "a\x00b"},
@@ -71,7 +71,7 @@ async def test_a_post_without_comments_lists_none(
         {"author_id": 2**31, "content": "Hi"},
         {"author_id": 7, "content": "Hi", "post_id": 3},
     ],
-    ids=["no-content", "no-author", "empty", "too-long", "nul", "author-zero", "huge", "unknown"],
+    ids=["no-content", "null-author", "empty", "too-long", "nul", "author-zero", "huge", "unknown"],
 )
 async def test_invalid_comments_are_422_and_store_nothing(
     client: httpx.AsyncClient, create_post: CreatePost, body: dict[str, object]

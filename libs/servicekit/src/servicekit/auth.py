@@ -33,6 +33,7 @@ from fastapi.utils import create_model_field
 from jwt.algorithms import OKPAlgorithm
 
 from servicekit.errors import ServiceError, error_responses
+from servicekit.schemas import MAX_ID
 
 logger = logging.getLogger("servicekit.auth")
 
@@ -320,10 +321,25 @@ class TokenVerifier:
             raise _invalid("the token has expired") from None
         except jwt.InvalidTokenError:
             raise _invalid("the token is invalid") from None
-        subject, admin = claims["sub"], claims.get("admin", False)
-        if not (isinstance(subject, str) and subject.isdecimal()) or not isinstance(admin, bool):
+        user_id, admin = _user_id(claims["sub"]), claims.get("admin", False)
+        if user_id is None or not isinstance(admin, bool):
             raise _invalid("the token's claims are malformed")
-        return Principal(int(subject), admin, str(claims["jti"])), float(claims["exp"])
+        return Principal(user_id, admin, str(claims["jti"])), float(claims["exp"])
+
+
+def _user_id(subject: Any) -> int | None:
+    """The user id a `sub` claim names, or None: an id in its one spelling, `str(user_id)`.
+
+    `str.isdecimal` alone admits digits of any script (Arabic-Indic three is 3), leading zeros,
+    and strings too long for `int()` to convert; and an id beyond MAX_ID would reach the
+    database.
+    """
+    if not (isinstance(subject, str) and subject.isascii() and subject.isdecimal()):
+        return None
+    if len(subject) > len(str(MAX_ID)):
+        return None
+    user_id = int(subject)
+    return user_id if 1 <= user_id <= MAX_ID and str(user_id) == subject else None
 
 
 def _invalid(detail: str) -> Unauthorized:

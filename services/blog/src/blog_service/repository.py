@@ -416,8 +416,15 @@ class CommentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, comment_id: int) -> Comment | None:
-        return await self.session.get(Comment, comment_id)
+    async def get_with_post_author(self, comment_id: int) -> tuple[Comment, int] | None:
+        """The comment and the author of its post, or None."""
+        statement = (
+            select(Comment, Post.author_id)
+            .join(Post, Post.id == Comment.post_id)
+            .where(Comment.id == comment_id)
+        )
+        row = (await self.session.execute(statement)).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     async def add(self, comment: Comment) -> Comment:
         """Insert a comment now, so a post deleted meanwhile surfaces here rather than at commit."""

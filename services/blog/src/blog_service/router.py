@@ -31,7 +31,7 @@ from blog_service.service import (
     PostService,
     TagQueries,
 )
-from servicekit.auth import PUBLIC, SIGNED_IN
+from servicekit.auth import PUBLIC, SignedIn
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
@@ -96,14 +96,16 @@ def _with_etag(post: Post, response: Response) -> Post:
 
 @posts_router.post(
     "/",
-    dependencies=[SIGNED_IN],
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
     responses=error_responses(400),
 )
-async def create_post(data: PostCreate, posts: Posts, request: Request, response: Response) -> Post:
-    """Create a post. Its tags are created on first use."""
-    post = await posts.create(data)
+async def create_post(
+    caller: SignedIn, data: PostCreate, posts: Posts, request: Request, response: Response
+) -> Post:
+    """Create a post by the caller (or, by an admin, by the `author_id` named). Its tags are
+    created on first use."""
+    post = await posts.create(data, caller)
     response.headers["Location"] = str(request.url_for("get_post", post_id=post.id))
     return _with_etag(post, response)
 
@@ -154,8 +156,9 @@ async def list_posts(
     return await posts.newest_by_author(per_author, post_filter)
 
 
-@posts_router.delete("/", dependencies=[SIGNED_IN], status_code=status.HTTP_204_NO_CONTENT)
+@posts_router.delete("/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_posts_by_authors(
+    caller: SignedIn,
     posts: Posts,
     author_ids: Annotated[
         list[Id],
@@ -168,8 +171,9 @@ async def delete_posts_by_authors(
     ],
 ) -> None:
     """Remove everything these users wrote: their posts with every comment on them, and their
-    comments on other posts. Succeeds whether or not there was anything to remove."""
-    await posts.delete_authored_by(author_ids)
+    comments on other posts. Succeeds whether or not there was anything to remove. An admin may
+    name anyone; another user only themselves."""
+    await posts.delete_authored_by(author_ids, caller)
 
 
 @posts_router.get(
@@ -193,42 +197,52 @@ async def get_post(
 
 @posts_router.patch(
     "/{post_id:int}",
-    dependencies=[SIGNED_IN],
     response_model=PostRead,
     responses=error_responses(400, 404, 409, 412),
 )
 async def update_post(
-    post_id: PostId, data: PostUpdate, posts: Posts, if_match: IfMatchDep, response: Response
+    caller: SignedIn,
+    post_id: PostId,
+    data: PostUpdate,
+    posts: Posts,
+    if_match: IfMatchDep,
+    response: Response,
 ) -> Post:
-    """Change some fields of a post; `tags` replaces its set of tags. With If-Match, only if the
-    post is still at that version."""
-    return _with_etag(await posts.update(post_id, data, if_match), response)
+    """Change some fields of a post, as its author or an admin; `tags` replaces its set of tags.
+    With If-Match, only if the post is still at that version."""
+    return _with_etag(await posts.update(post_id, data, if_match, caller), response)
 
 
 @posts_router.delete(
     "/{post_id:int}",
-    dependencies=[SIGNED_IN],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404, 409, 412),
 )
-async def delete_post(post_id: PostId, posts: Posts, if_match: IfMatchDep) -> None:
-    """Delete a post with its comments; with If-Match, only if the post is still at that version."""
-    await posts.delete(post_id, if_match)
+async def delete_post(
+    caller: SignedIn, post_id: PostId, posts: Posts, if_match: IfMatchDep
+) -> None:
+    """Delete a post with its comments, as its author or an admin; with If-Match, only if the
+    post is still at that version."""
+    await posts.delete(post_id, if_match, caller)
 
 
 @posts_router.post(
     "/{post_id:int}/comments",
-    dependencies=[SIGNED_IN],
     status_code=status.HTTP_201_CREATED,
     response_model=CommentRead,
     responses=error_responses(400, 404),
     tags=["comments"],
 )
 async def create_comment(
-    post_id: PostId, data: CommentCreate, comments: Comments, request: Request, response: Response
+    caller: SignedIn,
+    post_id: PostId,
+    data: CommentCreate,
+    comments: Comments,
+    request: Request,
+    response: Response,
 ) -> Comment:
-    """Comment on a post."""
-    comment = await comments.create(post_id, data)
+    """Comment on a post, as the caller (or, by an admin, as the `author_id` named)."""
+    comment = await comments.create(post_id, data, caller)
     response.headers["Location"] = str(request.url_for("get_comment", comment_id=comment.id))
     return comment
 
@@ -265,13 +279,12 @@ async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Row:
 
 @comments_router.delete(
     "/{comment_id:int}",
-    dependencies=[SIGNED_IN],
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404),
 )
-async def delete_comment(comment_id: CommentId, comments: Comments) -> None:
-    """Delete a comment."""
-    await comments.delete(comment_id)
+async def delete_comment(caller: SignedIn, comment_id: CommentId, comments: Comments) -> None:
+    """Delete a comment, as its author, the author of its post, or an admin."""
+    await comments.delete(comment_id, caller)
 
 
 @tags_router.get("/", dependencies=[PUBLIC], response_model=list[TagRead])

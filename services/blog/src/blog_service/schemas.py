@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, TypeAdapter, WithJsonSchema, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from blog_service.models import TAG_NAME_MAX_LENGTH, TITLE_MAX_LENGTH
@@ -47,10 +47,28 @@ TagNames = Annotated[list[TagName], Field(max_length=MAX_TAGS_PER_POST), AfterVa
 PostSortField = Literal["created_at", "updated_at", "title"]
 
 
+def _named(author_id: int | None) -> int:
+    # Defaults are not validated: None here is a null the client sent.
+    if author_id is None:
+        raise ValueError("author_id may be left out but not set to null")
+    return author_id
+
+
+# Who wrote a post or comment: the caller unless named, and only an admin names another user.
+# `Id | None` rather than `Id | SkipJsonSchema[None]`: an optional value is validated as the one
+# type, so a wrong value's error is located at `author_id` itself; the schema shows the integer.
+AuthorId = Annotated[
+    Id | None,
+    AfterValidator(_named),
+    WithJsonSchema(TypeAdapter(Id).json_schema()),
+    Field(description="The author: by default the caller; only an admin may name another user."),
+]
+
+
 class PostCreate(RequestModel):
     title: Title
     content: Content
-    author_id: Id
+    author_id: AuthorId = None
     published: bool = False
     tags: TagNames = Field(default_factory=list)
 
@@ -81,7 +99,7 @@ class PostRead(ResponseModel):
 
 
 class CommentCreate(RequestModel):
-    author_id: Id
+    author_id: AuthorId = None
     content: CommentContent
 
 

@@ -1,4 +1,5 @@
-"""The rules of the blog service: tags by name, optimistic locking, not-found, erasing an author."""
+"""The rules of the blog service: who may write what, tags by name, optimistic locking,
+not-found, erasing an author."""
 
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ from blog_service.repository import (
     TagRepository,
 )
 from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
+from servicekit.auth import Forbidden, Principal
 from servicekit.database import utcnow
 from servicekit.errors import NotFound
 from servicekit.pagination import Page, PageRequest, SortOrder
@@ -28,6 +30,20 @@ def _post_not_found(post_id: int) -> NotFound:
 
 def _comment_not_found(comment_id: int) -> NotFound:
     return NotFound(f"comment {comment_id} not found")
+
+
+def _author(caller: Principal, author_id: int | None) -> int:
+    """Who a new post or comment is by: the caller, or the user an admin names."""
+    if author_id is None:
+        return caller.user_id
+    if not caller.may_act_for(author_id):
+        raise Forbidden("only an admin may write as another user")
+    return author_id
+
+
+def _check_may_change(caller: Principal, post: Post) -> None:
+    if not caller.may_act_for(post.author_id):
+        raise Forbidden(f"only the author of post {post.id} or an admin may change it")
 
 
 class PostQueries:
@@ -78,10 +94,12 @@ class PostService:
         self.tags = tags
         self.comments = comments
 
-    async def create(self, data: PostCreate) -> Post:
+    async def create(self, data: PostCreate, caller: Principal) -> Post:
+        author_id = _author(caller, data.author_id)
         tags = await self.tags.get_or_create(data.tags)
         await self.tags.lock(tag.id for tag in tags)
-        return await self.posts.add(Post(**data.model_dump(exclude={"tags"}), tags=tags))
+        fields = data.model_dump(exclude={"tags", "author_id"})
+        return await self.posts.add(Post(**fields, author_id=author_id, tags=tags))
 
     async def get(self, post_id: int) -> Post:
         post = await self.posts.get(post_id)
@@ -89,8 +107,12 @@ class PostService:
             raise _post_not_found(post_id)
         return post
 
-    async def update(self, post_id: int, data: PostUpdate, if_match: IfMatch) -> Post:
+    async def update(
+        self, post_id: int, data: PostUpdate, if_match: IfMatch, caller: Principal
+    ) -> Post:
+        """Change a post, as its author or an admin; its version is told to them alone."""
         post = await self.get(post_id)
+        _check_may_change(caller, post)
         if_match.check(post.version)
         changes = data.changes()
         tag_names: list[str] | None = changes.pop("tags", None)
@@ -107,14 +129,21 @@ class PostService:
         await self.posts.flush()
         return post
 
-    async def delete(self, post_id: int, if_match: IfMatch) -> None:
+    async def delete(self, post_id: int, if_match: IfMatch, caller: Principal) -> None:
+        """Delete a post, as its author or an admin."""
         post = await self.get(post_id)
+        _check_may_change(caller, post)
         if_match.check(post.version)
         await self.tags.lock(tag.id for tag in post.tags)
         await self.posts.delete(post)
 
-    async def delete_authored_by(self, author_ids: Sequence[int]) -> None:
-        """Remove the authors' posts (with every comment on them) and their comments elsewhere."""
+    async def delete_authored_by(self, author_ids: Sequence[int], caller: Principal) -> None:
+        """Remove the authors' posts (with every comment on them) and their comments elsewhere.
+
+        An admin may remove anyone's; any other user only their own, and nobody else's with it.
+        """
+        if not (caller.is_admin or set(author_ids) == {caller.user_id}):
+            raise Forbidden("only an admin may delete what other users wrote")
         await self.tags.lock_used_by_authors(author_ids)
         await self.comments.delete_by_authors(author_ids)
         await self.posts.delete_by_authors(author_ids)
@@ -126,17 +155,26 @@ class CommentService:
     def __init__(self, comments: CommentRepository) -> None:
         self.comments = comments
 
-    async def create(self, post_id: int, data: CommentCreate) -> Comment:
+    async def create(self, post_id: int, data: CommentCreate, caller: Principal) -> Comment:
+        author_id = _author(caller, data.author_id)
+        comment = Comment(post_id=post_id, author_id=author_id, content=data.content)
         try:
-            return await self.comments.add(Comment(post_id=post_id, **data.model_dump()))
+            return await self.comments.add(comment)
         except IntegrityError as exc:
             # The only constraint a comment can break is its post's foreign key.
             raise _post_not_found(post_id) from exc
 
-    async def delete(self, comment_id: int) -> None:
-        comment = await self.comments.get(comment_id)
-        if comment is None:
+    async def delete(self, comment_id: int, caller: Principal) -> None:
+        """Delete a comment, as its author, the author of its post, or an admin."""
+        found = await self.comments.get_with_post_author(comment_id)
+        if found is None:
             raise _comment_not_found(comment_id)
+        comment, post_author_id = found
+        if not (caller.may_act_for(comment.author_id) or caller.user_id == post_author_id):
+            raise Forbidden(
+                f"only the author of comment {comment_id}, the author of its post "
+                "or an admin may delete it"
+            )
         await self.comments.delete(comment)
 
 
