@@ -529,6 +529,35 @@ def test_rotation_signs_with_a_new_key_and_keeps_the_previous_one(
     assert shown == after.public_jwks()
 
 
+def test_a_key_is_published_before_it_signs_then_promoted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = UsersSettings(signing_keys_file=tmp_path / "keys.json")
+    monkeypatch.setenv("USERS_SIGNING_KEYS_FILE", str(settings.signing_keys_file))
+    first = load_signing_keys(settings).current.key_id
+
+    assert main(["publish"]) == 0
+    published = SigningKeys.load(settings.signing_keys_file)
+    assert main(["promote"]) == 0
+    promoted = SigningKeys.load(settings.signing_keys_file)
+
+    new = published.keys[1].key_id
+    assert [key.key_id for key in published.keys] == [first, new]  # the first one still signs
+    assert [key.key_id for key in promoted.keys] == [new, first]  # the first one still verifies
+
+
+def test_promoting_without_a_published_key_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = UsersSettings(signing_keys_file=tmp_path / "keys.json")
+    monkeypatch.setenv("USERS_SIGNING_KEYS_FILE", str(settings.signing_keys_file))
+    load_signing_keys(settings)
+    before = settings.signing_keys_file.read_bytes()
+
+    assert main(["promote"]) == 1
+    assert settings.signing_keys_file.read_bytes() == before
+
+
 # The first admin
 
 

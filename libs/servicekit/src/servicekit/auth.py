@@ -161,6 +161,21 @@ class SigningKeys:
         """A new current key, with the newest `keep - 1` of the present ones kept."""
         return SigningKeys((SigningKey.generate(), *self.keys[: keep - 1]))
 
+    def with_new_key_published(self) -> "SigningKeys":
+        """A new key, published but not signing yet, after the current one; older ones go.
+
+        With several replicas, a key is published by all of them before any signs with it:
+        otherwise a verifier meeting the new key id could fetch the set from a replica that
+        does not know it yet.
+        """
+        return SigningKeys((self.current, SigningKey.generate()))
+
+    def promoted(self) -> "SigningKeys":
+        """The newest published key signs; the one that signed until now stays published."""
+        if len(self.keys) < 2:
+            raise ValueError("there is no published key to promote")
+        return SigningKeys((self.keys[-1], *self.keys[:-1]))
+
 
 # Verification.
 

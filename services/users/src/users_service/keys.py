@@ -2,6 +2,11 @@
 
     python -m users_service.keys show      # the public key set, as /.well-known/jwks.json serves it
     python -m users_service.keys rotate    # a new signing key first, the previous one kept
+    python -m users_service.keys publish   # a new key published, not signing yet (older ones go)
+    python -m users_service.keys promote   # the published key signs, the previous one kept
+
+One replica: `rotate`. Several: `publish`, roll the file out to every replica, then `promote`
+and roll it out again, so that no replica signs with a key another does not publish yet.
 
 The file is `USERS_SIGNING_KEYS_FILE` (default `./var/signing-keys.json`).
 """
@@ -52,13 +57,38 @@ def rotate(settings: UsersSettings) -> SigningKeys:
     return keys
 
 
+def publish(settings: UsersSettings) -> SigningKeys:
+    """Publish a new key beside the one that signs, which goes on signing."""
+    keys = SigningKeys.load(settings.signing_keys_file).with_new_key_published()
+    keys.write(settings.signing_keys_file)
+    return keys
+
+
+def promote(settings: UsersSettings) -> SigningKeys:
+    """Sign with the key `publish` added; the one that signed until now stays published."""
+    keys = SigningKeys.load(settings.signing_keys_file).promoted()
+    keys.write(settings.signing_keys_file)
+    return keys
+
+
+COMMANDS = {"rotate": rotate, "publish": publish, "promote": promote}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m users_service.keys", description=__doc__)
-    parser.add_argument("command", choices=("show", "rotate"))
+    parser = argparse.ArgumentParser(
+        prog="python -m users_service.keys",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=("show", *COMMANDS))
     arguments = parser.parse_args(argv)
     settings = UsersSettings()
-    if arguments.command == "rotate":
-        keys = rotate(settings)
+    if arguments.command in COMMANDS:
+        try:
+            keys = COMMANDS[arguments.command](settings)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"{settings.signing_keys_file}: {exc}", file=sys.stderr)
+            return 1
         print(f"{settings.signing_keys_file}: signing with {keys.current.key_id}", file=sys.stderr)
     else:
         try:
