@@ -2,7 +2,7 @@
 
 Revision ID: 7c2e9a41d5b3
 Revises: e1a7c3b9d204
-Create Date: 2026-12-10 09:00:00.000000
+Create Date: 2026-12-05 00:00:00.000000
 
 Existing users get no password (they cannot log in until one is set) and are not admins.
 """
