@@ -34,18 +34,15 @@ FULL_RECORD = {
     "version",
 }
 PUBLIC_PROFILE = {"id", "name", "created_at"}
+OWNERS_SIGN_IN = {"username": "ada@example.com", "password": PASSWORD}
+A_NEW_USER = {"email": "new@example.com", "name": "New", "password": PASSWORD}
 
 # The owner is the user the path names; on routes without one, the signed-in user.
 EXPECTED: dict[str, Call] = {
     "GET /health/live": Call("GET", "/health/live", anyones(200)),
     "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
     "GET /.well-known/jwks.json": Call("GET", "/.well-known/jwks.json", anyones(200)),
-    "POST /auth/token": Call(
-        "POST",
-        "/auth/token",
-        anyones(200),
-        data={"username": "ada@example.com", "password": PASSWORD},
-    ),
+    "POST /auth/token": Call("POST", "/auth/token", anyones(200), data=OWNERS_SIGN_IN),
     "POST /auth/refresh": Call(
         "POST",
         "/auth/refresh",
@@ -55,12 +52,7 @@ EXPECTED: dict[str, Call] = {
     "POST /auth/logout": Call(
         "POST", "/auth/logout", anyones(204), data={"refresh_token": "{refresh_token}"}
     ),
-    "POST /users/": Call(
-        "POST",
-        "/users/",
-        anyones(201),
-        json={"email": "new@example.com", "name": "New", "password": PASSWORD},
-    ),
+    "POST /users/": Call("POST", "/users/", anyones(201), json=A_NEW_USER),
     "GET /users/": Call("GET", "/users/", anyones(200)),
     "GET /users/sorted": Call("GET", "/users/sorted", anyones(200)),
     "GET /users/search": Call("GET", "/users/search", admins(200)),
@@ -101,9 +93,7 @@ async def sign_up(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
 async def cast(client: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> Cast:
     owner, other, admin = [await sign_up(anonymous, name) for name in ("Ada", "Bob", "Cy")]
     await client.patch(f"/users/{admin['id']}", json={"is_admin": True})
-    login = await anonymous.post(
-        "/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
-    )
+    login = await anonymous.post("/auth/token", data=OWNERS_SIGN_IN)
     return Cast(owner, other, admin, login.json()["refresh_token"])
 
 
