@@ -6,101 +6,71 @@ The routes come from the app's own route table, so a route added without an entr
 """
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from blog_service.main import create_app
 from blog_service.settings import BlogSettings
-from servicekit.auth import access_rule
-from servicekit.testing import TokenIssuer, asgi_client
+from servicekit.testing import TokenIssuer
+from servicekit.testing.access import (
+    ROLES,
+    Call,
+    anyones,
+    assert_anonymous_refused_exactly_where_a_token_is_needed,
+    assert_answered_as_expected,
+    assert_only_admitted_writes_change_state,
+    assert_table_covers_routes,
+    owners,
+    role_clients,
+    routes_of,
+)
 
 OWNER_ID = 11
 OTHER_ID = 12
-ROLES = ("anonymous", "another user", "the owner", "an admin")
 Json = dict[str, Any]
 
-
-@dataclass(frozen=True)
-class Call:
-    """One request to a route, and the status each role gets for it, in the order of ROLES.
-
-    What "the owner" owns: the post (and its comment) seeded for every test, all by OWNER_ID.
-    """
-
-    method: str
-    url: str
-    statuses: tuple[int, int, int, int]
-    json: Json | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-READ = (200, 200, 200, 200)
-OWNERS_WRITE = (401, 403, 201, 201)
-OWNERS_CHANGE = (401, 403, 200, 200)
-OWNERS_DELETE = (401, 403, 204, 204)
-
+# What "the owner" owns: the post (and its comment) seeded for every test, all by OWNER_ID.
 EXPECTED: dict[str, Call] = {
-    "GET /health/live": Call("GET", "/health/live", READ),
-    "GET /health/ready": Call("GET", "/health/ready", READ),
+    "GET /health/live": Call("GET", "/health/live", anyones(200)),
+    "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
     "POST /posts/": Call(
         "POST",
         "/posts/",
-        OWNERS_WRITE,
+        owners(201),
         json={"title": "New", "content": "Words.", "author_id": OWNER_ID},
     ),
-    "GET /posts/": Call("GET", "/posts/", READ),
-    "DELETE /posts/": Call("DELETE", "/posts/", OWNERS_DELETE, params={"author_id": OWNER_ID}),
-    "GET /posts/{post_id:int}": Call("GET", "/posts/{post_id}", READ),
+    "GET /posts/": Call("GET", "/posts/", anyones(200)),
+    "DELETE /posts/": Call("DELETE", "/posts/", owners(204), params={"author_id": OWNER_ID}),
+    "GET /posts/{post_id:int}": Call("GET", "/posts/{post_id}", anyones(200)),
     "PATCH /posts/{post_id:int}": Call(
-        "PATCH", "/posts/{post_id}", OWNERS_CHANGE, json={"title": "Changed"}
+        "PATCH", "/posts/{post_id}", owners(200), json={"title": "Changed"}
     ),
-    "DELETE /posts/{post_id:int}": Call("DELETE", "/posts/{post_id}", OWNERS_DELETE),
+    "DELETE /posts/{post_id:int}": Call("DELETE", "/posts/{post_id}", owners(204)),
     "POST /posts/{post_id:int}/comments": Call(
         "POST",
         "/posts/{post_id}/comments",
-        OWNERS_WRITE,
+        owners(201),
         json={"content": "Me too.", "author_id": OWNER_ID},
     ),
-    "GET /posts/{post_id:int}/comments": Call("GET", "/posts/{post_id}/comments", READ),
-    "GET /comments/{comment_id:int}": Call("GET", "/comments/{comment_id}", READ),
-    "DELETE /comments/{comment_id:int}": Call("DELETE", "/comments/{comment_id}", OWNERS_DELETE),
-    "GET /tags/": Call("GET", "/tags/", READ),
+    "GET /posts/{post_id:int}/comments": Call("GET", "/posts/{post_id}/comments", anyones(200)),
+    "GET /comments/{comment_id:int}": Call("GET", "/comments/{comment_id}", anyones(200)),
+    "DELETE /comments/{comment_id:int}": Call("DELETE", "/comments/{comment_id}", owners(204)),
+    "GET /tags/": Call("GET", "/tags/", anyones(200)),
 }
 
-
-def _routes(app: FastAPI) -> dict[str, APIRoute]:
-    return {
-        f"{method} {route.path}": route
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in sorted(route.methods or ())
-    }
-
-
-ROUTES = _routes(create_app(BlogSettings()))
+ROUTES = routes_of(create_app(BlogSettings()))
 
 
 def test_every_route_has_expectations() -> None:
-    assert sorted(ROUTES) == sorted(EXPECTED)
+    assert_table_covers_routes(EXPECTED, ROUTES)
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
 def test_anonymous_callers_are_refused_exactly_where_the_rule_needs_a_token(route: str) -> None:
-    needs_token = access_rule(ROUTES[route]) != "anyone"
-
-    assert (EXPECTED[route].statuses[0] == 401) is needs_token
-
-
-@dataclass(frozen=True)
-class Seeded:
-    post_id: int
-    comment_id: int
+    assert_anonymous_refused_exactly_where_a_token_is_needed(EXPECTED[route], ROUTES[route])
 
 
 async def _stored(client: httpx.AsyncClient) -> Json:
@@ -114,7 +84,7 @@ async def _stored(client: httpx.AsyncClient) -> Json:
 
 
 @pytest.fixture
-async def seeded(client: httpx.AsyncClient) -> Seeded:
+async def seeded(client: httpx.AsyncClient) -> dict[str, int]:
     """The owner's post with a tag and the owner's comment on it, and another user's post."""
     post = await client.post(
         "/posts/",
@@ -127,7 +97,7 @@ async def seeded(client: httpx.AsyncClient) -> Seeded:
         "/posts/", json={"title": "Theirs", "content": "Words.", "author_id": OTHER_ID}
     )
     assert [post.status_code, comment.status_code, other.status_code] == [201, 201, 201]
-    return Seeded(post.json()["id"], comment.json()["id"])
+    return {"post_id": post.json()["id"], "comment_id": comment.json()["id"]}
 
 
 @pytest.fixture
@@ -135,17 +105,8 @@ async def callers(
     app: FastAPI, client: httpx.AsyncClient, token_issuer: TokenIssuer
 ) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """A client per role, on the same app and tables as `client`."""
-    headers = {
-        "anonymous": {},
-        "another user": token_issuer.headers(OTHER_ID),
-        "the owner": token_issuer.headers(OWNER_ID),
-        "an admin": token_issuer.admin_headers(),
-    }
-    async with AsyncExitStack() as stack:
-        yield {
-            role: await stack.enter_async_context(asgi_client(app, headers=headers[role]))
-            for role in ROLES
-        }
+    async with role_clients(app, token_issuer, owner_id=OWNER_ID, other_id=OTHER_ID) as callers:
+        yield callers
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -153,22 +114,14 @@ async def callers(
 async def test_access_matrix(
     route: str,
     role: str,
-    seeded: Seeded,
+    seeded: dict[str, int],
     client: httpx.AsyncClient,
     callers: dict[str, httpx.AsyncClient],
 ) -> None:
     call = EXPECTED[route]
-    url = call.url.format(post_id=seeded.post_id, comment_id=seeded.comment_id)
     before = await _stored(client)
 
-    response = await callers[role].request(call.method, url, json=call.json, params=call.params)
+    response = await call.send(callers[role], seeded)
 
-    expected = call.statuses[ROLES.index(role)]
-    assert response.status_code == expected, response.text
-    after = await _stored(client)
-    if expected in (401, 403) or call.method == "GET":
-        assert after == before
-    else:
-        assert after != before
-    if expected == 401:
-        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_answered_as_expected(response, call, role)
+    assert_only_admitted_writes_change_state(call, role, before, await _stored(client))

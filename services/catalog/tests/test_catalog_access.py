@@ -8,52 +8,42 @@ The routes come from the app's own route table, so a route added without an entr
 """
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from catalog_service.main import create_app
 from catalog_service.settings import CatalogSettings
 from servicekit.auth import access_rule
-from servicekit.testing import TokenIssuer, asgi_client
+from servicekit.testing import TokenIssuer
+from servicekit.testing.access import (
+    ROLES,
+    Call,
+    admins,
+    anyones,
+    assert_anonymous_refused_exactly_where_a_token_is_needed,
+    assert_answered_as_expected,
+    assert_only_admitted_writes_change_state,
+    assert_table_covers_routes,
+    role_clients,
+    routes_of,
+)
 
 OWNER_ID = 41
 OTHER_ID = 42
-ROLES = ("anonymous", "another user", "the owner", "an admin")
 Json = dict[str, Any]
 IMAGE_URL = "https://images.example.com/lamp.png"
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request to a route, and the status each role gets for it, in the order of ROLES."""
-
-    method: str
-    url: str
-    statuses: tuple[int, int, int, int]
-    json: Any = None
-
-
-READ = (200, 200, 200, 200)
-
-
-def admins(status: int) -> tuple[int, int, int, int]:
-    return (401, 403, 403, status)
-
 
 A_PRODUCT = {"name": "Desk", "price": "99.00", "category_id": "{category_id}"}
 
 EXPECTED: dict[str, Call] = {
-    "GET /health/live": Call("GET", "/health/live", READ),
-    "GET /health/ready": Call("GET", "/health/ready", READ),
+    "GET /health/live": Call("GET", "/health/live", anyones(200)),
+    "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
     "POST /categories/": Call("POST", "/categories/", admins(201), json={"name": "Garden"}),
-    "GET /categories/": Call("GET", "/categories/", READ),
-    "GET /categories/{category_id:int}": Call("GET", "/categories/{category_id}", READ),
+    "GET /categories/": Call("GET", "/categories/", anyones(200)),
+    "GET /categories/{category_id:int}": Call("GET", "/categories/{category_id}", anyones(200)),
     "PATCH /categories/{category_id:int}": Call(
         "PATCH", "/categories/{category_id}", admins(200), json={"name": "Lighting"}
     ),
@@ -61,12 +51,12 @@ EXPECTED: dict[str, Call] = {
         "DELETE", "/categories/{empty_category_id}", admins(204)
     ),
     "GET /categories/{category_id:int}/products": Call(
-        "GET", "/categories/{category_id}/products", READ
+        "GET", "/categories/{category_id}/products", anyones(200)
     ),
     "POST /products/": Call("POST", "/products/", admins(201), json=A_PRODUCT),
     "POST /products/bulk": Call("POST", "/products/bulk", admins(201), json=[A_PRODUCT]),
-    "GET /products/": Call("GET", "/products/", READ),
-    "GET /products/{product_id:int}": Call("GET", "/products/{product_id}", READ),
+    "GET /products/": Call("GET", "/products/", anyones(200)),
+    "GET /products/{product_id:int}": Call("GET", "/products/{product_id}", anyones(200)),
     "PATCH /products/{product_id:int}": Call(
         "PATCH", "/products/{product_id}", admins(200), json={"price": "12.50"}
     ),
@@ -74,7 +64,9 @@ EXPECTED: dict[str, Call] = {
     "POST /products/{product_id:int}/stock-adjustments": Call(
         "POST", "/products/{product_id}/stock-adjustments", admins(200), json={"delta": -1}
     ),
-    "GET /products/{product_id:int}/images": Call("GET", "/products/{product_id}/images", READ),
+    "GET /products/{product_id:int}/images": Call(
+        "GET", "/products/{product_id}/images", anyones(200)
+    ),
     "POST /products/{product_id:int}/images": Call(
         "POST",
         "/products/{product_id}/images",
@@ -82,7 +74,7 @@ EXPECTED: dict[str, Call] = {
         json={"image_url": "https://images.example.com/lamp-side.png"},
     ),
     "GET /products/{product_id:int}/images/{image_id:int}": Call(
-        "GET", "/products/{product_id}/images/{image_id}", READ
+        "GET", "/products/{product_id}/images/{image_id}", anyones(200)
     ),
     "PATCH /products/{product_id:int}/images/{image_id:int}": Call(
         "PATCH", "/products/{product_id}/images/{image_id}", admins(200), json={"is_primary": False}
@@ -93,27 +85,16 @@ EXPECTED: dict[str, Call] = {
 }
 
 
-def _routes(app: FastAPI) -> dict[str, APIRoute]:
-    return {
-        f"{method} {route.path}": route
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in sorted(route.methods or ())
-    }
-
-
-ROUTES = _routes(create_app(CatalogSettings()))
+ROUTES = routes_of(create_app(CatalogSettings()))
 
 
 def test_every_route_has_expectations() -> None:
-    assert sorted(ROUTES) == sorted(EXPECTED)
+    assert_table_covers_routes(EXPECTED, ROUTES)
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
 def test_anonymous_callers_are_refused_exactly_where_the_rule_needs_a_token(route: str) -> None:
-    needs_token = access_rule(ROUTES[route]) != "anyone"
-
-    assert (EXPECTED[route].statuses[0] == 401) is needs_token
+    assert_anonymous_refused_exactly_where_a_token_is_needed(EXPECTED[route], ROUTES[route])
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
@@ -163,28 +144,8 @@ async def callers(
     app: FastAPI, client: httpx.AsyncClient, token_issuer: TokenIssuer
 ) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """A client per role, on the same app and tables as `client`."""
-    headers = {
-        "anonymous": {},
-        "another user": token_issuer.headers(OTHER_ID),
-        "the owner": token_issuer.headers(OWNER_ID),
-        "an admin": token_issuer.admin_headers(),
-    }
-    async with AsyncExitStack() as stack:
-        yield {
-            role: await stack.enter_async_context(asgi_client(app, headers=headers[role]))
-            for role in ROLES
-        }
-
-
-def _filled(value: Any, ids: dict[str, int]) -> Any:
-    """A request body with the seeded ids in place of their `{names}`."""
-    if isinstance(value, dict):
-        return {key: _filled(item, ids) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_filled(item, ids) for item in value]
-    if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
-        return ids[value[1:-1]]
-    return value
+    async with role_clients(app, token_issuer, owner_id=OWNER_ID, other_id=OTHER_ID) as callers:
+        yield callers
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -199,16 +160,7 @@ async def test_access_matrix(
     call = EXPECTED[route]
     before = await _stored(client)
 
-    response = await callers[role].request(
-        call.method, call.url.format(**seeded), json=_filled(call.json, seeded)
-    )
+    response = await call.send(callers[role], seeded)
 
-    expected = call.statuses[ROLES.index(role)]
-    assert response.status_code == expected, response.text
-    after = await _stored(client)
-    if expected in (401, 403) or call.method == "GET":
-        assert after == before
-    else:
-        assert after != before
-    if expected == 401:
-        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_answered_as_expected(response, call, role)
+    assert_only_admitted_writes_change_state(call, role, before, await _stored(client))

@@ -1,17 +1,28 @@
 """Who may do what: every route for anonymous callers, another user, the owner and an admin."""
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from servicekit.testing import TokenIssuer
+from servicekit.testing.access import (
+    ROLES,
+    Call,
+    admins,
+    anyones,
+    assert_answered_as_expected,
+    assert_table_covers_routes,
+    owners,
+    role_clients,
+    routes_of,
+    signed_in_users,
+)
 
 PASSWORD = "correct horse battery"
-PERSONAS = ("anonymous", "other", "owner", "admin")
 FULL_RECORD = {
     "id",
     "email",
@@ -23,38 +34,51 @@ FULL_RECORD = {
     "version",
 }
 PUBLIC_PROFILE = {"id", "name", "created_at"}
-OWNER_PATH = "/users/{user_id:int}"
+OWNERS_SIGN_IN = {"username": "ada@example.com", "password": PASSWORD}
+A_NEW_USER = {"email": "new@example.com", "name": "New", "password": PASSWORD}
 
-# Every route of the app, and the status each persona gets (anonymous, other, owner, admin).
 # The owner is the user the path names; on routes without one, the signed-in user.
-EXPECTED: dict[tuple[str, str], tuple[int, int, int, int]] = {
-    ("GET", "/health/live"): (200, 200, 200, 200),
-    ("GET", "/health/ready"): (200, 200, 200, 200),
-    ("GET", "/.well-known/jwks.json"): (200, 200, 200, 200),
-    ("POST", "/auth/token"): (200, 200, 200, 200),
-    ("POST", "/auth/refresh"): (200, 200, 200, 200),
-    ("POST", "/auth/logout"): (204, 204, 204, 204),
-    ("POST", "/users/"): (201, 201, 201, 201),
-    ("GET", "/users/"): (200, 200, 200, 200),
-    ("GET", "/users/sorted"): (200, 200, 200, 200),
-    ("GET", "/users/search"): (401, 403, 403, 200),
-    ("GET", "/users/stats"): (401, 403, 403, 200),
-    ("GET", "/users/me"): (401, 200, 200, 200),
-    ("GET", OWNER_PATH): (200, 200, 200, 200),
-    ("PATCH", OWNER_PATH): (401, 403, 200, 200),
-    ("DELETE", OWNER_PATH): (401, 403, 204, 204),
+EXPECTED: dict[str, Call] = {
+    "GET /health/live": Call("GET", "/health/live", anyones(200)),
+    "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
+    "GET /.well-known/jwks.json": Call("GET", "/.well-known/jwks.json", anyones(200)),
+    "POST /auth/token": Call("POST", "/auth/token", anyones(200), data=OWNERS_SIGN_IN),
+    "POST /auth/refresh": Call(
+        "POST",
+        "/auth/refresh",
+        anyones(200),
+        data={"grant_type": "refresh_token", "refresh_token": "{refresh_token}"},
+    ),
+    "POST /auth/logout": Call(
+        "POST", "/auth/logout", anyones(204), data={"refresh_token": "{refresh_token}"}
+    ),
+    "POST /users/": Call("POST", "/users/", anyones(201), json=A_NEW_USER),
+    "GET /users/": Call("GET", "/users/", anyones(200)),
+    "GET /users/sorted": Call("GET", "/users/sorted", anyones(200)),
+    "GET /users/search": Call("GET", "/users/search", admins(200)),
+    "GET /users/stats": Call("GET", "/users/stats", admins(200)),
+    "GET /users/me": Call("GET", "/users/me", signed_in_users(200)),
+    "GET /users/{user_id:int}": Call("GET", "/users/{user_id}", anyones(200)),
+    "PATCH /users/{user_id:int}": Call(
+        "PATCH", "/users/{user_id}", owners(200), json={"name": "Renamed"}
+    ),
+    "DELETE /users/{user_id:int}": Call("DELETE", "/users/{user_id}", owners(204)),
 }
 
 
 @dataclass
 class Cast:
-    """The users of one test, and the headers each persona sends."""
+    """The users of one test; the owner has signed in once, and holds a refresh token."""
 
     owner: dict[str, Any]
     other: dict[str, Any]
     admin: dict[str, Any]
-    headers: dict[str, dict[str, str]]
     refresh_token: str
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        """What the table's `{names}` stand for."""
+        return {"user_id": self.owner["id"], "refresh_token": self.refresh_token}
 
 
 async def sign_up(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
@@ -66,87 +90,60 @@ async def sign_up(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def cast(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_issuer: TokenIssuer
-) -> Cast:
+async def cast(client: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> Cast:
     owner, other, admin = [await sign_up(anonymous, name) for name in ("Ada", "Bob", "Cy")]
     await client.patch(f"/users/{admin['id']}", json={"is_admin": True})
-    login = await anonymous.post(
-        "/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
-    )
-    return Cast(
-        owner,
-        other,
-        admin,
-        {
-            "anonymous": {},
-            "other": token_issuer.headers(other["id"]),
-            "owner": token_issuer.headers(owner["id"]),
-            "admin": token_issuer.headers(admin["id"], admin=True),
-        },
-        login.json()["refresh_token"],
-    )
+    login = await anonymous.post("/auth/token", data=OWNERS_SIGN_IN)
+    return Cast(owner, other, admin, login.json()["refresh_token"])
 
 
-def request_for(method: str, path: str, cast: Cast) -> dict[str, Any]:
-    """The arguments of a valid request to a route, naming the owner where it names a user."""
-    arguments: dict[str, Any] = {"url": path.replace("{user_id:int}", str(cast.owner["id"]))}
-    if (method, path) == ("POST", "/users/"):
-        arguments["json"] = {"email": "new@example.com", "name": "New", "password": PASSWORD}
-    elif (method, path) == ("PATCH", OWNER_PATH):
-        arguments["json"] = {"name": "Renamed"}
-    elif path == "/auth/token":
-        arguments["data"] = {"username": "ada@example.com", "password": PASSWORD}
-    elif path == "/auth/refresh":
-        arguments["data"] = {"grant_type": "refresh_token", "refresh_token": cast.refresh_token}
-    elif path == "/auth/logout":
-        arguments["data"] = {"refresh_token": cast.refresh_token}
-    return arguments
+@pytest.fixture
+async def callers(
+    app: FastAPI, cast: Cast, token_issuer: TokenIssuer
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """A client per role, on the same app and tables as `client`, signed in as the cast."""
+    async with role_clients(
+        app,
+        token_issuer,
+        owner_id=cast.owner["id"],
+        other_id=cast.other["id"],
+        admin_id=cast.admin["id"],
+    ) as callers:
+        yield callers
 
 
 def test_every_route_of_the_app_is_in_the_table(app: FastAPI) -> None:
-    routes = {
-        (method, route.path)
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods or ()
-    }
-
-    assert routes == set(EXPECTED)
+    assert_table_covers_routes(EXPECTED, routes_of(app))
 
 
-@pytest.mark.parametrize("persona", PERSONAS)
-@pytest.mark.parametrize(("method", "path"), sorted(EXPECTED), ids="{0[0]} {0[1]}".format)
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", sorted(EXPECTED))
 async def test_authorization_matrix(
-    anonymous: httpx.AsyncClient, cast: Cast, method: str, path: str, persona: str
+    route: str, role: str, cast: Cast, callers: dict[str, httpx.AsyncClient]
 ) -> None:
-    expected = EXPECTED[method, path][PERSONAS.index(persona)]
+    call = EXPECTED[route]
 
-    response = await anonymous.request(
-        method, headers=cast.headers[persona], **request_for(method, path, cast)
-    )
+    response = await call.send(callers[role], cast.ids)
 
-    assert response.status_code == expected, response.text
-    if expected == 401:
-        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert_answered_as_expected(response, call, role)
 
 
-# What each persona sees of a user.
+# What each role sees of a user.
 
-VIEWS = {"anonymous": PUBLIC_PROFILE, "other": PUBLIC_PROFILE, "owner": FULL_RECORD}
+VIEWS = {"anonymous": PUBLIC_PROFILE, "another user": PUBLIC_PROFILE, "the owner": FULL_RECORD}
 
 
-@pytest.mark.parametrize("persona", PERSONAS)
+@pytest.mark.parametrize("role", ROLES)
 async def test_a_user_is_the_whole_record_to_its_owner_and_admins_a_profile_to_others(
-    anonymous: httpx.AsyncClient, cast: Cast, persona: str
+    cast: Cast, callers: dict[str, httpx.AsyncClient], role: str
 ) -> None:
-    expected = VIEWS.get(persona, FULL_RECORD)
-    headers = cast.headers[persona]
+    expected = VIEWS.get(role, FULL_RECORD)
+    caller = callers[role]
 
-    one = await anonymous.get(f"/users/{cast.owner['id']}", headers=headers)
-    batch = await anonymous.get(f"/users/?id={cast.owner['id']}", headers=headers)
-    listed = await anonymous.get("/users/", headers=headers)
-    by_name = await anonymous.get("/users/sorted?sort_by=name", headers=headers)
+    one = await caller.get(f"/users/{cast.owner['id']}")
+    batch = await caller.get(f"/users/?id={cast.owner['id']}")
+    listed = await caller.get("/users/")
+    by_name = await caller.get("/users/sorted?sort_by=name")
 
     assert set(one.json()) == expected
     assert one.headers["ETag"] == '"1"'
@@ -157,9 +154,9 @@ async def test_a_user_is_the_whole_record_to_its_owner_and_admins_a_profile_to_o
 
 
 async def test_a_list_shows_a_signed_in_user_their_own_record_and_others_profiles(
-    anonymous: httpx.AsyncClient, cast: Cast
+    cast: Cast, callers: dict[str, httpx.AsyncClient]
 ) -> None:
-    response = await anonymous.get("/users/", headers=cast.headers["owner"])
+    response = await callers["the owner"].get("/users/")
 
     shapes = {user["id"]: set(user) for user in response.json()}
     assert shapes == {
@@ -170,12 +167,12 @@ async def test_a_list_shows_a_signed_in_user_their_own_record_and_others_profile
 
 
 @pytest.mark.parametrize(
-    ("persona", "status"), [("anonymous", 403), ("other", 403), ("admin", 200)]
+    ("role", "status"), [("anonymous", 403), ("another user", 403), ("an admin", 200)]
 )
 async def test_sorting_by_email_is_for_admins(
-    anonymous: httpx.AsyncClient, cast: Cast, persona: str, status: int
+    callers: dict[str, httpx.AsyncClient], role: str, status: int
 ) -> None:
-    response = await anonymous.get("/users/sorted?sort_by=email", headers=cast.headers[persona])
+    response = await callers[role].get("/users/sorted?sort_by=email")
 
     assert response.status_code == status
 
@@ -190,15 +187,11 @@ async def test_the_not_modified_answer_holds_for_every_persona(
 
 @pytest.mark.parametrize("change", [{"is_active": False}, {"is_admin": True}])
 async def test_only_admins_change_the_account_state(
-    anonymous: httpx.AsyncClient, cast: Cast, change: dict[str, bool]
+    cast: Cast, callers: dict[str, httpx.AsyncClient], change: dict[str, bool]
 ) -> None:
-    by_owner = await anonymous.patch(
-        f"/users/{cast.owner['id']}", json=change, headers=cast.headers["owner"]
-    )
-    stored = await anonymous.get(f"/users/{cast.owner['id']}", headers=cast.headers["owner"])
-    by_admin = await anonymous.patch(
-        f"/users/{cast.owner['id']}", json=change, headers=cast.headers["admin"]
-    )
+    by_owner = await callers["the owner"].patch(f"/users/{cast.owner['id']}", json=change)
+    stored = await callers["the owner"].get(f"/users/{cast.owner['id']}")
+    by_admin = await callers["an admin"].patch(f"/users/{cast.owner['id']}", json=change)
 
     assert by_owner.status_code == 403
     assert by_owner.json() == {"detail": "only an admin may change is_active or is_admin"}
@@ -208,14 +201,14 @@ async def test_only_admins_change_the_account_state(
 
 
 async def test_another_users_patch_or_delete_is_403_whether_or_not_the_user_exists(
-    anonymous: httpx.AsyncClient, cast: Cast
+    anonymous: httpx.AsyncClient, cast: Cast, callers: dict[str, httpx.AsyncClient]
 ) -> None:
-    headers = cast.headers["other"]
+    other = callers["another user"]
 
     answers = [
-        await anonymous.patch("/users/999", json={"name": "X"}, headers=headers),
-        await anonymous.delete("/users/999", headers=headers),
-        await anonymous.delete(f"/users/{cast.owner['id']}", headers=headers),
+        await other.patch("/users/999", json={"name": "X"}),
+        await other.delete("/users/999"),
+        await other.delete(f"/users/{cast.owner['id']}"),
     ]
 
     assert [answer.status_code for answer in answers] == [403, 403, 403]
