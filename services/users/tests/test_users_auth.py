@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from servicekit.auth import SigningKeys
+from servicekit.auth import SigningKey, SigningKeys
 from servicekit.database import utcnow
 from servicekit.testing import database_of
 from users_service.admin import create_admin
@@ -511,6 +511,18 @@ def test_in_development_a_missing_key_file_is_generated_once_for_its_owner(
 
     assert stat.S_IMODE(settings.signing_keys_file.stat().st_mode) == 0o600
     assert load_signing_keys(settings).current.key_id == keys.current.key_id
+
+
+def test_replicas_generating_keys_at_once_all_sign_with_the_same_set(tmp_path: Path) -> None:
+    settings = UsersSettings(signing_keys_file=tmp_path / "keys.json")
+    first, second = SigningKeys((SigningKey.generate(),)), SigningKeys((SigningKey.generate(),))
+
+    kept = [first.write_unless_exists(settings.signing_keys_file)]
+    kept.append(second.write_unless_exists(settings.signing_keys_file))
+
+    assert [keys.current.key_id for keys in kept] == [first.current.key_id] * 2
+    assert load_signing_keys(settings).current.key_id == first.current.key_id
+    assert [path.name for path in tmp_path.iterdir()] == ["keys.json"]  # no draft left behind
 
 
 def test_rotation_signs_with_a_new_key_and_keeps_the_previous_one(

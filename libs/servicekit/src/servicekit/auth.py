@@ -157,6 +157,24 @@ class SigningKeys:
             json.dump(self.private_jwks(), file, indent=2)
         path.chmod(0o600)  # O_CREAT's mode does not apply to a file that existed
 
+    def write_unless_exists(self, path: Path) -> "SigningKeys":
+        """Write the key set to `path` unless another process wrote one first; the one kept.
+
+        Replicas that start together against a shared volume all try: the file appears whole
+        (written aside, then linked into place, which fails if it exists), and each replica
+        signs with whichever set won.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        self.write(draft)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return SigningKeys.load(path)
+        finally:
+            draft.unlink()
+        return self
+
     def rotated(self, keep: int = 2) -> "SigningKeys":
         """A new current key, with the newest `keep - 1` of the present ones kept."""
         return SigningKeys((SigningKey.generate(), *self.keys[: keep - 1]))

@@ -41,9 +41,8 @@ def load_signing_keys(settings: UsersSettings) -> SigningKeys:
             f"the signing key file {path} does not exist; create it with "
             "`python -m users_service.keys rotate` and set USERS_SIGNING_KEYS_FILE"
         )
-    keys = SigningKeys((SigningKey.generate(),))
-    keys.write(path)
-    logger.warning("generated a signing key set at %s", path)
+    keys = SigningKeys((SigningKey.generate(),)).write_unless_exists(path)
+    logger.warning("signing with the key set generated at %s", path)
     return keys
 
 
