@@ -221,8 +221,12 @@ def stack(processes: tuple[Process, ...]) -> Iterator[Stack]:
 
     suffix = secrets.token_hex(4)
     port = _free_port()
+    # Neither a Compose setting of the caller's nor the variables of a `make test` around this
+    # (MAKEFLAGS carries its command line's assignments, which would override these).
     environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("COMPOSE_")
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("COMPOSE_") and key not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
     }
     environment.update(
         COMPOSE_PROJECT_NAME=f"composestack{suffix}",
