@@ -6,9 +6,17 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 SERVICES := users catalog blog
 PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway deploy bench
-COMPOSE := docker compose
+# The container tools, replaceable from the environment (Podman, an older Compose, a builder other
+# than Docker's): `COMPOSE="docker-compose" IMAGE_BUILD="podman build" make up`.
+COMPOSE ?= docker compose
+IMAGE_BUILD ?= docker build
+# The images `make images` builds, as docker-compose.yml names them: <directory>=<image>.
+IMAGES := services/users=users-service services/catalog=catalog-service \
+	services/blog=blog-service gateway=gateway
+PYTHON_IMAGE ?= python:3.11-slim-bookworm
+IMAGE_TAG ?= dev
 
-.PHONY: help install run migrate admin test lint format bench up down logs
+.PHONY: help install run migrate admin test lint format bench images up down logs
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,8 +58,14 @@ bench: install  ## Benchmarks on Postgres: seed, drive every scenario with wrk, 
 	@scripts/install-wrk
 	@$(UV) run --frozen --no-sync python -m bench $(BENCH_ARGS)
 
-up:  ## Build the images and start the system in Docker, gateway on 127.0.0.1:8000
-	@$(COMPOSE) up --detach --build
+images:  ## Build the four images with IMAGE_BUILD (default: docker build)
+	@for image in $(IMAGES); do \
+	  $(IMAGE_BUILD) -f "$${image%%=*}/Dockerfile" -t "$(IMAGE_PREFIX)$${image#*=}:$(IMAGE_TAG)" \
+	    --build-arg PYTHON_IMAGE="$(PYTHON_IMAGE)" . || exit 1; \
+	done
+
+up: images  ## Build the images and start the system in Docker, gateway on 127.0.0.1:8000
+	@$(COMPOSE) up --detach --no-build
 	@$(COMPOSE) ps
 
 down:  ## Stop and remove the Docker containers (the databases' volumes are kept)

@@ -1,0 +1,646 @@
+"""docker-compose.yml booted for real: built, started, used, broken, restarted and migrated.
+
+One stack serves the whole module and the tests run in order, each a step of its life: `make up`
+builds the images from their Dockerfiles and starts the stack under a project name of its own, a
+client drives it through the published gateway, then the tests check its isolation and its
+containers' confinement, break and restore a service and a database, restart it with `make down`
+and `make up`, follow `make logs`, and race two migration replicas on a fresh database. Whatever
+happens, everything the module created is removed at the end, volumes and images included.
+
+The container tools come from the environment, as the Makefile reads them: `COMPOSE` (default
+`docker compose`) and `IMAGE_BUILD` (default `docker build`); `POSTGRES_IMAGE` and `PYTHON_IMAGE`
+replace the official images. Without Docker the module is skipped, and fails with `CI=true`.
+Deselect it with `-m "not compose_stack"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import httpx
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+if TYPE_CHECKING:
+    from conftest import Process
+
+pytestmark = pytest.mark.compose_stack
+
+REPOSITORY = Path(__file__).parents[2]
+DOCKER = shutil.which("docker") or "docker"
+MAKE = shutil.which("make") or "make"
+# Generous bounds for a cold machine; the polls return as soon as the condition holds.
+STARTUP_DEADLINE = 180.0
+RECOVERY_DEADLINE = 60.0
+# What a client may wait for the gateway to say that a stopped service is down.
+SERVICE_DOWN_DEADLINE = 1.0
+# Long enough for a database that vanished to be noticed, short of the gateway's read timeout.
+DATABASE_DOWN_DEADLINE = 15.0
+MAKE_TIMEOUT = 1200.0
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+MIGRATION_LINE = re.compile(r"Running upgrade (?P<step>\S* -> \S+),")
+# Connects to host:port from inside a container; exit status 0 when the connection opens.
+CONNECT_PROBE = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()\n"
+    "except OSError as error:\n"
+    "    sys.exit(f'{type(error).__name__}: {error}')\n"
+)
+# A service's own readiness probe, asked inside its container: status and body.
+READINESS_PROBE = (
+    "import json, sys, urllib.error, urllib.request\n"
+    "url = f'http://127.0.0.1:{sys.argv[1]}/health/ready'\n"
+    "try:\n"
+    "    answer = urllib.request.urlopen(url, timeout=10)\n"
+    "except urllib.error.HTTPError as error:\n"
+    "    answer = error\n"
+    "print(json.dumps({'status': answer.status, 'body': json.load(answer)}))\n"
+)
+# What a process may do inside its container: its uid, whether it can write to the root
+# filesystem, and its effective capabilities.
+CONFINEMENT_PROBE = (
+    "import json, os\n"
+    "try:\n"
+    "    open('/app/written-by-the-test', 'w').close()\n"
+    "    writable = True\n"
+    "except OSError:\n"
+    "    writable = False\n"
+    "status = dict(line.split(':\\t', 1) for line in open('/proc/self/status'))\n"
+    "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'root_writable': writable,\n"
+    "                  'capabilities': int(status['CapEff'], 16)}))\n"
+)
+
+T = TypeVar("T")
+
+
+def poll(deadline: float, attempt: Callable[[], T | None], what: str) -> T:
+    """The first result of `attempt` that is not None, within `deadline` seconds."""
+    give_up = time.monotonic() + deadline
+    while True:
+        result = attempt()
+        if result is not None:
+            return result
+        if time.monotonic() > give_up:
+            pytest.fail(f"{what}: not within {deadline} s", pytrace=False)
+        time.sleep(0.1)
+
+
+@dataclass
+class Stack:
+    """A Compose project of the repository's docker-compose.yml, driven like an operator would."""
+
+    project: str
+    environment: dict[str, str]
+    compose_command: list[str]
+    gateway_url: str
+    image_tag: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def make(self, target: str) -> None:
+        """`make <target>` from the repository, as an operator runs it."""
+        started = time.monotonic()
+        result = subprocess.run(
+            [MAKE, "--no-print-directory", target],
+            cwd=REPOSITORY,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=MAKE_TIMEOUT,
+            check=False,
+        )
+        self.timings[f"make {target} #{len(self.timings)}"] = time.monotonic() - started
+        assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
+
+    def compose(self, *arguments: str) -> str:
+        """Run the Compose command on this project; its output."""
+        result = subprocess.run(
+            [*self.compose_command, *arguments],
+            cwd=REPOSITORY,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=MAKE_TIMEOUT,
+            check=False,
+        )
+        assert result.returncode == 0, f"{arguments} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def containers(self, service: str | None = None) -> list[str]:
+        """The ids of the project's containers (of one service), running or not."""
+        labels = [f"label=com.docker.compose.project={self.project}"]
+        if service is not None:
+            labels.append(f"label=com.docker.compose.service={service}")
+        arguments = [argument for label in labels for argument in ("--filter", label)]
+        return docker("ps", "--all", "--quiet", "--no-trunc", *arguments).split()
+
+    def container(self, service: str) -> str:
+        """The id of a service's one container."""
+        (container,) = self.containers(service)
+        return container
+
+    def inspect(self, container: str) -> dict[str, Any]:
+        inspected: list[dict[str, Any]] = json.loads(docker("inspect", container))
+        return inspected[0]
+
+    def images(self, processes: tuple[Process, ...]) -> list[str]:
+        return [f"{process.image}:{self.image_tag}" for process in processes]
+
+    def gateway(self) -> httpx.Client:
+        return httpx.Client(base_url=self.gateway_url, timeout=15.0)
+
+
+def docker(*arguments: str, check: bool = True) -> str:
+    """Run `docker`; its output."""
+    result = subprocess.run(
+        [DOCKER, *arguments], capture_output=True, text=True, timeout=120, check=False
+    )
+    if check:
+        assert result.returncode == 0, f"docker {arguments} failed: {result.stderr}"
+    return result.stdout
+
+
+def exec_python(container: str, program: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run a Python program inside a running container, as the container's own user."""
+    return subprocess.run(
+        [DOCKER, "exec", container, "python", "-c", program, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the Compose stack needs Docker in CI: {reason}", pytrace=False)
+    pytest.skip(f"the Compose stack needs Docker: {reason}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _command_runs(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=60, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(processes: tuple[Process, ...]) -> Iterator[Stack]:
+    """The stack, built and started by `make up` and ready; removed at the end, whatever happens."""
+    compose_command = shlex.split(os.environ.get("COMPOSE", "docker compose"))
+    image_build = shlex.split(os.environ.get("IMAGE_BUILD", "docker build"))
+    if not _command_runs([DOCKER, "info"]):
+        _unavailable("`docker info` fails")
+    if not _command_runs([*compose_command, "version"]):
+        _unavailable(f"`{shlex.join(compose_command)} version` fails (set COMPOSE)")
+    if shutil.which(image_build[0]) is None:
+        _unavailable(f"{image_build[0]} is not installed (set IMAGE_BUILD)")
+
+    suffix = secrets.token_hex(4)
+    port = _free_port()
+    # Neither a Compose setting of the caller's nor the variables of a `make test` around this
+    # (MAKEFLAGS carries its command line's assignments, which would override these).
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("COMPOSE_") and key not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+    }
+    environment.update(
+        COMPOSE_PROJECT_NAME=f"composestack{suffix}",
+        GATEWAY_ADDRESS="127.0.0.1",
+        GATEWAY_PORT=str(port),
+        IMAGE_PREFIX="",
+        IMAGE_TAG=f"test-{suffix}",
+    )
+    stack = Stack(
+        project=environment["COMPOSE_PROJECT_NAME"],
+        environment=environment,
+        compose_command=compose_command,
+        gateway_url=f"http://127.0.0.1:{port}",
+        image_tag=environment["IMAGE_TAG"],
+    )
+    try:
+        stack.make("up")
+        started = time.monotonic()
+        wait_until_ready(stack)
+        stack.timings["ready after make up"] = time.monotonic() - started
+        yield stack
+    finally:
+        subprocess.run(
+            [*compose_command, "down", "--volumes", "--remove-orphans", "--timeout", "5"],
+            cwd=REPOSITORY,
+            env=environment,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        docker("image", "rm", "--force", *stack.images(processes), check=False)
+        print(f"\nCompose stack timings (s): {stack.timings}")
+
+
+def wait_until_ready(stack: Stack) -> None:
+    """Until the gateway reports every service ready."""
+
+    def ready() -> bool | None:
+        try:
+            with stack.gateway() as gateway:
+                return gateway.get("/health/ready").status_code == 200 or None
+        except httpx.TransportError:
+            return None
+
+    poll(STARTUP_DEADLINE, ready, "the gateway reports every service ready")
+
+
+def expect(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The JSON body of a response that must have `status`."""
+    assert response.status_code == status, f"{response.request.url}: {response.text}"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def drive_client_scenario(gateway: httpx.Client) -> dict[str, dict[str, Any]]:
+    """What a new client does through the gateway; every resource it created, by its path."""
+    user = expect(
+        gateway.post("/users/", json={"email": "ada@example.com", "name": "Ada Lovelace"}), 201
+    )
+    post = expect(
+        gateway.post(
+            f"/users/{user['id']}/posts",
+            json={"title": "Notes", "content": "On the engine.", "tags": ["Maths", "Engines"]},
+        ),
+        201,
+    )
+    assert post["author_id"] == user["id"]
+    assert sorted(post["tags"]) == ["engines", "maths"]
+
+    composed = gateway.get("/users-with-posts", params={"limit": 100})
+    assert composed.status_code == 200, composed.text
+    (author,) = [entry for entry in composed.json() if entry["id"] == user["id"]]
+    assert [written["id"] for written in author["posts"]] == [post["id"]]
+
+    category = expect(gateway.post("/categories/", json={"name": "Calculating engines"}), 201)
+    product = expect(
+        gateway.post(
+            "/products/",
+            json={
+                "name": "Difference engine",
+                "price": "1700.00",
+                "category_id": category["id"],
+                "stock_quantity": 2,
+            },
+        ),
+        201,
+    )
+    return {
+        f"/users/{user['id']}": user,
+        f"/posts/{post['id']}": post,
+        f"/categories/{category['id']}": category,
+        f"/products/{product['id']}": product,
+    }
+
+
+@pytest.fixture(scope="module")
+def acknowledged() -> dict[str, dict[str, Any]]:
+    """What the gateway acknowledged as created, by path: filled by the client scenario."""
+    return {}
+
+
+def assert_still_there(stack: Stack, acknowledged: dict[str, dict[str, Any]]) -> None:
+    assert acknowledged, "the client scenario created nothing"
+    with stack.gateway() as gateway:
+        for path, body in acknowledged.items():
+            assert expect(gateway.get(path), 200) == body, path
+
+
+def migration_steps(stack: Stack, service: str) -> list[str]:
+    """Every migration step the service's migration containers logged, across all of them."""
+    steps = []
+    for container in stack.containers(f"{service}-migrate"):
+        logs = subprocess.run(
+            [DOCKER, "logs", container], capture_output=True, text=True, timeout=60, check=True
+        )
+        steps += MIGRATION_LINE.findall(logs.stdout + logs.stderr)
+    return steps
+
+
+def recorded_revisions(stack: Stack, service: Process) -> list[str]:
+    """The rows of alembic_version in the service's database, read inside its container."""
+    output = docker(
+        "exec",
+        stack.container(f"{service.name}-db"),
+        "psql",
+        "--username",
+        service.name,
+        "--dbname",
+        service.name,
+        "--tuples-only",
+        "--no-align",
+        "--command",
+        "SELECT version_num FROM alembic_version",
+    )
+    return output.split()
+
+
+def head_revision(service: Process) -> str:
+    config = Config(str(REPOSITORY / service.directory / "alembic.ini"))
+    (head,) = ScriptDirectory.from_config(config).get_heads()
+    return head
+
+
+def start_times(stack: Stack) -> dict[str, str]:
+    """When each of the project's containers last started."""
+    return {
+        container: stack.inspect(container)["State"]["StartedAt"]
+        for container in stack.containers()
+    }
+
+
+def test_make_up_starts_every_container_healthy_after_its_migration(
+    stack: Stack, processes: tuple[Process, ...]
+) -> None:
+    for process in processes:
+        for service in (process.name, f"{process.name}-db") if process.has_database else ():
+            state = stack.inspect(stack.container(service))["State"]
+            assert state["Running"], service
+            assert state["Health"]["Status"] in {"healthy", "starting"}, service
+        if process.has_database:
+            state = stack.inspect(stack.container(f"{process.name}-migrate"))["State"]
+            assert (state["Running"], state["ExitCode"]) == (False, 0)
+
+    def gateway_healthy() -> bool | None:
+        state = stack.inspect(stack.container("gateway"))["State"]
+        return state["Health"]["Status"] == "healthy" or None
+
+    poll(STARTUP_DEADLINE, gateway_healthy, "the gateway's container is healthy")
+    with stack.gateway() as gateway:
+        ready = expect(gateway.get("/health/ready"), 200)
+    assert ready["checks"] == {process.name: "ok" for process in processes if process.has_database}
+
+
+def test_a_client_is_served_through_the_published_gateway(
+    stack: Stack, acknowledged: dict[str, dict[str, Any]]
+) -> None:
+    with stack.gateway() as gateway:
+        acknowledged.update(drive_client_scenario(gateway))
+    assert_still_there(stack, acknowledged)
+
+
+def test_only_the_gateway_publishes_a_port(stack: Stack) -> None:
+    published = {}
+    for container in stack.containers():
+        inspected = stack.inspect(container)
+        service = inspected["Config"]["Labels"]["com.docker.compose.service"]
+        for port, bindings in (inspected["NetworkSettings"]["Ports"] or {}).items():
+            if bindings:
+                published[f"{service} {port}"] = [
+                    (binding["HostIp"], binding["HostPort"]) for binding in bindings
+                ]
+    assert published == {"gateway 8000/tcp": [("127.0.0.1", stack.environment["GATEWAY_PORT"])]}
+
+
+def test_the_gateway_reaches_no_database(stack: Stack, processes: tuple[Process, ...]) -> None:
+    gateway = stack.container("gateway")
+    for service in (process for process in processes if process.has_database):
+        database = stack.container(f"{service.name}-db")
+        addresses = [
+            network["IPAddress"]
+            for network in stack.inspect(database)["NetworkSettings"]["Networks"].values()
+        ]
+        for host in (f"{service.name}-db", *addresses):
+            probe = exec_python(gateway, CONNECT_PROBE, host, "5432")
+            assert probe.returncode != 0, f"the gateway reaches {host}:5432"
+        # The same probe reaches what the gateway may reach: a failure above is isolation.
+        reachable = exec_python(gateway, CONNECT_PROBE, service.name, str(service.port))
+        assert reachable.returncode == 0, reachable.stderr
+
+
+def test_service_reaches_its_own_database_and_no_other(
+    stack: Stack, service: Process, processes: tuple[Process, ...]
+) -> None:
+    container = stack.container(service.name)
+    own = exec_python(container, CONNECT_PROBE, f"{service.name}-db", "5432")
+    assert own.returncode == 0, own.stderr
+    for other in (process for process in processes if process.has_database):
+        if other == service:
+            continue
+        database = stack.container(f"{other.name}-db")
+        addresses = [
+            network["IPAddress"]
+            for network in stack.inspect(database)["NetworkSettings"]["Networks"].values()
+        ]
+        for host in (f"{other.name}-db", *addresses):
+            probe = exec_python(container, CONNECT_PROBE, host, "5432")
+            assert probe.returncode != 0, f"{service.name} reaches {host}:5432"
+
+
+def test_process_runs_unprivileged_on_a_read_only_root(stack: Stack, process: Process) -> None:
+    container = stack.container(process.name)
+    inspected = stack.inspect(container)
+    declared_user = docker("image", "inspect", "--format", "{{.Config.User}}", inspected["Image"])
+    assert inspected["Config"]["User"] == declared_user.strip() == "10001:10001"
+    assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+    assert inspected["HostConfig"]["CapDrop"] == ["ALL"]
+    assert not inspected["HostConfig"]["CapAdd"]
+    assert "no-new-privileges:true" in inspected["HostConfig"]["SecurityOpt"]
+
+    probe = exec_python(container, CONFINEMENT_PROBE)
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout) == {
+        "uid": 10001,
+        "gid": 10001,
+        "root_writable": False,
+        "capabilities": 0,
+    }
+
+
+def test_a_stopped_service_is_a_503_naming_it_and_serves_again_once_started(
+    stack: Stack, acknowledged: dict[str, dict[str, Any]]
+) -> None:
+    user_path = next(path for path in acknowledged if path.startswith("/users/"))
+    category_path = next(path for path in acknowledged if path.startswith("/categories/"))
+    users = stack.container("users")
+    others_started = {
+        container: started
+        for container, started in start_times(stack).items()
+        if container != users
+    }
+    with stack.gateway() as gateway:
+        docker("stop", users)
+        stopped = time.monotonic()
+
+        def service_unavailable() -> httpx.Response | None:
+            response = gateway.get(user_path)
+            return response if response.status_code == 503 else None
+
+        answer = poll(SERVICE_DOWN_DEADLINE, service_unavailable, "a 503 for stopped users")
+        stack.timings["503 after users stopped"] = time.monotonic() - stopped
+        assert stack.timings["503 after users stopped"] <= SERVICE_DOWN_DEADLINE
+        assert "users" in answer.json()["detail"]
+        assert expect(gateway.get(category_path), 200) == acknowledged[category_path]
+
+        stack.compose("start", "users")
+
+        def served_again() -> httpx.Response | None:
+            response = gateway.get(user_path)
+            return response if response.status_code == 200 else None
+
+        served = poll(RECOVERY_DEADLINE, served_again, "users served again once started")
+        assert served.json() == acknowledged[user_path]
+    assert {
+        container: started
+        for container, started in start_times(stack).items()
+        if container != users
+    } == others_started
+
+
+def test_a_killed_database_makes_its_service_unready_until_it_is_back(
+    stack: Stack, acknowledged: dict[str, dict[str, Any]]
+) -> None:
+    user_path = next(path for path in acknowledged if path.startswith("/users/"))
+    database = stack.container("users-db")
+    with stack.gateway() as gateway:
+        docker("kill", database)
+
+        def service_unavailable() -> httpx.Response | None:
+            response = gateway.get(user_path)
+            return response if response.status_code == 503 else None
+
+        killed = time.monotonic()
+        answer = poll(DATABASE_DOWN_DEADLINE, service_unavailable, "a 503 without users-db")
+        stack.timings["503 after users-db killed"] = time.monotonic() - killed
+        assert answer.json() == {"detail": "database unavailable"}
+        own_probe = exec_python(stack.container("users"), READINESS_PROBE, "8001")
+        assert json.loads(own_probe.stdout) == {
+            "status": 503,
+            "body": {"status": "unavailable", "checks": {"database": "unreachable"}},
+        }
+        ready = gateway.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"users": "unavailable", "catalog": "ok", "blog": "ok"}
+
+        stack.compose("start", "users-db")
+
+        def served_again() -> httpx.Response | None:
+            response = gateway.get(user_path)
+            return response if response.status_code == 200 else None
+
+        served = poll(RECOVERY_DEADLINE, served_again, "users served again with users-db back")
+        assert served.json() == acknowledged[user_path]
+        assert expect(gateway.get("/health/ready"), 200)["status"] == "ok"
+    assert_still_there(stack, acknowledged)
+
+
+def test_make_down_and_make_up_keep_the_data_and_migrate_nothing_again(
+    stack: Stack, acknowledged: dict[str, dict[str, Any]], processes: tuple[Process, ...]
+) -> None:
+    services = [process for process in processes if process.has_database]
+    for service in services:
+        # The first `make up` migrated every database: the log lines below are the evidence.
+        assert migration_steps(stack, service.name), service.name
+        assert recorded_revisions(stack, service) == [head_revision(service)]
+
+    stack.make("down")
+    assert stack.containers() == []
+    volumes = docker(
+        "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}"
+    )
+    assert sorted(volumes.split()) == sorted(
+        f"{stack.project}_{service.name}-db-data" for service in services
+    )
+
+    stack.make("up")
+    wait_until_ready(stack)
+    assert_still_there(stack, acknowledged)
+    for service in services:
+        assert migration_steps(stack, service.name) == [], service.name
+        assert recorded_revisions(stack, service) == [head_revision(service)]
+
+
+def test_make_logs_follows_the_containers(stack: Stack) -> None:
+    request_id = f"compose-stack-{secrets.token_hex(8)}"
+    logs = subprocess.Popen(
+        [MAKE, "--no-print-directory", "logs"],
+        cwd=REPOSITORY,
+        env=stack.environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert logs.stdout is not None
+
+    def read(output: IO[str]) -> None:
+        for line in output:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, args=(logs.stdout,), daemon=True)
+    reader.start()
+    try:
+        with stack.gateway() as gateway:
+            assert gateway.get("/health/live", headers={"X-Request-ID": request_id}).is_success
+
+        def request_logged() -> str | None:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                return None
+            return line if request_id in line else None
+
+        line = poll(RECOVERY_DEADLINE, request_logged, "make logs shows the request's line")
+        prefix, _, message = ANSI_COLOUR.sub("", line).partition("|")
+        assert prefix.startswith("gateway"), line
+        assert json.loads(message)["request_id"] == request_id
+    finally:
+        os.killpg(logs.pid, signal.SIGTERM)
+        logs.wait(timeout=30)
+        reader.join(timeout=30)
+        logs.stdout.close()
+
+
+def test_replicas_starting_together_on_a_fresh_database_migrate_it_once(
+    stack: Stack, processes: tuple[Process, ...]
+) -> None:
+    users = next(process for process in processes if process.name == "users")
+    stack.compose("rm", "--stop", "--force", "users", "users-migrate", "users-db")
+    docker("volume", "rm", f"{stack.project}_users-db-data")
+
+    stack.compose("up", "--detach", "--no-build", "--scale", "users-migrate=2", "users")
+    wait_until_ready(stack)
+    migrators = stack.containers("users-migrate")
+    assert len(migrators) == 2
+    for container in migrators:
+        state = stack.inspect(container)["State"]
+        assert (state["Running"], state["ExitCode"]) == (False, 0)
+    steps = migration_steps(stack, "users")
+    assert steps, "no replica migrated the fresh database"
+    assert len(steps) == len(set(steps)), f"a migration ran twice: {steps}"
+    assert recorded_revisions(stack, users) == [head_revision(users)]
+    with stack.gateway() as gateway:
+        created = expect(
+            gateway.post("/users/", json={"email": "grace@example.com", "name": "Grace"}), 201
+        )
+    assert created["id"] == 1
