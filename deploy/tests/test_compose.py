@@ -222,3 +222,20 @@ def test_development_defaults_are_refused_outside_development(
     password = f"{service.name.upper()}_DB_PASSWORD"
     production = settings({"APP_ENVIRONMENT": "production", password: "a-real-password"})
     assert production.environment == "production"
+
+
+def test_users_keeps_its_signing_keys_on_a_volume_and_the_others_fetch_its_public_keys(
+    containers: dict[str, Container],
+) -> None:
+    users = containers["users"]
+    keys_file = _environment(users, {})["USERS_SIGNING_KEYS_FILE"]
+    (volume,) = users["volumes"]
+    name, mount = volume.split(":")
+    assert name == "users-keys"
+    assert keys_file.startswith(mount + "/")
+    for service in ("catalog", "blog"):
+        environment = _environment(containers[service], {})
+        assert (
+            environment[f"{service.upper()}_AUTH_JWKS_URL"]
+            == "http://users:8001/.well-known/jwks.json"
+        )

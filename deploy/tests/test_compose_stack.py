@@ -112,6 +112,8 @@ class Stack:
     gateway_url: str
     image_tag: str
     timings: dict[str, float] = field(default_factory=dict)
+    # Sent with every gateway call once the client scenario has an admin's token.
+    headers: dict[str, str] = field(default_factory=dict)
 
     def make(self, target: str) -> None:
         """`make <target>` from the repository, as an operator runs it."""
@@ -163,7 +165,7 @@ class Stack:
         return [f"{process.image}:{self.image_tag}" for process in processes]
 
     def gateway(self) -> httpx.Client:
-        return httpx.Client(base_url=self.gateway_url, timeout=15.0)
+        return httpx.Client(base_url=self.gateway_url, timeout=15.0, headers=self.headers)
 
 
 def docker(*arguments: str, check: bool = True) -> str:
@@ -281,20 +283,50 @@ def expect(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def drive_client_scenario(gateway: httpx.Client) -> dict[str, dict[str, Any]]:
-    """What a new client does through the gateway; every resource it created, by its path."""
-    user = expect(
-        gateway.post("/users/", json={"email": "ada@example.com", "name": "Ada Lovelace"}), 201
+ADMIN = ("root@example.com", "the admin's passphrase")
+
+
+def log_in(gateway: httpx.Client, email: str, password: str) -> dict[str, str]:
+    """The Authorization header of a user's access token, from `POST /auth/token`."""
+    tokens = expect(
+        gateway.post("/auth/token", data={"username": email, "password": password}), 200
     )
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def drive_client_scenario(stack: Stack, gateway: httpx.Client) -> dict[str, dict[str, Any]]:
+    """What a new client does through the gateway; every resource it created, by its path.
+
+    The operator makes the first admin in the users container, as the README says; the admin's
+    token then goes with every later call of the module (`stack.headers`).
+    """
+    user = expect(
+        gateway.post(
+            "/users/",
+            json={"email": "ada@example.com", "name": "Ada Lovelace", "password": "analytical"},
+        ),
+        201,
+    )
+    ada = log_in(gateway, "ada@example.com", "analytical")
+    assert gateway.post("/categories/", json={"name": "Mine"}, headers=ada).status_code == 403
     post = expect(
         gateway.post(
             f"/users/{user['id']}/posts",
             json={"title": "Notes", "content": "On the engine.", "tags": ["Maths", "Engines"]},
+            headers=ada,
         ),
         201,
     )
     assert post["author_id"] == user["id"]
     assert sorted(post["tags"]) == ["engines", "maths"]
+
+    stack.compose(
+        "exec", "-T", "users", "python", "-m", "users_service.admin",
+        "--email", ADMIN[0], "--password", ADMIN[1],
+    )  # fmt: skip
+    stack.headers.update(log_in(gateway, *ADMIN))
+    gateway.headers.update(stack.headers)
+    user = expect(gateway.get(f"/users/{user['id']}"), 200)  # the whole record, as admins see it
 
     composed = gateway.get("/users-with-posts", params={"limit": 100})
     assert composed.status_code == 200, composed.text
@@ -404,7 +436,7 @@ def test_a_client_is_served_through_the_published_gateway(
     stack: Stack, acknowledged: dict[str, dict[str, Any]]
 ) -> None:
     with stack.gateway() as gateway:
-        acknowledged.update(drive_client_scenario(gateway))
+        acknowledged.update(drive_client_scenario(stack, gateway))
     assert_still_there(stack, acknowledged)
 
 
@@ -568,11 +600,13 @@ def test_make_down_and_make_up_keep_the_data_and_migrate_nothing_again(
         "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}"
     )
     assert sorted(volumes.split()) == sorted(
-        f"{stack.project}_{service.name}-db-data" for service in services
+        [f"{stack.project}_{service.name}-db-data" for service in services]
+        + [f"{stack.project}_users-keys"]
     )
 
     stack.make("up")
     wait_until_ready(stack)
+    # The admin's token from before still verifies: the signing keys are kept on their volume.
     assert_still_there(stack, acknowledged)
     for service in services:
         assert migration_steps(stack, service.name) == [], service.name
@@ -641,6 +675,10 @@ def test_replicas_starting_together_on_a_fresh_database_migrate_it_once(
     assert recorded_revisions(stack, users) == [head_revision(users)]
     with stack.gateway() as gateway:
         created = expect(
-            gateway.post("/users/", json={"email": "grace@example.com", "name": "Grace"}), 201
+            gateway.post(
+                "/users/",
+                json={"email": "grace@example.com", "name": "Grace", "password": "compilers"},
+            ),
+            201,
         )
     assert created["id"] == 1
