@@ -5,7 +5,7 @@ is stored); this module holds what every such table needs: the roles, a call and
 gets, the app's own route table to hold the table against, and a client per role.
 """
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +123,22 @@ def assert_only_admitted_writes_change_state(
         assert after == before
     else:
         assert after != before
+
+
+async def check_call(
+    call: Call,
+    role: str,
+    caller: httpx.AsyncClient,
+    ids: Mapping[str, Any],
+    stored: Callable[[], Awaitable[object]],
+) -> None:
+    """Make `call` as `role`: the status the table gives, and what is stored changed or not."""
+    before = await stored()
+
+    response = await call.send(caller, ids)
+
+    assert_answered_as_expected(response, call, role)
+    assert_only_admitted_writes_change_state(call, role, before, await stored())
 
 
 @asynccontextmanager
