@@ -239,3 +239,18 @@ def test_users_keeps_its_signing_keys_on_a_volume_and_the_others_fetch_its_publi
             environment[f"{service.upper()}_AUTH_JWKS_URL"]
             == "http://users:8001/.well-known/jwks.json"
         )
+
+
+def test_blog_follows_users_event_feed_with_a_credential_from_the_environment(
+    containers: dict[str, Container],
+) -> None:
+    users, blog = _environment(containers["users"], {}), _environment(containers["blog"], {})
+    assert blog["BLOG_EVENTS_URL"] == "http://users:8001/events"
+    assert users["USERS_EVENTS_TOKEN"] == blog["BLOG_EVENTS_TOKEN"] == "changeme"
+    production = {"EVENTS_TOKEN": "a-real-credential"}
+    assert _environment(containers["users"], production)["USERS_EVENTS_TOKEN"] == (
+        "a-real-credential"
+    )
+    assert _environment(containers["blog"], production)["BLOG_EVENTS_TOKEN"] == (
+        "a-real-credential"
+    )

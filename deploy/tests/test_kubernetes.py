@@ -231,7 +231,7 @@ def test_service_reads_its_database_url_from_a_secret(
     rendered: list[Object], service: Process
 ) -> None:
     container = _main_container(_one(rendered, "Deployment", service.name), service.name)
-    (variable,) = container["env"]
+    (variable,) = [v for v in container["env"] if v["name"].endswith("DATABASE_URL")]
     assert variable["name"] == f"{service.env_prefix}DATABASE_URL"
     reference = variable["valueFrom"]["secretKeyRef"]
     assert reference["key"] == "url"
@@ -462,3 +462,23 @@ def test_catalog_and_blog_verify_tokens_with_the_users_service_keys(
         _environment(rendered, container)[f"{service.env_prefix}AUTH_JWKS_URL"]
         == "http://users:8001/.well-known/jwks.json"
     )
+
+
+def test_users_and_blog_share_the_event_feeds_credential_from_a_secret(
+    rendered: list[Object], overlay: str
+) -> None:
+    for name in ("users", "blog"):
+        pod = _pod_spec(_one(rendered, "Deployment", name))
+        # The migration reads the same settings, which need the credential outside development.
+        for container in [*pod["initContainers"], *pod["containers"]]:
+            (variable,) = [v for v in container["env"] if v["name"].endswith("EVENTS_TOKEN")]
+            assert variable["name"] == f"{name.upper()}_EVENTS_TOKEN"
+            reference = variable["valueFrom"]["secretKeyRef"]
+            assert (reference["name"].startswith("events-token"), reference["key"]) == (
+                True,
+                "token",
+            )
+    blog = _main_container(_one(rendered, "Deployment", "blog"), "blog")
+    assert _environment(rendered, blog)["BLOG_EVENTS_URL"] == "http://users:8001/events"
+    committed = [s for s in _all(rendered, "Secret") if s["metadata"]["name"].startswith("events")]
+    assert len(committed) == (1 if overlay == "dev" else 0)

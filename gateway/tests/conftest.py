@@ -13,7 +13,13 @@ from fastapi import FastAPI
 
 from gateway_service.main import create_app
 from gateway_service.settings import GatewaySettings
-from servicekit.testing import ServiceProcess, TokenIssuer, asgi_client, running
+from servicekit.testing import (
+    TEST_EVENTS_TOKEN,
+    ServiceProcess,
+    TokenIssuer,
+    asgi_client,
+    running,
+)
 from servicekit.testing.plugin import MakeDatabase
 
 REPOSITORY = Path(__file__).parents[2]
@@ -43,10 +49,18 @@ def services(
         if name == "users":
             environment |= {"USERS_SIGNING_KEYS_FILE": str(token_issuer.keys_file)}
             environment |= CHEAP_PASSWORD_HASHING
+            environment["USERS_EVENTS_TOKEN"] = TEST_EVENTS_TOKEN
         else:
             environment[f"{name.upper()}_AUTH_JWKS_URL"] = (
                 f"{processes['users'].url}/.well-known/jwks.json"
             )
+        if name == "blog":
+            environment |= {
+                "BLOG_EVENTS_URL": f"{processes['users'].url}/events",
+                "BLOG_EVENTS_TOKEN": TEST_EVENTS_TOKEN,
+                # Short long polls: users, stopped by failure tests, waits for them to end.
+                "BLOG_EVENTS_WAIT": "1",
+            }
         processes[name] = ServiceProcess(
             name,
             make_database("postgresql", f"gateway_{name}"),

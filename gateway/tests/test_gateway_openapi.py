@@ -158,7 +158,13 @@ async def test_composed_views_are_described_with_the_blog_parameters_and_bodies_
 
 # Service operations a client does not call directly: probes, and the removal of a user's blog
 # content, which only the gateway's user deletion performs.
-INTERNAL_OPERATIONS = {("/posts/", "delete"), ("/health/live", "get"), ("/health/ready", "get")}
+INTERNAL_OPERATIONS = {
+    ("/posts/", "delete"),
+    ("/health/live", "get"),
+    ("/health/ready", "get"),
+    ("/events", "get"),
+    ("/events/head", "get"),
+}
 
 
 async def test_every_service_operation_is_reachable_through_the_gateway(

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from gateway_service.proxy import ROUTE_TABLE
+from servicekit.testing import TEST_EVENTS_TOKEN
 
 ADA = {"email": "ada@example.com", "name": "Ada", "password": "correct horse battery"}
 
@@ -196,3 +197,10 @@ async def test_catalog_routes_pass_through_with_their_statuses(gateway: httpx.As
     assert oversold.status_code == 409
     assert [p["id"] for p in cheap.json()] == [product_id]
     assert in_use.status_code == 409
+
+
+@pytest.mark.parametrize("path", ["/events", "/events/head"])
+async def test_users_event_feed_is_not_routed(gateway: httpx.AsyncClient, path: str) -> None:
+    service_credential = {"Authorization": f"Bearer {TEST_EVENTS_TOKEN}"}
+
+    assert (await gateway.get(path, headers=service_credential)).status_code == 404

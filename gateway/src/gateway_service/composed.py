@@ -7,15 +7,15 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import pydantic_core
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from gateway_service.downstream import Downstream
-from gateway_service.errors import ServiceUnavailable, UpstreamResponse
+from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import DocumentedBy
 from gateway_service.proxy import downstream_of, forward, forwarded_headers, relay
 from gateway_service.schemas import PostWithAuthorAndComments, UserWithPosts
-from servicekit.auth import PUBLIC, Principal, SignedIn
-from servicekit.errors import ServiceError, error_responses, invalid_input
+from servicekit.auth import PUBLIC, SignedIn
+from servicekit.errors import error_responses, invalid_input
 from servicekit.pagination import MAX_LIMIT, PageDep, PageRequest, set_next_link
 from servicekit.schemas import MAX_ID
 
@@ -37,8 +37,6 @@ EXPANSIONS = frozenset({"author", "comments"})
 DOCUMENTED_BY = (
     DocumentedBy("get", "/users/{user_id}/posts", "blog", "/posts/", {"author_id", "per_author"}),
     DocumentedBy("post", "/users/{user_id}/posts", "blog", "/posts/", {"author_id"}),
-    DocumentedBy("post", "/posts/", "blog", "/posts/"),
-    DocumentedBy("post", "/posts/{post_id}/comments", "blog", "/posts/{post_id}/comments"),
 )
 
 
@@ -153,46 +151,17 @@ async def posts_of_user(user_id: UserId, request: Request, downstream: Downstrea
 async def create_post_for_user(
     user_id: UserId, request: Request, downstream: DownstreamDep, _caller: SignedIn
 ) -> Response:
-    """Create a post authored by the user; 404 (and nothing created) if the user is unknown."""
+    """Create a post authored by the user in the path (themselves, or anyone for an admin);
+    404 if that user was deleted."""
     body, post = await _json_object(request)
     if post is not None and "author_id" in post:
         raise invalid_input(("body", "author_id"), "the author is the user in the path")
     # Blog judges the body as the client sent it, with the author added.
     content = _with_author(body, user_id, post) if post is not None else body
-    return await _create_by_author(request, downstream, user_id, "/posts/", content, "/posts/")
-
-
-@router.post(
-    "/posts/",
-    status_code=status.HTTP_201_CREATED,
-    tags=["composed"],
-    responses=error_responses(404, 503),
-)
-async def create_post(request: Request, downstream: DownstreamDep, caller: SignedIn) -> Response:
-    """Create a post by the caller (or, for an admin, by its `author_id`), once the author is
-    known to exist (404 otherwise)."""
-    body, post = await _json_object(request)
-    return await _create_by_author(
-        request, downstream, _author_id(post, caller), "/posts/", body, "/posts/"
+    answer = await downstream.request(
+        "blog", "POST", "/posts/", content=content, headers=forwarded_headers(request)
     )
-
-
-@router.post(
-    "/posts/{post_id:int}/comments",
-    status_code=status.HTTP_201_CREATED,
-    tags=["composed"],
-    responses=error_responses(404, 503),
-)
-async def create_comment(
-    post_id: PostId, request: Request, downstream: DownstreamDep, caller: SignedIn
-) -> Response:
-    """Comment on a post as the caller (or, for an admin, as its `author_id`), once the author
-    is known to exist (404 otherwise)."""
-    body, comment = await _json_object(request)
-    path = f"/posts/{post_id}/comments"
-    return await _create_by_author(
-        request, downstream, _author_id(comment, caller), path, body, "/comments/"
-    )
+    return relay(request, downstream, "blog", answer)
 
 
 async def _json_object(request: Request) -> tuple[bytes, dict[str, Any] | None]:
@@ -210,50 +179,11 @@ async def _json_object(request: Request) -> tuple[bytes, dict[str, Any] | None]:
     return body, value if isinstance(value, dict) else None
 
 
-def _author_id(body: dict[str, Any] | None, caller: Principal) -> int | None:
-    """The author a create names, or the caller when it names none."""
-    if body is not None and "author_id" not in body:
-        return caller.user_id
-    author_id = (body or {}).get("author_id")
-    # Anything else is not an id; blog's validation explains what is wrong with it.
-    return author_id if type(author_id) is int and 1 <= author_id <= MAX_ID else None
-
-
 def _with_author(body: bytes, author_id: int, value: dict[str, Any]) -> bytes:
     """The JSON object `body` (decoded as `value`) with `author_id` as its first member."""
     rest = body[body.index(b"{") + 1 :]  # only whitespace can come before the brace
     separator = b"," if value else b""
     return b'{"author_id":%d%s%s' % (author_id, separator, rest)
-
-
-async def _create_by_author(
-    request: Request,
-    downstream: Downstream,
-    author_id: int | None,
-    path: str,
-    body: bytes,
-    created_prefix: str,
-) -> Response:
-    """Create at blog's `path` what `author_id` wrote, if the author exists, else 404.
-
-    The author is looked up before and again after: a user deleted meanwhile (DELETE
-    /users/{id} deletes the user, then their blog content) may have had their content deleted
-    before this was created, so it is deleted again here and the answer is the 404.
-    """
-    if author_id is not None:
-        await downstream.expect_ok("users", "GET", f"/users/{author_id}")
-    answer = await downstream.request(
-        "blog", "POST", path, content=body, headers=forwarded_headers(request)
-    )
-    if author_id is not None and answer.status_code == status.HTTP_201_CREATED:
-        author = await downstream.request("users", "GET", f"/users/{author_id}")
-        if author.status_code == status.HTTP_404_NOT_FOUND:
-            created = f"{created_prefix}{_json(answer)['id']}"
-            await downstream.expect_ok(
-                "blog", "DELETE", created, headers=forwarded_headers(request)
-            )
-            return relay(request, downstream, "users", author)
-    return relay(request, downstream, "blog", answer)
 
 
 def _expansions(expand: str | None) -> frozenset[str]:
@@ -326,52 +256,6 @@ async def _users_by_id(downstream: Downstream, ids: set[int]) -> dict[int, dict[
         "users", "GET", "/users/", params=[("id", i) for i in sorted(ids)] + [("limit", MAX_LIMIT)]
     )
     return {user["id"]: user for user in _json(answer)}
-
-
-@router.delete(
-    "/users/{user_id:int}",
-    status_code=status.HTTP_204_NO_CONTENT,
-    tags=["composed"],
-    responses=error_responses(404, 409, 412, 503),
-)
-async def delete_user(
-    user_id: UserId,
-    request: Request,
-    downstream: DownstreamDep,
-    _caller: SignedIn,
-    if_match: Annotated[str | None, Header(max_length=1024)] = None,
-) -> Response:
-    """Delete a user and everything they wrote in the blog.
-
-    The user goes first, so that users judges If-Match as it deletes: a precondition that
-    fails changes nothing. Then the blog content goes, including any created while the user
-    was being deleted (each create checks its author again once done). Blog is asked first
-    whether it is ready: if it is not, the answer is 503 and the user stays. If it fails
-    between the two deletions, the answer is 503 too; the DELETE can be repeated, since the
-    DELETE of a user who does not exist (404) also deletes whatever the blog holds of them.
-    """
-    ready = await downstream.request("blog", "GET", "/health/ready")
-    if not ready.is_success:
-        raise ServiceUnavailable("the blog service is unavailable")
-    answer = await downstream.request(
-        "users", "DELETE", f"/users/{user_id}", headers=forwarded_headers(request)
-    )
-    # (If-Match went to users with the request's headers: the parameter above documents it.)
-    if answer.is_success or answer.status_code == status.HTTP_404_NOT_FOUND:
-        try:
-            await downstream.expect_ok(
-                "blog",
-                "DELETE",
-                "/posts/",
-                params={"author_id": user_id},
-                headers=forwarded_headers(request),
-            )
-        except (ServiceError, UpstreamResponse) as exc:
-            raise ServiceUnavailable(
-                "the blog service is unavailable: the user's posts and comments are not deleted "
-                "yet; repeat the DELETE"
-            ) from exc
-    return relay(request, downstream, "users", answer)
 
 
 async def upstream_response(request: Request, exc: Exception) -> Response:

@@ -58,15 +58,15 @@ ANYONE: Rule = "anyone"
 SIGNED_IN: Rule = "signed_in"
 
 # Every route a client can reach by plain forwarding. Routes the gateway composes itself
-# (gateway_service.composed) are absent here, creating a post or a comment among them (the author
-# must exist); so is blog's delete-by-author, which only the user deletion uses.
+# (gateway_service.composed) are absent here. So are the services' internal routes: users' event
+# feed, and blog's delete-by-author.
 ROUTE_TABLE: tuple[ProxyRoute, ...] = (
     _route("users", "/users/", GET=ANYONE, POST=ANYONE),
     _route("users", "/users/me", GET=SIGNED_IN),
     _route("users", "/users/search", GET=SIGNED_IN),
     _route("users", "/users/stats", GET=SIGNED_IN),
     _route("users", "/users/sorted", GET=ANYONE),
-    _route("users", "/users/{user_id:int}", GET=ANYONE, PATCH=SIGNED_IN),
+    _route("users", "/users/{user_id:int}", GET=ANYONE, PATCH=SIGNED_IN, DELETE=SIGNED_IN),
     ProxyRoute("users", "/auth/token", {"POST": ANYONE}, forwards_client_address=True),
     _route("users", "/auth/refresh", POST=ANYONE),
     _route("users", "/auth/logout", POST=ANYONE),
@@ -88,9 +88,9 @@ ROUTE_TABLE: tuple[ProxyRoute, ...] = (
         DELETE=SIGNED_IN,
     ),
     _route("catalog", "/products/{product_id:int}/stock-adjustments", POST=SIGNED_IN),
-    _route("blog", "/posts/", GET=ANYONE),
+    _route("blog", "/posts/", GET=ANYONE, POST=SIGNED_IN),
     _route("blog", "/posts/{post_id:int}", PATCH=SIGNED_IN, DELETE=SIGNED_IN),
-    _route("blog", "/posts/{post_id:int}/comments", GET=ANYONE),
+    _route("blog", "/posts/{post_id:int}/comments", GET=ANYONE, POST=SIGNED_IN),
     _route("blog", "/comments/{comment_id:int}", GET=ANYONE, DELETE=SIGNED_IN),
     _route("blog", "/tags/", GET=ANYONE),
 )

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from blog_service.main import create_app
 from blog_service.models import Base
 from blog_service.settings import BlogSettings
-from servicekit.testing import ServiceUnderTest, TokenIssuer
+from servicekit.testing import TEST_EVENTS_TOKEN, ServiceUnderTest, TokenIssuer
 
 Json = dict[str, Any]
 A_POST: Json = {"title": "Hello", "content": "First words.", "author_id": 1}
@@ -21,7 +21,12 @@ A_POST: Json = {"title": "Hello", "content": "First words.", "author_id": 1}
 def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
     def create_test_app(database_url: str) -> FastAPI:
         settings = BlogSettings(
-            database_url=database_url, environment="test", auth_jwks_url=token_issuer.jwks_url
+            database_url=database_url,
+            environment="test",
+            auth_jwks_url=token_issuer.jwks_url,
+            events_token=TEST_EVENTS_TOKEN,
+            # Blog alone: the tests of the consumer run it themselves, against a feed they serve.
+            consume_events=False,
         )
         return create_app(settings)
 

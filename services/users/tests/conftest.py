@@ -1,11 +1,14 @@
 """The users service under test; servicekit's plugin builds the database, app and client on it."""
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
-from servicekit.testing import ServiceUnderTest, TokenIssuer
+from servicekit.testing import TEST_EVENTS_TOKEN, ServiceUnderTest, TokenIssuer
 from users_service.main import create_app
 from users_service.models import Base
 from users_service.settings import UsersSettings
@@ -25,6 +28,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
             password_hash_memory_cost=1024,
             password_hash_time_cost=1,
             password_hash_parallelism=1,
+            events_token=TEST_EVENTS_TOKEN,
         )
         return create_app(settings)
 
@@ -35,3 +39,21 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/users/1",
     )
+
+
+SignUp = Callable[[httpx.AsyncClient, str], Awaitable[dict[str, Any]]]
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def sign_up() -> SignUp:
+    """Sign a user up through `client` as `name` (`<name>@example.com`, PASSWORD); the user."""
+
+    async def sign_up(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+        body = {"email": f"{name.lower()}@example.com", "name": name, "password": PASSWORD}
+        response = await client.post("/users/", json=body)
+        assert response.status_code == 201, response.text
+        user: dict[str, Any] = response.json()
+        return user
+
+    return sign_up

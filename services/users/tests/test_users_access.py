@@ -1,6 +1,6 @@
 """Who may do what: every route for anonymous callers, another user, the owner and an admin."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +19,11 @@ from servicekit.testing.access import (
     owners,
     role_clients,
     routes_of,
+    services_only,
     signed_in_users,
 )
 
+SignUp = Callable[[httpx.AsyncClient, str], Awaitable[dict[str, Any]]]
 PASSWORD = "correct horse battery"
 FULL_RECORD = {
     "id",
@@ -63,6 +65,8 @@ EXPECTED: dict[str, Call] = {
         "PATCH", "/users/{user_id}", owners(200), json={"name": "Renamed"}
     ),
     "DELETE /users/{user_id:int}": Call("DELETE", "/users/{user_id}", owners(204)),
+    "GET /events": Call("GET", "/events", services_only()),
+    "GET /events/head": Call("GET", "/events/head", services_only()),
 }
 
 
@@ -81,16 +85,8 @@ class Cast:
         return {"user_id": self.owner["id"], "refresh_token": self.refresh_token}
 
 
-async def sign_up(client: httpx.AsyncClient, name: str) -> dict[str, Any]:
-    body = {"email": f"{name.lower()}@example.com", "name": name, "password": PASSWORD}
-    response = await client.post("/users/", json=body)
-    assert response.status_code == 201, response.text
-    user: dict[str, Any] = response.json()
-    return user
-
-
 @pytest.fixture
-async def cast(client: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> Cast:
+async def cast(client: httpx.AsyncClient, anonymous: httpx.AsyncClient, sign_up: SignUp) -> Cast:
     owner, other, admin = [await sign_up(anonymous, name) for name in ("Ada", "Bob", "Cy")]
     await client.patch(f"/users/{admin['id']}", json={"is_admin": True})
     login = await anonymous.post("/auth/token", data=OWNERS_SIGN_IN)

@@ -496,7 +496,11 @@ async def test_failures_from_one_address_are_counted_across_accounts(
 
 
 def test_outside_development_a_missing_key_file_refuses_to_start(tmp_path: Path) -> None:
-    settings = UsersSettings(environment="production", signing_keys_file=tmp_path / "keys.json")
+    settings = UsersSettings(
+        environment="production",
+        signing_keys_file=tmp_path / "keys.json",
+        events_token="a-production-events-token",
+    )
 
     with pytest.raises(MissingSigningKeys, match="USERS_SIGNING_KEYS_FILE"):
         load_signing_keys(settings)

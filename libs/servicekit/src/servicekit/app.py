@@ -1,8 +1,11 @@
 """The application factory every service builds its FastAPI app with."""
 
+import asyncio
+import contextlib
 import gc
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -67,12 +70,15 @@ def create_service_app(
     routers: Sequence[APIRouter],
     description: str = "",
     token_verifier: TokenVerifier | None = None,
+    background: Sequence[Callable[[FastAPI], Coroutine[Any, Any, None]]] = (),
 ) -> FastAPI:
     """A FastAPI app with the database lifecycle, error model, health probes and request logging.
 
     Bearer tokens are verified against the keys at `settings.auth_jwks_url` unless a
     `token_verifier` is given (the issuer verifies with its own keys); every route must
-    declare an access rule (servicekit.auth).
+    declare an access rule (servicekit.auth). Each of `background` runs as a task for as long
+    as the app serves (an event consumer, a pruner), once the database is set up; they are
+    cancelled before it is disposed of.
     """
     configure_logging(name, settings.log_level)
 
@@ -80,14 +86,21 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database.from_settings(settings)
         await app.state.token_verifier.keys.prefetch()
+        tasks = [asyncio.create_task(run(app)) for run in background]
         try:
             with collector_tuned_for_serving():
                 yield
         finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await app.state.database.dispose()
 
     app = FastAPI(title=name, version=version, description=description, lifespan=lifespan)
     app.state.settings = settings
+    app.state.health_details = {}  # name -> a callable giving details for /health/ready
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     install_token_verifier(app, token_verifier or remote_token_verifier(settings))

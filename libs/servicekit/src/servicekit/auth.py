@@ -12,6 +12,7 @@ author of a post) are the service's own, raised as `Forbidden`.
 """
 
 import asyncio
+import hmac
 import json
 import logging
 import os
@@ -437,6 +438,18 @@ async def admin(principal: Annotated[Principal, Depends(signed_in)]) -> Principa
     return principal
 
 
+async def service(request: Request) -> None:
+    """Rule: the bearer token is the service credential the app was given
+    (`app.state.service_token`): for internal routes other services call, such as an event feed.
+    Without a credential configured, nobody is admitted."""
+    expected: str | None = getattr(request.app.state, "service_token", None)
+    presented = bearer_token(request)
+    if expected is None or presented is None:
+        raise Unauthorized("this route needs the service credential")
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise Unauthorized("this route needs the service credential")
+
+
 # As route parameters, for handlers that use the caller:
 Caller = Annotated[Principal | None, Depends(anyone)]
 SignedIn = Annotated[Principal, Depends(signed_in)]
@@ -445,13 +458,20 @@ Admin = Annotated[Principal, Depends(admin)]
 PUBLIC = Depends(anyone)
 SIGNED_IN = Depends(signed_in)
 ADMIN_ONLY = Depends(admin)
+SERVICE_ONLY = Depends(service)
 
 ACCESS_RULES: dict[Callable[..., Any], str] = {
     anyone: "anyone",
     signed_in: "signed_in",
     admin: "admin",
+    service: "service",
 }
-_RULE_RESPONSES = {"anyone": (401,), "signed_in": (401, 403), "admin": (401, 403)}
+_RULE_RESPONSES = {
+    "anyone": (401,),
+    "signed_in": (401, 403),
+    "admin": (401, 403),
+    "service": (401,),
+}
 
 
 def access_rule(route: APIRoute) -> str | None:

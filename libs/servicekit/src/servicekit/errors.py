@@ -57,6 +57,7 @@ _DESCRIPTIONS = {
     404: "Not found",
     409: "Conflicts with the current state",
     412: "If-Match names a version that is no longer current",
+    410: "What was asked for is no longer kept",
     503: "A dependency is unavailable",
 }
 

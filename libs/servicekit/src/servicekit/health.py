@@ -1,5 +1,8 @@
 """Liveness (the process answers) and readiness (its database answers) probes."""
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -13,6 +16,9 @@ router = APIRouter(prefix="/health", tags=["health"], dependencies=[Depends(anyo
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+    # What background work reports (an event consumer's cursor, lag and parked events): shown,
+    # not judged, since a service whose consumer lags still serves its requests.
+    details: dict[str, Any] = {}
 
 
 @router.get("/live", response_model=Health)
@@ -29,8 +35,11 @@ async def live() -> Health:
 async def ready(request: Request) -> JSONResponse:
     """The service can serve traffic: its database answers."""
     reachable = await get_database(request).is_reachable()
+    providers: dict[str, Callable[[], Any]] = request.app.state.health_details
     health = Health(
         status="ok" if reachable else "unavailable",
         checks={"database": "ok" if reachable else "unreachable"},
+        details={name: provide() for name, provide in providers.items()},
     )
-    return JSONResponse(health.model_dump(), status_code=200 if reachable else 503)
+    body = health.model_dump(exclude=None if health.details else {"details"})
+    return JSONResponse(body, status_code=200 if reachable else 503)

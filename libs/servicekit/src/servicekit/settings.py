@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -63,4 +63,26 @@ class ServiceSettings(BaseProcessSettings):
             raise ValueError(
                 f"database_url uses a development password; set a real one for {self.environment}"
             )
+        return self
+
+
+class EventFeedSettings(BaseSettings):
+    """The credential of an internal event feed, for the service that serves it and those that
+    read it (servicekit.events)."""
+
+    events_token: SecretStr = Field(
+        default=SecretStr("changeme"),
+        description="The bearer token of the event feed; the same value on both sides.",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_development_token_outside_development(self) -> "EventFeedSettings":
+        environment = getattr(self, "environment", "development")
+        token = self.events_token.get_secret_value()
+        if environment != "development" and token in DEVELOPMENT_PASSWORDS:
+            raise ValueError(
+                f"events_token is a development password; set a real one for {environment}"
+            )
+        if len(token) < 8:
+            raise ValueError("events_token must have at least 8 characters")
         return self

@@ -1,7 +1,9 @@
 """The blog tables: posts, their tags and comments.
 
 `author_id` names a user of the users service, whose table lives in another database: it is
-an id, not a foreign key.
+an id, not a foreign key. `authors` is what blog knows of those users: whether each was deleted
+(from users' user.deleted events), and a row to lock so that no post or comment is created for
+an author while, or after, their content is erased.
 """
 
 from datetime import datetime
@@ -16,6 +18,7 @@ from servicekit.database import (
     substring_search_index,
     updated_at_column,
 )
+from servicekit.events import consumer_tables
 
 TITLE_MAX_LENGTH = 200
 TAG_NAME_MAX_LENGTH = 50
@@ -97,3 +100,17 @@ class Comment(Base):
         Index("ix_comments_post_id_created_at_id", post_id, created_at, id),
         Index("ix_comments_author_id", author_id),
     )
+
+
+class Author(Base):
+    """A user who has written here (or been deleted); created at their first post or comment."""
+
+    __tablename__ = "authors"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    # Set by the user.deleted event: from then on nothing can be written as this author.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+# Where blog is in users' event feed, and the events it could not apply (servicekit.events).
+EVENT_CURSORS, PARKED_EVENTS = consumer_tables(Base.metadata)

@@ -7,6 +7,7 @@ request's session.
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from blog_service.models import Comment, Post, Tag, post_tags
+from blog_service.models import Author, Comment, Post, Tag, post_tags
 from servicekit.database import Database
 from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
@@ -306,6 +307,12 @@ class PostReads:
         post = await self.database.fetch_one(_POST_BY_ID, {"post_id": post_id})
         return (await self._with_tags([post]))[0] if post is not None else None
 
+    async def author_ids(self) -> list[int]:
+        """Every author of a post or a comment, in order."""
+        authors = select(POSTS.c.author_id).union(select(COMMENTS.c.author_id)).subquery()
+        rows = await self.database.fetch(select(authors.c.author_id).order_by(authors.c.author_id))
+        return [row["author_id"] for row in rows]
+
     async def exists(self, post_id: int) -> bool:
         return await self.database.fetch_one(_POST_EXISTS, {"post_id": post_id}) is not None
 
@@ -381,6 +388,48 @@ class CommentReads:
     async def page(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
         """One page of a post's comments in `order`."""
         return await fetch_page(self.database, _COMMENTS_OF_POST, order, page, {"post_id": post_id})
+
+
+class AuthorRepository:
+    """Authors' rows: whether each was deleted, locked by every write in their name."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_for_writing(self, author_id: int) -> bool:
+        """Lock the author's row against deletion until the transaction ends (creating the row
+        at their first write); whether the author may still write (not deleted).
+
+        A create takes this shared lock before anything else, and the deletion takes the row
+        exclusively: a deletion waits for the creates under way to commit, then erases what they
+        wrote; a create that comes after waits for the deletion, then finds the author deleted.
+        Postgres re-reads a row it waited for, so the deletion is seen as soon as it commits.
+        SQLite has one writer at a time, which orders them the same way.
+        """
+        deleted_at = select(Author.deleted_at).where(Author.id == author_id)
+        locking = deleted_at.with_for_update(read=True)
+        row = (await self.session.execute(locking)).one_or_none()
+        if row is None:
+            await self.session.execute(
+                self._insert().values(id=author_id).on_conflict_do_nothing(index_elements=["id"])
+            )
+            row = (await self.session.execute(locking)).one()
+        return row.deleted_at is None
+
+    async def mark_deleted(self, author_ids: Sequence[int], when: datetime) -> None:
+        """Record the authors as deleted (once: the first time stays), locking their rows."""
+        insert = self._insert().values([{"id": i, "deleted_at": when} for i in sorted(author_ids)])
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["id"],
+                set_={"deleted_at": func.coalesce(Author.deleted_at, insert.excluded.deleted_at)},
+            )
+        )
+
+    def _insert(self) -> postgresql.Insert | sqlite.Insert:
+        if self.session.get_bind().dialect.name == "postgresql":
+            return postgresql.insert(Author)
+        return sqlite.insert(Author)
 
 
 class PostRepository:

@@ -6,13 +6,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 
 from blog_service.models import Comment, Post
 from blog_service.repository import (
+    AuthorRepository,
     CommentReads,
     CommentRepository,
     PostFilter,
     PostReads,
-    PostRepository,
     TagReads,
-    TagRepository,
 )
 from blog_service.schemas import (
     CommentCreate,
@@ -30,6 +29,7 @@ from blog_service.service import (
     PostQueries,
     PostService,
     TagQueries,
+    post_service,
 )
 from servicekit.auth import PUBLIC, SignedIn
 from servicekit.database import SessionDep, get_database
@@ -56,7 +56,7 @@ _PAGE_PARAMETERS = ("skip", "limit", "after", "sort_by", "order")
 
 
 async def _post_writer(session: SessionDep) -> PostService:
-    return PostService(PostRepository(session), TagRepository(session), CommentRepository(session))
+    return post_service(session)
 
 
 async def _post_reader(request: Request) -> PostQueries:
@@ -64,7 +64,7 @@ async def _post_reader(request: Request) -> PostQueries:
 
 
 async def _comment_writer(session: SessionDep) -> CommentService:
-    return CommentService(CommentRepository(session))
+    return CommentService(CommentRepository(session), AuthorRepository(session))
 
 
 async def _comment_reader(request: Request) -> CommentQueries:
@@ -98,13 +98,13 @@ def _with_etag(post: Post, response: Response) -> Post:
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
-    responses=error_responses(400),
+    responses=error_responses(400, 404),
 )
 async def create_post(
     caller: SignedIn, data: PostCreate, posts: Posts, request: Request, response: Response
 ) -> Post:
-    """Create a post by the caller (or, by an admin, by the `author_id` named). Its tags are
-    created on first use."""
+    """Create a post by the caller (or, by an admin, by the `author_id` named); 404 if that
+    user was deleted. Its tags are created on first use."""
     post = await posts.create(data, caller)
     response.headers["Location"] = str(request.url_for("get_post", post_id=post.id))
     return _with_etag(post, response)
@@ -241,7 +241,8 @@ async def create_comment(
     request: Request,
     response: Response,
 ) -> Comment:
-    """Comment on a post, as the caller (or, by an admin, as the `author_id` named)."""
+    """Comment on a post, as the caller (or, by an admin, as the `author_id` named); 404 if the
+    post does not exist or that user was deleted."""
     comment = await comments.create(post_id, data, caller)
     response.headers["Location"] = str(request.url_for("get_comment", comment_id=comment.id))
     return comment

@@ -4,9 +4,11 @@ not-found, erasing an author."""
 from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from blog_service.models import Comment, Post
 from blog_service.repository import (
+    AuthorRepository,
     CommentReads,
     CommentRepository,
     PostFilter,
@@ -30,6 +32,12 @@ def _post_not_found(post_id: int) -> NotFound:
 
 def _comment_not_found(comment_id: int) -> NotFound:
     return NotFound(f"comment {comment_id} not found")
+
+
+async def _lock_author(authors: AuthorRepository, author_id: int) -> None:
+    """Hold the author against deletion for the rest of the transaction; 404 if deleted."""
+    if not await authors.lock_for_writing(author_id):
+        raise NotFound(f"user {author_id} not found")
 
 
 def _author(caller: Principal, author_id: int | None) -> int:
@@ -88,14 +96,21 @@ class PostService:
     """Creating, changing and deleting posts."""
 
     def __init__(
-        self, posts: PostRepository, tags: TagRepository, comments: CommentRepository
+        self,
+        posts: PostRepository,
+        tags: TagRepository,
+        comments: CommentRepository,
+        authors: AuthorRepository,
     ) -> None:
         self.posts = posts
         self.tags = tags
         self.comments = comments
+        self.authors = authors
 
     async def create(self, data: PostCreate, caller: Principal) -> Post:
+        """A post by the caller, or by the author an admin names; 404 if that user was deleted."""
         author_id = _author(caller, data.author_id)
+        await _lock_author(self.authors, author_id)  # first: see AuthorRepository
         tags = await self.tags.get_or_create(data.tags)
         await self.tags.lock(tag.id for tag in tags)
         fields = data.model_dump(exclude={"tags", "author_id"})
@@ -144,19 +159,47 @@ class PostService:
         """
         if not (caller.is_admin or set(author_ids) == {caller.user_id}):
             raise Forbidden("only an admin may delete what other users wrote")
+        await self.erase(author_ids)
+
+    async def erase(self, author_ids: Sequence[int]) -> None:
+        """Delete the authors' posts (with every comment on them) and their other comments."""
         await self.tags.lock_used_by_authors(author_ids)
         await self.comments.delete_by_authors(author_ids)
         await self.posts.delete_by_authors(author_ids)
+
+    async def erase_deleted_users(self, author_ids: Sequence[int]) -> None:
+        """Apply the deletion of users: record them as deleted, so that nothing more is written
+        in their name, and erase what they wrote.
+
+        The authors' rows are taken first, as every create takes its author's first: creates
+        under way finish before the erasure reads what to delete (see AuthorRepository).
+        """
+        await self.authors.mark_deleted(author_ids, utcnow())
+        await self.erase(author_ids)
+
+
+def post_service(session: AsyncSession) -> PostService:
+    """A PostService writing in the session's transaction."""
+    return PostService(
+        PostRepository(session),
+        TagRepository(session),
+        CommentRepository(session),
+        AuthorRepository(session),
+    )
 
 
 class CommentService:
     """Commenting, and deleting comments."""
 
-    def __init__(self, comments: CommentRepository) -> None:
+    def __init__(self, comments: CommentRepository, authors: AuthorRepository) -> None:
         self.comments = comments
+        self.authors = authors
 
     async def create(self, post_id: int, data: CommentCreate, caller: Principal) -> Comment:
+        """A comment by the caller, or by the author an admin names; 404 if that user was
+        deleted, or the post does not exist."""
         author_id = _author(caller, data.author_id)
+        await _lock_author(self.authors, author_id)
         comment = Comment(post_id=post_id, author_id=author_id, content=data.content)
         try:
             return await self.comments.add(comment)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from servicekit.database import Database, utcnow
+from users_service.events import UserEvents
 from users_service.models import User
 from users_service.passwords import Passwords
 from users_service.repository import RefreshTokenRepository, UserRepository
@@ -43,6 +44,7 @@ async def create_admin(
             if user is None:
                 fields = data.model_dump(exclude={"password"})
                 user = await users.add(User(**fields, is_admin=True, password_hash=password_hash))
+                await UserEvents(session).created(user)
                 return AdminAccount(user.id, created=True)
             user.is_admin = True
             user.password_hash = password_hash

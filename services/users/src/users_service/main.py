@@ -4,6 +4,7 @@ from fastapi import FastAPI
 
 from servicekit.app import create_service_app
 from servicekit.auth import LocalKeys, TokenVerifier
+from users_service import events
 from users_service.keys import load_signing_keys
 from users_service.passwords import Passwords
 from users_service.router import auth_router, keys_router, router
@@ -22,14 +23,17 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
         name="users",
         version="0.1.0",
         description="User accounts and identity: sign-up, logins, access and refresh tokens, "
-        "the tokens' public keys, search, stats and sorted listings.",
+        "the tokens' public keys, search, stats and sorted listings; the feed of users' events "
+        "for other services.",
         settings=settings,
-        routers=[router, auth_router, keys_router],
+        routers=[router, auth_router, keys_router, events.router],
         # The issuer verifies with its own keys: no fetch of its own JWKS.
         token_verifier=TokenVerifier(
             LocalKeys(keys), issuer=settings.auth_issuer, audience=settings.auth_audience
         ),
+        background=[events.prune_events],
     )
+    app.state.service_token = settings.events_token.get_secret_value()
     app.state.signing_keys = keys
     app.state.passwords = Passwords(settings)
     app.state.access_tokens = AccessTokens(

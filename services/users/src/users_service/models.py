@@ -1,4 +1,5 @@
-"""The users table, the refresh tokens issued to users, and the failed logins being counted."""
+"""The users table, the refresh tokens issued to users, the failed logins being counted, and the
+outbox of the events the service publishes."""
 
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from servicekit.database import (
     substring_search_index,
     updated_at_column,
 )
+from servicekit.events import outbox_tables
 
 
 class Base(DeclarativeBase):
@@ -79,3 +81,7 @@ class LoginFailure(Base):
         Index("ix_login_failures_key_failed_at", key, failed_at),
         Index("ix_login_failures_failed_at", failed_at),
     )
+
+
+# The events users publishes (servicekit.events), written in the transaction of each change.
+OUTBOX_EVENTS, OUTBOX_HORIZON = outbox_tables(Base.metadata)

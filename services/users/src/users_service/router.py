@@ -12,6 +12,7 @@ from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
+from users_service.events import UserEvents
 from users_service.models import User
 from users_service.passwords import Passwords
 from users_service.repository import RefreshTokenRepository, UserReads, UserRepository
@@ -56,7 +57,10 @@ def _passwords(request: Request) -> Passwords:
 
 async def _writer(session: SessionDep, request: Request) -> UserService:
     return UserService(
-        UserRepository(session), RefreshTokenRepository(session), _passwords(request)
+        UserRepository(session),
+        RefreshTokenRepository(session),
+        _passwords(request),
+        UserEvents(session),
     )
 
 

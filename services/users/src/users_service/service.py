@@ -15,6 +15,7 @@ from servicekit.errors import Conflict, NotFound, ServiceError, invalid_input
 from servicekit.pagination import Page, PageRequest, SortOrder
 from servicekit.preconditions import IfMatch
 from servicekit.reads import Row
+from users_service.events import UserEvents
 from users_service.models import RefreshToken, User
 from users_service.passwords import Passwords
 from users_service.repository import (
@@ -100,18 +101,22 @@ class UserService:
         repository: UserRepository,
         refresh_tokens: RefreshTokenRepository,
         passwords: Passwords,
+        events: UserEvents,
     ) -> None:
         self.repository = repository
         self.refresh_tokens = refresh_tokens
         self.passwords = passwords
+        self.events = events
 
     async def create(self, data: UserCreate) -> User:
         fields = data.model_dump(exclude={"password"})
         user = User(**fields, password_hash=await self.passwords.hash(data.password))
         try:
-            return await self.repository.add(user)
+            await self.repository.add(user)
         except IntegrityError as exc:
             raise Conflict(EMAIL_TAKEN) from exc
+        await self.events.created(user)
+        return user
 
     async def _get(self, user_id: int) -> User:
         user = await self.repository.get(user_id)
@@ -142,12 +147,14 @@ class UserService:
                 await self._check_current_password(user, current_password)
             user.password_hash = await self.passwords.hash(new_password)
             revoke_sessions = True
+        changed = {field for field, value in changes.items() if getattr(user, field) != value}
         for field, value in changes.items():
             setattr(user, field, value)
         try:
             await self.repository.flush()
         except IntegrityError as exc:
             raise Conflict(EMAIL_TAKEN) from exc
+        await self.events.updated(user, changed)
         if revoke_sessions:
             await self.refresh_tokens.revoke_all_of(user.id, utcnow())
         return user
@@ -161,11 +168,15 @@ class UserService:
             raise Forbidden("the current password is incorrect")
 
     async def delete(self, caller: Principal, user_id: int, if_match: IfMatch) -> None:
-        """Delete a user (themselves, or any as an admin); their refresh tokens go with them."""
+        """Delete a user (themselves, or any as an admin); their refresh tokens go with them.
+
+        What they wrote elsewhere goes when the other services apply the user.deleted event.
+        """
         _check_may_act_for(caller, user_id)
         user = await self._get(user_id)
         if_match.check(user.version)
         await self.repository.delete(user)  # refresh_tokens rows: ON DELETE CASCADE
+        await self.events.deleted(user_id)
 
 
 def _check_may_act_for(caller: Principal, user_id: int) -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings
+from servicekit.settings import EventFeedSettings, ServiceSettings
 
 
-class UsersSettings(ServiceSettings):
+class UsersSettings(ServiceSettings, EventFeedSettings):
     model_config = SettingsConfigDict(env_prefix="USERS_")
 
     database_url: str = "sqlite+aiosqlite:///./var/users.db"
@@ -38,3 +38,9 @@ class UsersSettings(ServiceSettings):
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window: int = Field(default=900, ge=1, description="Seconds.")
+
+    # The event feed (users_service.events): how long events are kept, how often old ones are
+    # pruned, and how often a long poll looks for new ones.
+    events_retention: int = Field(default=7 * 24 * 3600, ge=60, description="Seconds.")
+    events_prune_interval: float = Field(default=3600, gt=0, description="Seconds.")
+    events_poll_interval: float = Field(default=0.2, gt=0, le=5, description="Seconds.")

@@ -31,6 +31,8 @@ from servicekit.reads import compile_for_driver, driver_listeners
 
 # The user id of the admin whose token the services' test clients send by default.
 TEST_ADMIN_ID = 1_000_000
+# The event feed's credential between the services under test.
+TEST_EVENTS_TOKEN = "events-token-of-the-tests"  # noqa: S105 - a test value
 
 
 @dataclass(frozen=True)
@@ -359,3 +361,25 @@ class ServiceProcess:
             ]
             if tables:
                 db.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+def caught_up(
+    feed: ServiceProcess, consumer: ServiceProcess, timeout: float = 15.0
+) -> dict[str, Any]:
+    """Wait until `consumer` has applied every event `feed` serves now; the consumer's state.
+
+    Polls the consumer's readiness details until its cursor reaches the feed's head (a
+    condition, not a fixed sleep); fails after `timeout` seconds.
+    """
+    head = httpx.get(
+        f"{feed.url}/events/head", headers={"Authorization": f"Bearer {TEST_EVENTS_TOKEN}"}
+    ).json()["cursor"]
+    deadline = time.monotonic() + timeout
+    while True:
+        details = httpx.get(f"{consumer.url}/health/ready").json().get("details", {})
+        events: dict[str, Any] = details.get("events", {})
+        if events.get("cursor") == head:
+            return events
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{consumer.name} did not reach {head}: {events}")
+        time.sleep(0.02)

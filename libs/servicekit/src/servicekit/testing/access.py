@@ -38,6 +38,11 @@ def admins(status: int) -> Statuses:
     return (401, 403, 403, status)
 
 
+def services_only() -> Statuses:
+    """No user's token admits: the route takes the service credential (checked on its own)."""
+    return (401, 401, 401, 401)
+
+
 def filled(value: Any, ids: Mapping[str, Any]) -> Any:
     """`value` with each string that is a whole `{name}` replaced by `ids[name]`, at any depth.
 
