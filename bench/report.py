@@ -196,8 +196,8 @@ def table(document: dict[str, Any]) -> str:
     return capture.get()
 
 
-def write(document: dict[str, Any], folder: Path) -> None:
-    """latest.md and gateway-concurrency.png in `folder`."""
+def write(document: dict[str, Any], folder: Path, name: str = "latest") -> None:
+    """<name>.md and gateway-concurrency.png in `folder`."""
     machine = document["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
     scale = document["scale"]
@@ -224,9 +224,38 @@ comments, {scale["products"]:,} products in 50 categories.
 {_markdown_table(SCENARIO_HEADER, _scenario_rows(document))}
 
 ![gateway throughput against concurrency](gateway-concurrency.png)
-"""
-    folder.joinpath("latest.md").write_text(markdown)
+{_events_section(document.get("events"))}"""
+    folder.joinpath(f"{name}.md").write_text(markdown)
     _chart(document, folder / "gateway-concurrency.png")
+
+
+def _events_section(events: dict[str, Any] | None) -> str:
+    if not events:
+        return ""
+    up, down, idle = events["lag_blog_up_s"], events["lag_after_blog_was_down"], events["idle_cost"]
+    rows = [
+        ("feed: events read per second (pages of 100)", f"{events['feed_events_per_s']:,.0f}"),
+        ("blog: events applied per second", f"{events['applied_events_per_s']:,.0f}"),
+        (
+            f"deletion to content gone, blog up ({up['samples']} users)",
+            f"median {up['median'] * 1000:.0f} ms, worst {up['max'] * 1000:.0f} ms",
+        ),
+        (
+            f"deletions while blog was down ({down['users']} users): all gone after",
+            f"{down['from_ready_s'] * 1000:.0f} ms from ready "
+            f"({down['from_start_s']:.1f} s from start)",
+        ),
+        (
+            "blog GET /posts/{id}, following the feed / not",
+            f"{idle['rps_following']:,.0f} / {idle['rps_not_following']:,.0f} req/s "
+            f"({idle['ratio']:.2f})",
+        ),
+    ]
+    return f"""
+## 10. Events
+
+{_markdown_table(("measure", "value"), rows)}
+"""
 
 
 def _chart(document: dict[str, Any], path: Path) -> None:

@@ -56,6 +56,10 @@ PORTS = {
     "blog": 18003,
     "gateway-httpx": 18010,
     "ceiling": 18100,
+    # Scenario 10's own users and blogs (bench.events).
+    "events-users": 18021,
+    "events-blog": 18023,
+    "events-blog-idle": 18033,
 }
 GATEWAY_CONCURRENCY = (1, 16, 64, 256)
 PATH_SAMPLE = 2000  # distinct paths per scenario: enough that no cache answers them all
@@ -152,22 +156,28 @@ def recreate_databases(server: URL) -> None:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
             connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
     for service in SERVICES:
-        url = _database_url(server, service).render_as_string(hide_password=False)
-        subprocess.run(  # noqa: S603 - our own arguments
-            [
-                sys.executable,
-                "-m",
-                "alembic",
-                "-c",
-                str(ROOT / "services" / service / "alembic.ini"),
-                "-x",
-                f"database_url={url}",
-                "upgrade",
-                "head",
-            ],
-            check=True,
-            capture_output=True,
+        migrate_database(
+            service, _database_url(server, service).render_as_string(hide_password=False)
         )
+
+
+def migrate_database(service: str, url: str) -> None:
+    """Run the service's migrations on the database at `url`."""
+    subprocess.run(  # noqa: S603 - our own arguments
+        [
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(ROOT / "services" / service / "alembic.ini"),
+            "-x",
+            f"database_url={url}",
+            "upgrade",
+            "head",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 # --- servers -----------------------------------------------------------------------------------
@@ -252,6 +262,8 @@ def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Serve
             env["USERS_SIGNING_KEYS_FILE"] = str(SIGNING_KEYS)
         else:
             env[f"{prefix}_AUTH_JWKS_URL"] = jwks_url
+        if service == "blog":  # it follows users' event feed, as deployed
+            env["BLOG_EVENTS_URL"] = f"http://{HOST}:{PORTS['users']}/events"
         servers[service] = stack.enter_context(
             serve(service, f"{service}_service.main:create_app", env, workers, "/health/ready")
         )
@@ -797,6 +809,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("reusing the seeded data set (--reseed rebuilds it)")
         started = datetime.now(UTC)
         results = Bench(options, servers, engines, accounts).run()
+        events = None
+        if not options.only or "10" in options.only:
+            from bench import events as events_scenario
+
+            events = events_scenario.run(
+                server, options.workers, options.seconds, options.connections, say
+            )
         document = {
             "started": started.isoformat(timespec="seconds"),
             "machine": machine(engines, options.workers),
@@ -809,11 +828,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "latency": results.latency,
             "bulk": results.bulk,
             "concurrency": results.concurrency,
+            "events": events,
         }
     document["targets"] = report.targets(document)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    RESULTS.joinpath("latest.json").write_text(json.dumps(document, indent=2) + "\n")
-    report.write(document, RESULTS)
+    # A run of some scenarios keeps its own files: latest.* stay those of the last full run.
+    name = "latest" if not options.only else "only-" + "-".join(sorted(options.only))
+    RESULTS.joinpath(f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    report.write(document, RESULTS, name)
     print(report.table(document))
-    say(f"wrote {RESULTS.relative_to(ROOT)}/latest.json, latest.md and gateway-concurrency.png")
+    say(f"wrote {RESULTS.relative_to(ROOT)}/{name}.json and {name}.md")
     return 0

@@ -226,3 +226,28 @@ def _comment(author_id: int) -> Json:
 async def _deleted_at(app: FastAPI, author_id: int) -> datetime | None:
     async with database_of(app).reader() as session:
         return await session.scalar(select(Author.deleted_at).where(Author.id == author_id))
+
+
+async def test_a_page_with_a_failing_event_keeps_nothing_of_the_page(
+    app: FastAPI, client: httpx.AsyncClient, consumer: FeedConsumer
+) -> None:
+    post = await created(await client.post("/posts/", json=_post(LEAVING)))
+    handlers = dict(consumer.handlers)
+
+    async def failing(session: AsyncSession, event: CloudEvent) -> None:
+        raise RuntimeError("the handler failed")
+
+    consumer.handlers = {**handlers, "user.failing": failing}
+    page = [
+        (Position(5, 1), deleted(LEAVING, Position(5, 1))),
+        (
+            Position(5, 2),
+            deleted(STAYING, Position(5, 2)).model_copy(update={"type": "user.failing"}),
+        ),
+    ]
+
+    applied = await consumer._apply_page(START, page)
+
+    assert applied is False
+    assert (await client.get(f"/posts/{post['id']}")).status_code == 200
+    assert await consumer.stored_position() == START

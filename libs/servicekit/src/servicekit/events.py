@@ -16,6 +16,7 @@ a position the cursor names. On SQLite one writer at a time commits, so ids foll
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -47,8 +48,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from servicekit.database import Database, UTCDateTime, utcnow
 from servicekit.errors import ServiceError, invalid_input
@@ -164,12 +167,28 @@ class Outbox:
         self.source = source
         c = events.c
         self._columns = (c.id, c.txid, c.type, c.subject, c.data, c.time)
+        self._published = asyncio.Event()
+
+    def published(self) -> None:
+        """Wake the feed requests of this process waiting for events (a commit wrote some)."""
+        published, self._published = self._published, asyncio.Event()
+        published.set()
+
+    async def wait_for_news(self, seconds: float) -> None:
+        """Return once this process commits an event, or after `seconds`.
+
+        Events committed by other processes (replicas) are found by looking again after the
+        timeout, which the feed keeps short.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._published.wait(), seconds)
 
     async def add(
         self, session: AsyncSession, type_: str, subject: object, data: Mapping[str, Any]
     ) -> None:
         """Record an event in the session's transaction: it exists if and only if that commits."""
         dialect = session.get_bind().dialect.name
+        session.info.setdefault(_OUTBOXES_WRITTEN, set()).add(self)
         await session.execute(
             self.events.insert().values(
                 txid=_current_txid(dialect),
@@ -269,6 +288,20 @@ class Outbox:
             )
             count: int = getattr(gone, "rowcount", 0)
             return count
+
+
+_OUTBOXES_WRITTEN = "servicekit_outboxes_written"
+
+
+@sqlalchemy_event.listens_for(Session, "after_commit")
+def _wake_feeds(session: Session) -> None:
+    for outbox in session.info.pop(_OUTBOXES_WRITTEN, ()):
+        outbox.published()
+
+
+@sqlalchemy_event.listens_for(Session, "after_rollback")
+def _forget_unpublished(session: Session) -> None:
+    session.info.pop(_OUTBOXES_WRITTEN, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,14 +445,19 @@ class FeedConsumer:
         self.status.state = "following"
         self.status.last_error = None
         self.status.position = position.cursor()
+        if page:
+            self.status.seconds_behind = max(0.0, (utcnow() - page[0][1].time).total_seconds())
         applied = 0
         try:
-            for event_position, event in page:
-                self.status.seconds_behind = max(0.0, (utcnow() - event.time).total_seconds())
-                await self._apply_with_retries(position, event_position, event)
-                position = event_position
-                self.status.position = position.cursor()
-                applied += 1
+            if page and await self._apply_page(position, page):
+                applied = len(page)
+                self.status.position = page[-1][0].cursor()
+            else:  # one at a time, so that a failing event is retried and parked on its own
+                for event_position, event in page:
+                    await self._apply_with_retries(position, event_position, event)
+                    position = event_position
+                    self.status.position = position.cursor()
+                    applied += 1
         except Superseded:
             logger.info("another replica moved the %s cursor; continuing from it", self.feed)
         self.status.applied += applied
@@ -442,6 +480,26 @@ class FeedConsumer:
         self.status.events_behind = int(answer.headers.get("Events-Remaining", "0"))
         events = [CloudEvent.model_validate(item) for item in answer.json()]
         return [(Position.parse(event.position), event) for event in events]
+
+    async def _apply_page(
+        self, expected: Position, page: list[tuple[Position, CloudEvent]]
+    ) -> bool:
+        """Apply a whole page and move the cursor past it in one transaction; False (and
+        nothing applied) if an event failed."""
+        try:
+            async with self.database.transaction() as session:
+                await self._claim(session, expected)
+                for _position, event in page:
+                    handler = self.handlers.get(event.type)
+                    if handler is not None:
+                        await handler(session, event)
+                await self._advance(session, page[-1][0])
+        except Superseded:
+            raise
+        except Exception as exc:
+            logger.info("a page of the %s feed failed (%s); one event at a time", self.feed, exc)
+            return False
+        return True
 
     async def _apply_with_retries(
         self, expected: Position, position: Position, event: CloudEvent

@@ -106,7 +106,8 @@ async def read_events(
         events = await USER_EVENTS.read(database, position, limit)
         if events or loop.time() >= deadline:
             break
-        await asyncio.sleep(min(settings.events_poll_interval, deadline - loop.time()))
+        # Woken at once by a commit of this process; other replicas' are found by looking again.
+        await USER_EVENTS.wait_for_news(min(settings.events_poll_interval, deadline - loop.time()))
     last = parse_cursor(events[-1].position) if events else position
     remaining = await USER_EVENTS.backlog(database, last, BACKLOG_COUNT_CAP)
     response.headers["Events-Remaining"] = str(remaining)
