@@ -346,12 +346,33 @@ def drive_client_scenario(stack: Stack, gateway: httpx.Client) -> dict[str, dict
         ),
         201,
     )
+    assert_deleted_users_content_goes(gateway)
     return {
         f"/users/{user['id']}": user,
         f"/posts/{post['id']}": post,
         f"/categories/{category['id']}": category,
         f"/products/{product['id']}": product,
     }
+
+
+def assert_deleted_users_content_goes(gateway: httpx.Client) -> None:
+    """A user deletes their account: blog, following users' events, erases what they wrote."""
+    bob = expect(
+        gateway.post(
+            "/users/", json={"email": "bob@example.com", "name": "Bob", "password": "a bob pass"}
+        ),
+        201,
+    )
+    own = log_in(gateway, "bob@example.com", "a bob pass")
+    post = expect(gateway.post("/posts/", json={"title": "Hi", "content": "!"}, headers=own), 201)
+    assert gateway.delete(f"/users/{bob['id']}", headers=own).status_code == 204
+
+    def erased() -> bool | None:
+        return True if gateway.get(f"/posts/{post['id']}").status_code == 404 else None
+
+    poll(10, erased, "the deleted user's post gone")
+    after = gateway.post("/posts/", json={"title": "Again", "content": "?"}, headers=own)
+    assert (after.status_code, after.json()) == (404, {"detail": f"user {bob['id']} not found"})
 
 
 @pytest.fixture(scope="module")
