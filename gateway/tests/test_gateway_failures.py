@@ -66,7 +66,7 @@ async def test_the_gateway_serves_a_service_again_once_it_is_back(
     services["users"].start()
 
     response = await gateway.get("/users/stats")
-    assert (response.status_code, response.json()["total"]) == (200, 0)
+    assert (response.status_code, response.json()["total_users"]) == (200, 0)
 
 
 async def test_a_service_slower_than_the_read_timeout_gives_504(

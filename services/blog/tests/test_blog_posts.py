@@ -287,4 +287,5 @@ async def test_deleting_a_post_deletes_its_comments_and_tag_links(
 
     assert (await client.get(f"/comments/{doomed['id']}")).status_code == 404
     assert (await client.get(f"/comments/{kept['id']}")).status_code == 200
-    assert (await client.get("/tags/")).json() == [{"name": "news", "post_count": 1}]
+    tags = (await client.get("/tags/")).json()
+    assert [(tag["name"], tag["post_count"]) for tag in tags] == [("news", 1)]

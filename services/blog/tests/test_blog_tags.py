@@ -43,6 +43,18 @@ async def test_tag_names_are_normalised_collapsed_and_sorted(
     assert await tag_counts(client) == [(name, 1) for name in stored]
 
 
+async def test_tags_are_listed_with_their_ids(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(tags=["python", "web"])
+    async with database_of(app).engine.connect() as connection:
+        rows = (await connection.execute(select(Tag.name, Tag.id))).all()
+
+    response = await client.get("/tags/")
+
+    assert {tag["name"]: tag["id"] for tag in response.json()} == {name: id_ for name, id_ in rows}
+
+
 async def test_posts_naming_a_tag_in_different_spellings_share_it(
     client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
@@ -232,7 +244,7 @@ async def test_tags_honour_skip_and_limit(
 
     response = await client.get("/tags/", params={"skip": 1, "limit": 1})
 
-    assert response.json() == [{"name": "b", "post_count": 1}]
+    assert [(tag["name"], tag["post_count"]) for tag in response.json()] == [("b", 1)]
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ async def test_an_email_that_exists_in_any_letter_case_is_409(
 
     assert response.status_code == 409
     assert response.json() == {"detail": "a user with this email already exists"}
-    assert (await client.get("/users/stats")).json()["total"] == 1
+    assert (await client.get("/users/stats")).json()["total_users"] == 1
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ async def test_invalid_bodies_are_422_and_store_nothing(
 
     assert response.status_code == 422
     assert "detail" in response.json()
-    assert (await client.get("/users/stats")).json()["total"] == 0
+    assert (await client.get("/users/stats")).json()["total_users"] == 0
 
 
 async def test_a_body_that_is_not_json_is_422(client: httpx.AsyncClient) -> None:

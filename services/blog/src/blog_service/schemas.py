@@ -112,5 +112,6 @@ class CommentRead(ResponseModel):
 
 
 class TagRead(ResponseModel):
+    id: int
     name: str
     post_count: int

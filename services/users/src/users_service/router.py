@@ -128,9 +128,12 @@ async def search_users(
     _admin: Admin,
     email: SearchText = None,
     name: SearchText = None,
-    active_only: bool = False,
+    active_only: bool = True,
 ) -> list[Row]:
-    """Users whose email and name contain the given texts, ignoring case (admins only)."""
+    """Users whose email and name contain the given texts, ignoring case (admins only).
+
+    Only active users unless `active_only=false`, as in the tutorial.
+    """
     result = await users.list(page, BY_ID, email=email, name=name, active_only=active_only)
     set_next_link(request, response, result.next_cursor)
     return result.items
@@ -149,10 +152,10 @@ async def sorted_users(
     request: Request,
     response: Response,
     caller: Caller,
-    sort_by: UserSortField = "id",
+    sort_by: UserSortField = "name",
     order: Literal["asc", "desc"] = "asc",
 ) -> list[Row]:
-    """Users sorted by a whitelisted field; ties are broken by id.
+    """Users sorted by a whitelisted field (by default name, ascending); ties are broken by id.
 
     Anyone may list: each user is the whole record for that user and admins, the public
     profile for anyone else. Sorting by email is for admins only (403 for anyone else).

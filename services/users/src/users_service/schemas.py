@@ -65,9 +65,11 @@ UserView = UserRead | UserProfile
 
 
 class UserStats(ResponseModel):
-    total: int
-    active: int
-    inactive: int
+    """How many users there are, under the tutorial's field names."""
+
+    total_users: int
+    active_users: int
+    inactive_users: int
 
 
 class TokenAnswer(ResponseModel):
