@@ -32,7 +32,7 @@ async def test_create_returns_201_with_location_etag_and_the_post(
     assert body["published"] is False
     assert body["tags"] == ["news"]
     assert body["version"] == 1
-    assert response.headers["Location"] == f"http://testserver/posts/{body['id']}"
+    assert response.headers["Location"] == f"/posts/{body['id']}"
     assert response.headers["ETag"] == '"1"'
     stored = await client.get(f"/posts/{body['id']}")
     assert stored.json() == body

@@ -25,7 +25,7 @@ async def test_create_returns_201_with_location_etag_and_the_user(
     assert body["name"] == "Alice"
     assert body["is_active"] is True
     assert body["version"] == 1
-    assert response.headers["Location"] == f"http://testserver/users/{body['id']}"
+    assert response.headers["Location"] == f"/users/{body['id']}"
     assert response.headers["ETag"] == '"1"'
     stored = await client.get(f"/users/{body['id']}")
     assert stored.json() == body

@@ -15,6 +15,7 @@ from servicekit.auth import (
 )
 from servicekit.database import Database
 from servicekit.errors import install_error_handlers
+from servicekit.inbound import guard_requests
 from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.settings import BaseProcessSettings, ServiceSettings
 
@@ -89,6 +90,9 @@ def create_service_app(
     app = FastAPI(title=name, version=version, description=description, lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
+    guard_requests(
+        app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
+    )
     app.add_middleware(RequestContextMiddleware)
     install_token_verifier(app, token_verifier or remote_token_verifier(settings))
     for router in (health.router, *routers):

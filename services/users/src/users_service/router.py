@@ -8,6 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from servicekit.auth import Admin, Caller, SignedIn, SigningKeys
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import ErrorBody, error_responses
+from servicekit.inbound import JsonBodyRoute
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
@@ -34,7 +35,7 @@ from users_service.service import (
 from users_service.settings import UsersSettings
 from users_service.tokens import AccessTokens
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=JsonBodyRoute)
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 keys_router = APIRouter(tags=["auth"])
 
@@ -92,7 +93,7 @@ async def create_user(
 ) -> User:
     """Sign up (anyone). 409 if the email exists in any letter case."""
     user = await users.create(data)
-    response.headers["Location"] = str(request.url_for("get_user", user_id=user.id))
+    response.headers["Location"] = str(request.app.url_path_for("get_user", user_id=user.id))
     response.headers["ETag"] = etag(user.version)
     return user
 
