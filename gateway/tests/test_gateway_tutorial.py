@@ -189,3 +189,12 @@ async def test_a_204_through_the_gateway_has_no_content_type(gateway: httpx.Asyn
 
     assert response.status_code == 204
     assert "Content-Type" not in response.headers
+
+
+async def test_a_deleted_users_id_is_not_given_again(gateway: httpx.AsyncClient) -> None:
+    first = await sign_up(gateway, "ada")
+    assert (await gateway.delete(f"/users/{first['id']}")).status_code == 204
+
+    second = await sign_up(gateway, "bob")
+
+    assert second["id"] != first["id"]

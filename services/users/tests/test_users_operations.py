@@ -6,6 +6,7 @@ import pytest
 from servicekit.testing.contracts import (
     test_a_204_has_no_content_type,
     test_a_declared_body_over_the_limit_is_413_unread,
+    test_a_deleted_id_is_never_given_again,
     test_a_json_body_sent_as_another_media_type_is_415,
     test_a_missing_or_unsafe_request_id_is_replaced,
     test_a_request_id_is_returned_as_given,
@@ -26,6 +27,7 @@ from servicekit.testing.contracts import (
 __all__ = [
     "test_a_204_has_no_content_type",
     "test_a_declared_body_over_the_limit_is_413_unread",
+    "test_a_deleted_id_is_never_given_again",
     "test_a_json_body_sent_as_another_media_type_is_415",
     "test_a_missing_or_unsafe_request_id_is_replaced",
     "test_a_request_id_is_returned_as_given",

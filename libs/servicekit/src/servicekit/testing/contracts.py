@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.migrations import alembic_config, migration_lock_key
 from servicekit.settings import ServiceSettings
-from servicekit.testing import ServiceUnderTest, libpq_url, migrate
+from servicekit.testing import (
+    ServiceUnderTest,
+    TokenIssuer,
+    asgi_client,
+    libpq_url,
+    migrate,
+    running,
+)
 from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
 
 
@@ -395,3 +403,36 @@ async def test_a_204_has_no_content_type(
 
     assert response.status_code == 204
     assert "Content-Type" not in response.headers
+
+
+def _never_reuse_revision(scripts: ScriptDirectory) -> str:
+    """The revision that made the tables' ids AUTOINCREMENT on SQLite."""
+    [revision] = [
+        script.revision
+        for script in scripts.walk_revisions()
+        if script.path and "never_reuse_sqlite_ids(" in Path(script.path).read_text()
+    ]
+    return revision
+
+
+async def test_the_migration_to_never_reuse_ids_keeps_every_row(
+    service: ServiceUnderTest, empty_database: str, token_issuer: TokenIssuer
+) -> None:
+    config = alembic_config(service.alembic_ini, empty_database)
+    scripts = ScriptDirectory.from_config(config)
+    revision = _never_reuse_revision(scripts)
+    before = str(scripts.get_revision(revision).down_revision)
+    await migrate(service.alembic_ini, empty_database, before)
+    app = service.create_app(empty_database)
+    async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as client:
+        locations = [await _create(service, client, n) for n in range(3)]
+        assert (await client.delete(locations[0])).status_code == 204
+        kept = [(await client.get(location)).json() for location in locations[1:]]
+
+        await migrate(service.alembic_ini, empty_database, revision)
+        read_again = [(await client.get(location)).json() for location in locations[1:]]
+        assert (await client.delete(locations[-1])).status_code == 204
+        created = await _create(service, client, 3)
+
+    assert read_again == kept
+    assert created not in locations
