@@ -198,3 +198,32 @@ async def test_a_deleted_users_id_is_not_given_again(gateway: httpx.AsyncClient)
     second = await sign_up(gateway, "bob")
 
     assert second["id"] != first["id"]
+
+
+async def test_the_merged_schema_states_expand_and_if_none_match(
+    gateway: httpx.AsyncClient,
+) -> None:
+    document = (await gateway.get("/openapi.json")).json()
+
+    parameters = {p["name"]: p for p in document["paths"]["/posts/{post_id}"]["get"]["parameters"]}
+
+    expand = parameters["expand"]["schema"]["anyOf"][0]
+    assert expand["enum"] == ["author", "comments", "author,comments", "comments,author"]
+    assert parameters["If-None-Match"]["in"] == "header"
+
+
+@pytest.mark.parametrize("expand", ["author, comments", " author", "author,author"])
+async def test_an_expand_the_schema_does_not_list_is_422(
+    gateway: httpx.AsyncClient, expand: str
+) -> None:
+    assert (await gateway.get("/posts/1", params={"expand": expand})).status_code == 422
+
+
+async def test_a_name_is_trimmed_before_its_length_is_checked(gateway: httpx.AsyncClient) -> None:
+    body = {"email": "a@example.com", "password": PASSWORD}
+
+    accepted = await gateway.post("/users/", json={**body, "name": " " + "x" * 100})
+    refused = await gateway.post("/users", json={**body, "name": " " + "x" * 101})
+
+    assert (accepted.status_code, accepted.json()["name"]) == (201, "x" * 100)
+    assert refused.status_code == 422

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -427,3 +428,14 @@ async def test_links_changed_by_hand_are_counted_too(
     assert moved == [("b", 3), ("c", 1), ("a", 0)]
     assert emptied == [("a", 0), ("b", 0), ("c", 0)]
     assert emptied == await recounted(app)
+
+
+def test_the_schema_refuses_control_characters_in_tag_names(app: FastAPI) -> None:
+    tags = app.openapi()["components"]["schemas"]["PostCreate"]["properties"]["tags"]
+    pattern = re.compile(tags["items"]["pattern"])
+
+    refused = [
+        name for name in ["a\x01b", "\x7f", "\t", " ", "ok", " a\tb "] if not pattern.search(name)
+    ]
+
+    assert refused == ["a\x01b", "\x7f", "\t", " "]
