@@ -137,13 +137,15 @@ def feed_throughput(system: System) -> float:
     read = 0
     started = time.perf_counter()
     with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-        url: str | None = system.feed
-        while url is not None:
-            page = client.get(url, params=None if "?" in url else {"limit": 100})
+        params = {"limit": 100}
+        while True:
+            page = client.get(system.feed, params=params)
             page.raise_for_status()
             events = page.json()
+            if not events:
+                break
             read += len(events)
-            url = page.links["next"]["url"] if events else None
+            params = {"limit": 100, "after": events[-1]["position"]}
     return read / (time.perf_counter() - started)
 
 

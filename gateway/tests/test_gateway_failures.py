@@ -66,7 +66,7 @@ async def test_the_gateway_serves_a_service_again_once_it_is_back(
     services["users"].start()
 
     response = await gateway.get("/users/stats")
-    assert (response.status_code, response.json()["total"]) == (200, 0)
+    assert (response.status_code, response.json()["total_users"]) == (200, 0)
 
 
 async def test_a_service_slower_than_the_read_timeout_gives_504(
@@ -109,7 +109,7 @@ def test_a_service_error_becomes_a_502_naming_the_service() -> None:
         relay(request, None, "users", httpx.Response(500, json={"detail": "boom"}))  # type: ignore[arg-type]
 
 
-def test_a_header_a_service_repeats_is_relayed_as_one_list_with_gateway_urls() -> None:
+def test_a_header_a_service_repeats_is_relayed_as_one_list_with_relative_urls() -> None:
     app = FastAPI()
     request = Request(
         {"type": "http", "app": app, "headers": [(b"host", b"gateway.test")], "method": "GET",
@@ -128,10 +128,7 @@ def test_a_header_a_service_repeats_is_relayed_as_one_list_with_gateway_urls() -
 
     relayed = relay(request, downstream, "blog", answer)  # type: ignore[arg-type]
 
-    assert relayed.headers["link"] == (
-        '<http://gateway.test/posts/?after=x>; rel="next", '
-        '<http://gateway.test/posts/>; rel="first"'
-    )
+    assert relayed.headers["link"] == ('</posts/?after=x>; rel="next", </posts/>; rel="first"')
     assert relayed.headers["cache-control"] == "no-cache, private"
 
 

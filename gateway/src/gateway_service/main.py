@@ -14,6 +14,7 @@ from gateway_service.settings import GatewaySettings
 from servicekit.app import collector_tuned_for_serving, include_routes, remote_token_verifier
 from servicekit.auth import install_token_verifier, require_access_rules
 from servicekit.errors import install_error_handlers
+from servicekit.inbound import guard_requests
 from servicekit.observability import RequestContextMiddleware, configure_logging
 
 
@@ -43,6 +44,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_exception_handler(UpstreamResponse, composed.upstream_response)
+    guard_requests(
+        app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
+    )
     app.add_middleware(RequestContextMiddleware)
     install_token_verifier(app, remote_token_verifier(settings))
     include_routes(app, health.router)

@@ -113,7 +113,7 @@ def forwarded_headers(request: Request) -> dict[bytes, bytes]:
 def relay(
     request: Request, downstream: Downstream, service: str, answer: httpx.Response
 ) -> Response:
-    """The service's answer as the gateway's response, with its URLs pointing at the gateway.
+    """The service's answer as the gateway's response, with its URLs relative to the gateway.
 
     A service's 503 (its database is down) passes through; any other 5xx is the service's
     fault and becomes a 502 that names it.
@@ -127,9 +127,9 @@ def relay(
         if name in RELAYED_RESPONSE_HEADERS:
             value = raw_value.decode("latin-1")
             if name in _URL_HEADERS:
-                service_origin = downstream.base_urls[service]
-                gateway_origin = str(request.base_url).rstrip("/")
-                value = value.replace(f"{service_origin}/", f"{gateway_origin}/")
+                # Services send relative references; an absolute URL of the service becomes
+                # one too, never a URL built from the Host the client sent.
+                value = value.replace(f"{downstream.base_urls[service]}/", "/")
             key = name.decode("latin-1")
             # A header sent more than once is one comma-separated list (RFC 9110, 5.3).
             headers[key] = f"{headers[key]}, {value}" if key in headers else value

@@ -36,6 +36,8 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/posts/1",
+        create_path="/posts/",
+        create_body=lambda n: {"title": f"Post {n}", "content": "Some text."},
     )
 
 

@@ -65,10 +65,8 @@ async def test_tags_left_unused_stay_with_a_count_of_zero(
 
     await client.delete("/posts/", params={"author_id": LEAVING})
 
-    assert (await client.get("/tags/")).json() == [
-        {"name": "shared", "post_count": 1},
-        {"name": "theirs", "post_count": 0},
-    ]
+    tags = (await client.get("/tags/")).json()
+    assert [(tag["name"], tag["post_count"]) for tag in tags] == [("shared", 1), ("theirs", 0)]
 
 
 async def test_deleting_by_author_is_idempotent(

@@ -27,7 +27,7 @@ async def test_create_returns_201_with_location_and_the_comment(
     assert body["author_id"] == 7
     assert body["content"] == "Well put."
     assert str(body["created_at"]).endswith(("+00:00", "Z"))
-    assert response.headers["Location"] == f"http://testserver/comments/{body['id']}"
+    assert response.headers["Location"] == f"/comments/{body['id']}"
     assert (await client.get(f"/comments/{body['id']}")).json() == body
     assert (await client.get(f"/posts/{post['id']}/comments")).json() == [body]
 

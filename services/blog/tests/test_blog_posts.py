@@ -32,7 +32,7 @@ async def test_create_returns_201_with_location_etag_and_the_post(
     assert body["published"] is False
     assert body["tags"] == ["news"]
     assert body["version"] == 1
-    assert response.headers["Location"] == f"http://testserver/posts/{body['id']}"
+    assert response.headers["Location"] == f"/posts/{body['id']}"
     assert response.headers["ETag"] == '"1"'
     stored = await client.get(f"/posts/{body['id']}")
     assert stored.json() == body
@@ -287,4 +287,5 @@ async def test_deleting_a_post_deletes_its_comments_and_tag_links(
 
     assert (await client.get(f"/comments/{doomed['id']}")).status_code == 404
     assert (await client.get(f"/comments/{kept['id']}")).status_code == 200
-    assert (await client.get("/tags/")).json() == [{"name": "news", "post_count": 1}]
+    tags = (await client.get("/tags/")).json()
+    assert [(tag["name"], tag["post_count"]) for tag in tags] == [("news", 1)]

@@ -3,18 +3,21 @@
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from blog_service.main import create_app
 from blog_service.settings import BlogSettings
 from servicekit.testing import TokenIssuer
 from servicekit.testing.api_schema import call_and_validate, schema_of
 
-schema = schema_of(create_app(BlogSettings()))
+# `per_author` reads a batch of the named authors' posts: it needs an `author_id` and refuses
+# the paging parameters (422), a rule across parameters that no JSON Schema can state. That
+# operation may refuse schema-valid data with 422; every check runs on every operation.
+schema = schema_of(create_app(BlogSettings()), rejects_schema_valid_data=["GET /posts/"])
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None)
 def test_no_server_errors_and_responses_match_the_schema(
     case: schemathesis.Case[Any], service_url: str, token_issuer: TokenIssuer
 ) -> None:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,18 @@ async def test_tag_names_are_normalised_collapsed_and_sorted(
     assert post["tags"] == stored
     assert (await client.get(f"/posts/{post['id']}")).json()["tags"] == stored
     assert await tag_counts(client) == [(name, 1) for name in stored]
+
+
+async def test_tags_are_listed_with_their_ids(
+    app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
+) -> None:
+    await create_post(tags=["python", "web"])
+    async with database_of(app).engine.connect() as connection:
+        rows = (await connection.execute(select(Tag.name, Tag.id))).all()
+
+    response = await client.get("/tags/")
+
+    assert {tag["name"]: tag["id"] for tag in response.json()} == {name: id_ for name, id_ in rows}
 
 
 async def test_posts_naming_a_tag_in_different_spellings_share_it(
@@ -232,7 +245,7 @@ async def test_tags_honour_skip_and_limit(
 
     response = await client.get("/tags/", params={"skip": 1, "limit": 1})
 
-    assert response.json() == [{"name": "b", "post_count": 1}]
+    assert [(tag["name"], tag["post_count"]) for tag in response.json()] == [("b", 1)]
 
 
 @pytest.mark.parametrize(
@@ -415,3 +428,14 @@ async def test_links_changed_by_hand_are_counted_too(
     assert moved == [("b", 3), ("c", 1), ("a", 0)]
     assert emptied == [("a", 0), ("b", 0), ("c", 0)]
     assert emptied == await recounted(app)
+
+
+def test_the_schema_refuses_control_characters_in_tag_names(app: FastAPI) -> None:
+    tags = app.openapi()["components"]["schemas"]["PostCreate"]["properties"]["tags"]
+    pattern = re.compile(tags["items"]["pattern"])
+
+    refused = [
+        name for name in ["a\x01b", "\x7f", "\t", " ", "ok", " a\tb "] if not pattern.search(name)
+    ]
+
+    assert refused == ["a\x01b", "\x7f", "\t", " "]

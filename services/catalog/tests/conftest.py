@@ -32,6 +32,8 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/products/1",
+        create_path="/categories/",
+        create_body=lambda n: {"name": f"Category {n}"},
     )
 
 

@@ -56,7 +56,7 @@ async def test_add_returns_201_with_location_and_the_image(
         URL,
         False,
     )
-    location = f"http://testserver/products/{product['id']}/images/{body['id']}"
+    location = f"/products/{product['id']}/images/{body['id']}"
     assert response.headers["Location"] == location
     assert (await client.get(location)).json() == body
 

@@ -5,6 +5,7 @@ from servicekit.testing.contracts import (
     test_a_migration_waits_for_the_advisory_lock,
     test_every_revision_upgrades_downgrades_and_upgrades_again,
     test_models_and_migrations_do_not_drift,
+    test_the_migration_to_never_reuse_ids_keeps_every_row,
     test_two_processes_migrating_at_once_both_succeed,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "test_a_migration_waits_for_the_advisory_lock",
     "test_every_revision_upgrades_downgrades_and_upgrades_again",
     "test_models_and_migrations_do_not_drift",
+    "test_the_migration_to_never_reuse_ids_keeps_every_row",
     "test_two_processes_migrating_at_once_both_succeed",
 ]

@@ -4,10 +4,18 @@ import httpx
 import pytest
 
 from servicekit.testing.contracts import (
+    test_a_204_has_no_content_type,
+    test_a_declared_body_over_the_limit_is_413_unread,
+    test_a_deleted_id_is_never_given_again,
+    test_a_json_body_sent_as_another_media_type_is_415,
     test_a_missing_or_unsafe_request_id_is_replaced,
     test_a_request_id_is_returned_as_given,
+    test_a_request_without_host_is_400,
+    test_a_streamed_body_is_refused_once_it_passes_the_limit,
     test_each_request_is_logged_once_with_its_id_and_outcome,
     test_liveness_and_readiness_when_the_database_answers,
+    test_location_and_link_are_relative_whatever_the_host,
+    test_paths_answer_with_or_without_the_trailing_slash,
     test_readiness_fails_and_liveness_holds_when_the_database_is_down,
     test_reads_are_503_without_internals_when_the_database_is_down,
     test_settings_read_the_service_prefix,
@@ -17,10 +25,18 @@ from servicekit.testing.contracts import (
 )
 
 __all__ = [
+    "test_a_204_has_no_content_type",
+    "test_a_declared_body_over_the_limit_is_413_unread",
+    "test_a_deleted_id_is_never_given_again",
+    "test_a_json_body_sent_as_another_media_type_is_415",
     "test_a_missing_or_unsafe_request_id_is_replaced",
     "test_a_request_id_is_returned_as_given",
+    "test_a_request_without_host_is_400",
+    "test_a_streamed_body_is_refused_once_it_passes_the_limit",
     "test_each_request_is_logged_once_with_its_id_and_outcome",
     "test_liveness_and_readiness_when_the_database_answers",
+    "test_location_and_link_are_relative_whatever_the_host",
+    "test_paths_answer_with_or_without_the_trailing_slash",
     "test_readiness_fails_and_liveness_holds_when_the_database_is_down",
     "test_reads_are_503_without_internals_when_the_database_is_down",
     "test_settings_read_the_service_prefix",

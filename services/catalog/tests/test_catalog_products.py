@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from catalog_service.models import Product
+from catalog_service.schemas import PRICE_PATTERN
 from servicekit.testing import database_of
 
 Body = dict[str, Any]
@@ -47,7 +48,7 @@ async def test_create_returns_201_with_location_etag_and_the_product(
     assert body["images"] == []
     assert body["version"] == 1
     assert str(body["created_at"]).endswith(("+00:00", "Z"))
-    assert response.headers["Location"] == f"http://testserver/products/{body['id']}"
+    assert response.headers["Location"] == f"/products/{body['id']}"
     assert response.headers["ETag"] == '"1"'
     assert (await client.get(f"/products/{body['id']}")).json() == body
 
@@ -365,3 +366,28 @@ async def test_the_database_refuses_a_negative_price_and_an_unknown_category(
                 await session.execute(insert(Product).values(**row))
 
     assert await product_count(app) == 0
+
+
+@pytest.mark.parametrize("price", ["1e2", "+5", " 5", "5 ", "1_000", "0x10", "19.", ".5"])
+async def test_a_price_written_otherwise_than_the_schema_says_is_422(
+    client: httpx.AsyncClient, category: Body, price: str
+) -> None:
+    response = await client.post(
+        "/products/", json={"name": "Lamp", "price": price, "category_id": category["id"]}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "price"]
+
+
+def test_the_schema_states_the_price_format_and_a_nonzero_delta(app: FastAPI) -> None:
+    schemas = app.openapi()["components"]["schemas"]
+
+    price = schemas["ProductCreate"]["properties"]["price"]
+    delta = schemas["StockAdjustment"]["properties"]["delta"]
+
+    assert {"type": "string", "pattern": PRICE_PATTERN} in price["anyOf"]
+    assert {"type": "number", "minimum": 0, "maximum": 99999999.99, "multipleOf": 0.01} in price[
+        "anyOf"
+    ]
+    assert delta["not"] == {"const": 0}

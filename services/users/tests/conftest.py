@@ -38,6 +38,12 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/users/1",
+        create_path="/users/",
+        create_body=lambda n: {
+            "email": f"user{n}@example.com",
+            "name": f"User {n}",
+            "password": "correct horse battery",
+        },
     )
 
 

@@ -21,7 +21,7 @@ async def test_a_dozen_simultaneous_creates_of_one_email_give_one_user(
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [201] + [409] * 11
-    assert (await client.get("/users/stats")).json()["total"] == 1
+    assert (await client.get("/users/stats")).json()["total_users"] == 1
 
 
 async def test_simultaneous_patches_with_the_same_if_match_let_exactly_one_win(

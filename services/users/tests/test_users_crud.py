@@ -1,7 +1,10 @@
 """Creating, reading, updating and deleting users over HTTP."""
 
+import re
+
 import httpx
 import pytest
+from fastapi import FastAPI
 
 PASSWORD = "correct horse battery"
 ALICE = {"email": "alice@example.com", "name": "Alice", "password": PASSWORD}
@@ -25,7 +28,7 @@ async def test_create_returns_201_with_location_etag_and_the_user(
     assert body["name"] == "Alice"
     assert body["is_active"] is True
     assert body["version"] == 1
-    assert response.headers["Location"] == f"http://testserver/users/{body['id']}"
+    assert response.headers["Location"] == f"/users/{body['id']}"
     assert response.headers["ETag"] == '"1"'
     stored = await client.get(f"/users/{body['id']}")
     assert stored.json() == body
@@ -60,7 +63,7 @@ async def test_an_email_that_exists_in_any_letter_case_is_409(
 
     assert response.status_code == 409
     assert response.json() == {"detail": "a user with this email already exists"}
-    assert (await client.get("/users/stats")).json()["total"] == 1
+    assert (await client.get("/users/stats")).json()["total_users"] == 1
 
 
 @pytest.mark.parametrize(
@@ -103,7 +106,7 @@ async def test_invalid_bodies_are_422_and_store_nothing(
 
     assert response.status_code == 422
     assert "detail" in response.json()
-    assert (await client.get("/users/stats")).json()["total"] == 0
+    assert (await client.get("/users/stats")).json()["total_users"] == 0
 
 
 async def test_a_body_that_is_not_json_is_422(client: httpx.AsyncClient) -> None:
@@ -283,3 +286,35 @@ async def test_a_deleted_users_email_can_be_used_again(client: httpx.AsyncClient
     response = await client.post("/users/", json=ALICE)
 
     assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "stored"),
+    [
+        (" " + "x" * 100, 201, "x" * 100),
+        ("\t" + "x" * 99 + "\n", 201, "x" * 99),
+        (" " + "x" * 101, 422, None),
+        ("  \u3000 ", 422, None),
+    ],
+    ids=["100-after-a-space", "99-between-whitespace", "101-after-a-space", "only-whitespace"],
+)
+async def test_names_are_trimmed_before_their_length_is_checked(
+    client: httpx.AsyncClient, name: str, status: int, stored: str | None
+) -> None:
+    body = {"email": "ada@example.com", "name": name, "password": "correct horse battery"}
+
+    response = await client.post("/users/", json=body)
+
+    assert response.status_code == status, response.text
+    if stored is not None:
+        assert response.json()["name"] == stored
+
+
+def test_the_schema_states_the_trimmed_length_of_a_name(app: FastAPI) -> None:
+    name = app.openapi()["components"]["schemas"]["UserCreate"]["properties"]["name"]
+    pattern = re.compile(name["pattern"])
+
+    assert "maxLength" not in name  # it would count the whitespace that is trimmed
+    assert pattern.search(" " + "x" * 100)
+    assert not pattern.search(" " + "x" * 101)
+    assert not pattern.search(" \t ")

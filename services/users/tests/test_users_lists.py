@@ -138,11 +138,20 @@ async def test_search_active_only_leaves_out_inactive_users(client: httpx.AsyncC
     await seed(client, ["Active"])
     await seed(client, ["Dormant"], is_active=False)
 
-    everyone = await client.get("/users/search")
+    everyone = await client.get("/users/search", params={"active_only": False})
     active = await client.get("/users/search", params={"active_only": True})
 
     assert [u["name"] for u in everyone.json()] == ["Active", "Dormant"]
     assert [u["name"] for u in active.json()] == ["Active"]
+
+
+async def test_search_finds_only_active_users_by_default(client: httpx.AsyncClient) -> None:
+    await seed(client, ["Active"])
+    await seed(client, ["Dormant"], is_active=False)
+
+    response = await client.get("/users/search")
+
+    assert [u["name"] for u in response.json()] == ["Active"]
 
 
 async def test_search_with_nul_is_422(client: httpx.AsyncClient) -> None:
@@ -158,13 +167,14 @@ async def test_search_pages_keep_their_filters(client: httpx.AsyncClient) -> Non
 
 
 async def test_stats_count_active_and_inactive_users(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/users/stats")).json() == {"total": 0, "active": 0, "inactive": 0}
+    empty = {"total_users": 0, "active_users": 0, "inactive_users": 0}
+    assert (await client.get("/users/stats")).json() == empty
     await seed(client, ["A", "B", "C"])
     await seed(client, ["D"], is_active=False)
 
     response = await client.get("/users/stats")
 
-    assert response.json() == {"total": 4, "active": 3, "inactive": 1}
+    assert response.json() == {"total_users": 4, "active_users": 3, "inactive_users": 1}
 
 
 @pytest.mark.parametrize("path", ["/users/search", "/users/stats", "/users/sorted"])
@@ -228,6 +238,14 @@ async def test_every_sort_order_pages_through_an_index_without_sorting(
 
     assert not [node for node in nodes if node["Node Type"] == "Sort"], nodes
     assert [node["Actual Rows"] for node in nodes if "Index Name" in node] == [2]
+
+
+async def test_sorted_orders_by_name_ascending_by_default(client: httpx.AsyncClient) -> None:
+    await seed(client, ["Cid", "Ann", "Bea"])
+
+    rows = await walk(client, "/users/sorted?limit=2")
+
+    assert [row["name"] for row in rows] == ["Ann", "Bea", "Cid"]
 
 
 async def test_sorted_newest_first_pages_through_all(client: httpx.AsyncClient) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from servicekit.testing import TokenIssuer
 from servicekit.testing.api_schema import call_and_validate, schema_of
@@ -20,7 +20,7 @@ schema = schema_of(
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None)
 def test_no_server_errors_and_responses_match_the_schema(
     case: schemathesis.Case[Any], service_url: str, token_issuer: TokenIssuer
 ) -> None:

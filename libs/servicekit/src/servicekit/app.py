@@ -18,6 +18,7 @@ from servicekit.auth import (
 )
 from servicekit.database import Database
 from servicekit.errors import install_error_handlers
+from servicekit.inbound import guard_requests
 from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.settings import BaseProcessSettings, ServiceSettings
 
@@ -102,6 +103,9 @@ def create_service_app(
     app.state.settings = settings
     app.state.health_details = {}  # name -> a callable giving details for /health/ready
     install_error_handlers(app)
+    guard_requests(
+        app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
+    )
     app.add_middleware(RequestContextMiddleware)
     install_token_verifier(app, token_verifier or remote_token_verifier(settings))
     for router in (health.router, *routers):

@@ -60,6 +60,10 @@ def make_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# Table options of a table whose ids clients hold: SQLite would otherwise give a deleted row's id
+# to the next one (see servicekit.migrations.never_reuse_sqlite_ids, which migrates to it).
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+
 # Index.info key: the only dialect an index exists on (migrations compare it there alone).
 ONLY_ON_DIALECT = "servicekit_only_on_dialect"
 

@@ -1,6 +1,7 @@
 """Running a service's Alembic migrations: one URL source, one lock, both dialects."""
 
 import asyncio
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -150,3 +151,86 @@ def _migrate(connection: Connection, metadata: MetaData, lock_key: int, lock_tim
                 {"timeout": lock_timeout},
             )
         context.run_migrations()
+
+
+_CREATE_TABLE = re.compile(r'^CREATE TABLE\s+"?(\w+)"?\s*\(')
+_TABLE_PRIMARY_KEY = re.compile(r",\s*CONSTRAINT (\w+) PRIMARY KEY \(id\)")
+_ID_COLUMN = re.compile(r"\(\s*id INTEGER NOT NULL")
+_AUTOINCREMENT_ID = re.compile(r"id INTEGER NOT NULL CONSTRAINT (\w+) PRIMARY KEY AUTOINCREMENT")
+
+
+def _with_autoincrement(create_table: str) -> str:
+    primary_key = _TABLE_PRIMARY_KEY.search(create_table)
+    if primary_key is None:  # AUTOINCREMENT already, or not a table of integer ids
+        return create_table
+    without = create_table[: primary_key.start()] + create_table[primary_key.end() :]
+    column = f"(\n\tid INTEGER NOT NULL CONSTRAINT {primary_key[1]} PRIMARY KEY AUTOINCREMENT"
+    return _ID_COLUMN.sub(lambda _: column, without, count=1)
+
+
+def _without_autoincrement(create_table: str) -> str:
+    primary_key = _AUTOINCREMENT_ID.search(create_table)
+    if primary_key is None:
+        return create_table
+    head, tail = create_table[: primary_key.start()], create_table[primary_key.end() :]
+    without = f"{head}id INTEGER NOT NULL{tail}"
+    end = without.rindex(")")
+    return f"{without[:end].rstrip()}, \n\tCONSTRAINT {primary_key[1]} PRIMARY KEY (id)\n)"
+
+
+def _rebuild_sqlite_table(table: str, new_definition: Callable[[str], str]) -> None:
+    """Rebuild `table` from its own CREATE TABLE, changed; rows, indexes and triggers kept.
+
+    SQLite's way to change what ALTER TABLE cannot (sqlite.org/lang_altertable.html, "making
+    other kinds of table schema changes"): create the new table, copy the rows, drop the old
+    one, rename the new one, create its indexes and triggers again from their own SQL. The
+    migration's connection does not enforce foreign keys, so dropping a table that others
+    reference neither fails nor cascades.
+    """
+    bind = op.get_bind()
+    create_table = bind.execute(
+        text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :table"),
+        {"table": table},
+    ).scalar_one()
+    dependents = list(
+        bind.execute(
+            text(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = :table"
+                " AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+            ),
+            {"table": table},
+        ).scalars()
+    )
+    changed = new_definition(create_table)
+    if changed == create_table:
+        return
+    rebuilt = f"{table}_rebuilt"
+    op.execute(_CREATE_TABLE.sub(f"CREATE TABLE {rebuilt} (", changed, count=1))
+    op.execute(f"INSERT INTO {rebuilt} SELECT * FROM {table}")  # noqa: S608 - our own names
+    op.execute(f"DROP TABLE {table}")
+    # Triggers of other tables name this one, which is gone until the rename: the legacy rename
+    # leaves them unchecked and unchanged, as the rebuilt table takes the name they use.
+    op.execute("PRAGMA legacy_alter_table = ON")
+    op.execute(f"ALTER TABLE {rebuilt} RENAME TO {table}")
+    op.execute("PRAGMA legacy_alter_table = OFF")
+    for statement in dependents:
+        op.execute(statement)
+
+
+def never_reuse_sqlite_ids(*tables: str) -> None:
+    """In a migration: make these tables' integer ids AUTOINCREMENT on SQLite, keeping rows.
+
+    Without it SQLite gives a new row the largest id plus one, so deleting the newest row
+    hands its id to the next: a client holding the old id (and its ETag) would then reach a
+    different resource. Postgres identities and sequences never go back: nothing to do there.
+    """
+    if op.get_bind().dialect.name == "sqlite":
+        for table in tables:
+            _rebuild_sqlite_table(table, _with_autoincrement)
+
+
+def reuse_sqlite_ids(*tables: str) -> None:
+    """In a migration: undo never_reuse_sqlite_ids."""
+    if op.get_bind().dialect.name == "sqlite":
+        for table in tables:
+            _rebuild_sqlite_table(table, _without_autoincrement)

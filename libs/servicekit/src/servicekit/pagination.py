@@ -249,10 +249,12 @@ async def fetch_page(
 def set_next_link(request: Request, response: Response, next_cursor: str | None) -> None:
     """Add the RFC 8288 `Link: <...>; rel="next"` header when another page follows.
 
-    The next page keeps the request's filters and sort and continues from the cursor.
+    The next page keeps the request's filters and sort and continues from the cursor. The URL
+    is a relative reference (RFC 3986, 4.2): never built from the request's Host, which the
+    client chose, and right whatever origin the client reached this process by.
     """
     if next_cursor is None:
         return
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in {"skip", "after"}]
     params.append(("after", next_cursor))
-    response.headers["Link"] = f'<{request.url.replace(query=urlencode(params))}>; rel="next"'
+    response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'

@@ -26,6 +26,14 @@ class BaseProcessSettings(BaseSettings):
     auth_issuer: str = "users"
     auth_audience: str = "api"
 
+    # Requests: bodies larger than this are refused (413) before they are read; a valid bulk
+    # of a thousand products with long descriptions fits.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    # The Host names this process answers for ("*.example.com" for subdomains); any other, or
+    # none over HTTP/1.1, is 400. Links and Locations are relative references, so any host
+    # is safe to answer; a deployment may still name the hosts it serves.
+    allowed_hosts: list[str] = Field(default=["*"], min_length=1)
+
 
 class ServiceSettings(BaseProcessSettings):
     """Configuration of a service and its database; subclasses set the env prefix and default."""

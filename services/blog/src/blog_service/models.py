@@ -12,6 +12,7 @@ from sqlalchemy import Column, ForeignKey, Index, String, Table, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from servicekit.database import (
+    NEVER_REUSE_IDS,
     UTCDateTime,
     created_at_column,
     make_metadata,
@@ -52,6 +53,8 @@ class Tag(Base):
     # it), so that listing tags by use reads the tags, not every link of every post.
     post_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
+    __table_args__ = (NEVER_REUSE_IDS,)
+
 
 class Post(Base):
     __tablename__ = "posts"
@@ -84,6 +87,7 @@ class Post(Base):
         # ?q= matches a substring of the title or the content, in any letter case.
         substring_search_index("ix_posts_title_trgm", "title"),
         substring_search_index("ix_posts_content_trgm", "content"),
+        NEVER_REUSE_IDS,
     )
 
 
@@ -99,6 +103,7 @@ class Comment(Base):
     __table_args__ = (
         Index("ix_comments_post_id_created_at_id", post_id, created_at, id),
         Index("ix_comments_author_id", author_id),
+        NEVER_REUSE_IDS,
     )
 
 

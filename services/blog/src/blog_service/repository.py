@@ -517,7 +517,7 @@ class TagsByUse(SortOrder):
 
 
 BY_USE = TagsByUse("use", (Tag.post_count, Tag.name))
-_TAGS = select(TAGS.c.name, TAGS.c.post_count)
+_TAGS = select(TAGS.c.id, TAGS.c.name, TAGS.c.post_count)
 
 
 class TagReads:

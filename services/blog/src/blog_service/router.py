@@ -34,12 +34,13 @@ from blog_service.service import (
 from servicekit.auth import PUBLIC, SignedIn
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
+from servicekit.inbound import JsonBodyRoute
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
-posts_router = APIRouter(prefix="/posts", tags=["posts"])
+posts_router = APIRouter(prefix="/posts", tags=["posts"], route_class=JsonBodyRoute)
 comments_router = APIRouter(prefix="/comments", tags=["comments"])
 tags_router = APIRouter(prefix="/tags", tags=["tags"])
 
@@ -106,7 +107,7 @@ async def create_post(
     """Create a post by the caller (or, by an admin, by the `author_id` named); 404 if that
     user was deleted. Its tags are created on first use."""
     post = await posts.create(data, caller)
-    response.headers["Location"] = str(request.url_for("get_post", post_id=post.id))
+    response.headers["Location"] = str(request.app.url_path_for("get_post", post_id=post.id))
     return _with_etag(post, response)
 
 
@@ -244,7 +245,9 @@ async def create_comment(
     """Comment on a post, as the caller (or, by an admin, as the `author_id` named); 404 if the
     post does not exist or that user was deleted."""
     comment = await comments.create(post_id, data, caller)
-    response.headers["Location"] = str(request.url_for("get_comment", comment_id=comment.id))
+    response.headers["Location"] = str(
+        request.app.url_path_for("get_comment", comment_id=comment.id)
+    )
     return comment
 
 

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, TypeAdapter, WithJsonSchema, field_v
 from pydantic.json_schema import SkipJsonSchema
 
 from blog_service.models import TAG_NAME_MAX_LENGTH, TITLE_MAX_LENGTH
-from servicekit.schemas import Id, PatchModel, RequestModel, ResponseModel, Text
+from servicekit.schemas import WHITESPACE, Id, PatchModel, RequestModel, ResponseModel, Text
 
 MAX_TAGS_PER_POST = 20
 CONTENT_MAX_LENGTH = 50_000
@@ -39,8 +39,23 @@ def _distinct(names: list[str]) -> list[str]:
 Title = Annotated[str, Text(min_length=1, max_length=TITLE_MAX_LENGTH, strip=True)]
 Content = Annotated[str, Text(min_length=1, max_length=CONTENT_MAX_LENGTH)]
 CommentContent = Annotated[str, Text(min_length=1, max_length=COMMENT_MAX_LENGTH)]
+# The schema's statement of normalise_tag_name's refusals: no control character other than
+# whitespace (which is collapsed), and something besides whitespace.
+_NOT_CONTROL = "\\x00-\\x08\\x0e-\\x1b\\x7f-\\x84\\x86-\\x9f"
+TAG_NAME_PATTERN = f"^[^{_NOT_CONTROL}]*[^{WHITESPACE}{_NOT_CONTROL}][^{_NOT_CONTROL}]*$"
 TagName = Annotated[
-    str, Text(min_length=1, max_length=TAG_NAME_MAX_LENGTH), AfterValidator(normalise_tag_name)
+    str,
+    Text(min_length=1, max_length=TAG_NAME_MAX_LENGTH),
+    AfterValidator(normalise_tag_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": TAG_NAME_MAX_LENGTH,
+            "pattern": TAG_NAME_PATTERN,
+        },
+        mode="validation",
+    ),
 ]
 # Names that normalise alike count once: ["Python", "python"] is one tag.
 TagNames = Annotated[list[TagName], Field(max_length=MAX_TAGS_PER_POST), AfterValidator(_distinct)]
@@ -112,5 +127,6 @@ class CommentRead(ResponseModel):
 
 
 class TagRead(ResponseModel):
+    id: int
     name: str
     post_count: int

@@ -7,6 +7,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, fals
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from servicekit.database import (
+    NEVER_REUSE_IDS,
     created_at_column,
     make_metadata,
     substring_search_index,
@@ -33,6 +34,7 @@ class Category(Base):
         # "Books" and "books" would be one category to a shopper; the database decides races.
         Index("uq_categories_name_lower", func.lower(name), unique=True),
         Index("ix_categories_name_id", name, id),
+        NEVER_REUSE_IDS,
     )
 
 
@@ -73,6 +75,7 @@ class Product(Base):
         Index("ix_products_created_at_id", created_at, id),
         # ?name= matches a substring of the name, in any letter case.
         substring_search_index("ix_products_name_trgm", "name"),
+        NEVER_REUSE_IDS,
     )
 
 
@@ -95,4 +98,5 @@ class ProductImage(Base):
             postgresql_where=text("is_primary"),
             sqlite_where=text("is_primary"),
         ),
+        NEVER_REUSE_IDS,
     )

@@ -38,13 +38,14 @@ from catalog_service.service import (
 from servicekit.auth import ADMIN_ONLY, PUBLIC
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
+from servicekit.inbound import JsonBodyRoute
 from servicekit.pagination import PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
-categories_router = APIRouter(prefix="/categories", tags=["categories"])
-products_router = APIRouter(prefix="/products", tags=["products"])
+categories_router = APIRouter(prefix="/categories", tags=["categories"], route_class=JsonBodyRoute)
+products_router = APIRouter(prefix="/products", tags=["products"], route_class=JsonBodyRoute)
 
 CategoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -139,7 +140,9 @@ async def create_category(
 ) -> Category:
     """Create a category. 409 if the name exists in any letter case."""
     category = await categories.create(data)
-    response.headers["Location"] = str(request.url_for("get_category", category_id=category.id))
+    response.headers["Location"] = str(
+        request.app.url_path_for("get_category", category_id=category.id)
+    )
     response.headers["ETag"] = etag(category.version)
     return category
 
@@ -241,7 +244,9 @@ async def create_product(
 ) -> Product:
     """Create a product in an existing category (422 naming `category_id` otherwise)."""
     product = await products.create(data)
-    response.headers["Location"] = str(request.url_for("get_product", product_id=product.id))
+    response.headers["Location"] = str(
+        request.app.url_path_for("get_product", product_id=product.id)
+    )
     response.headers["ETag"] = etag(product.version)
     return product
 
@@ -384,7 +389,7 @@ async def add_image(
     """Add an image by its http(s) URL; a new primary image makes the previous one ordinary."""
     image = await products.add_image(product_id, data)
     response.headers["Location"] = str(
-        request.url_for("get_image", product_id=product_id, image_id=image.id)
+        request.app.url_path_for("get_image", product_id=product_id, image_id=image.id)
     )
     return image
 

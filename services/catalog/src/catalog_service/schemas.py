@@ -1,13 +1,21 @@
 """The catalog API's request and response bodies."""
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, HttpUrl, UrlConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    HttpUrl,
+    UrlConstraints,
+    WithJsonSchema,
+)
 from pydantic.json_schema import SkipJsonSchema
 
-from servicekit.schemas import Id, PatchModel, RequestModel, ResponseModel, Text
+from servicekit.schemas import Id, JsonInteger, PatchModel, RequestModel, ResponseModel, Text
 
 CENTS = Decimal("0.01")
 MAX_STOCK = 1_000_000_000
@@ -40,18 +48,57 @@ ProductName = Annotated[str, Text(min_length=1, max_length=200, strip=True)]
 ProductDescription = Annotated[str, Text(max_length=5000)]
 # Numeric(10, 2): at most 99,999,999.99, never more than two decimal places, never NaN.
 # Not strict: JSON has no decimal type, so a price comes as a number (19.9) or a string ("19.90").
+# A string is digits with at most two decimals (no exponent or spaces; zeros after the second
+# decimal add nothing, and a zero may be written -0), as the schema says.
+PRICE_PATTERN = r"^(?:[0-9]{1,8}(?:\.[0-9]{1,2}0*)?|-0+(?:\.0+)?)$"
+MAX_PRICE = Decimal("99999999.99")
+
+
+def _price_text(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(PRICE_PATTERN, value):
+        raise ValueError("a price is digits with at most two decimals, such as 19.90")
+    return value
+
+
 Price = Annotated[
     Decimal,
     Field(ge=0, max_digits=10, decimal_places=2, allow_inf_nan=False, strict=False),
+    BeforeValidator(_price_text),
     AfterValidator(_in_cents),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": float(MAX_PRICE), "multipleOf": 0.01},
+                {"type": "string", "pattern": PRICE_PATTERN},
+            ],
+            "examples": ["19.90"],
+        },
+        mode="validation",
+    ),
 ]
-StockQuantity = Annotated[int, Field(ge=0, le=MAX_STOCK)]
+StockQuantity = Annotated[int, Field(ge=0, le=MAX_STOCK), JsonInteger]
 ImageUrl = Annotated[
     HttpUrl,
     UrlConstraints(max_length=MAX_IMAGE_URL_LENGTH, allowed_schemes=["http", "https"]),
     AfterValidator(_fits_the_column),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "uri",
+            "minLength": 1,
+            "maxLength": MAX_IMAGE_URL_LENGTH,
+            # http(s), and a host name of at most 253 characters (RFC 1035), as URLs are parsed.
+            "pattern": "^[hH][tT][tT][pP][sS]?://[^/?#]{1,253}(?:[/?#]|$)",
+        },
+        mode="validation",
+    ),
 ]
-StockDelta = Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK), AfterValidator(_not_zero)]
+StockDelta = Annotated[
+    int,
+    Field(ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}}),
+    JsonInteger,
+    AfterValidator(_not_zero),
+]
 SortDirection = Literal["asc", "desc"]
 CategorySortField = Literal["id", "name"]
 ProductSortField = Literal["id", "name", "price", "created_at"]

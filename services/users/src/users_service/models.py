@@ -7,6 +7,7 @@ from sqlalchemy import ForeignKey, Index, String, false, func, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.database import (
+    NEVER_REUSE_IDS,
     UTCDateTime,
     created_at_column,
     make_metadata,
@@ -45,6 +46,7 @@ class User(Base):
         # /users/search matches a substring of either, in any letter case.
         substring_search_index("ix_users_email_trgm", "email"),
         substring_search_index("ix_users_name_trgm", "name"),
+        NEVER_REUSE_IDS,
     )
 
 

@@ -71,7 +71,7 @@ class UserReads:
         row = await self.database.fetch_one(_STATS)
         assert row is not None  # an aggregate always has a row
         total, active = int(row["total"]), int(row["active"])
-        return UserStats(total=total, active=active, inactive=total - active)
+        return UserStats(total_users=total, active_users=active, inactive_users=total - active)
 
 
 class UserRepository:

@@ -8,6 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from servicekit.auth import Admin, Caller, SignedIn, SigningKeys
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import ErrorBody, error_responses
+from servicekit.inbound import JsonBodyRoute
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
@@ -35,7 +36,7 @@ from users_service.service import (
 from users_service.settings import UsersSettings
 from users_service.tokens import AccessTokens
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=JsonBodyRoute)
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 keys_router = APIRouter(tags=["auth"])
 
@@ -96,7 +97,7 @@ async def create_user(
 ) -> User:
     """Sign up (anyone). 409 if the email exists in any letter case."""
     user = await users.create(data)
-    response.headers["Location"] = str(request.url_for("get_user", user_id=user.id))
+    response.headers["Location"] = str(request.app.url_path_for("get_user", user_id=user.id))
     response.headers["ETag"] = etag(user.version)
     return user
 
@@ -132,9 +133,12 @@ async def search_users(
     _admin: Admin,
     email: SearchText = None,
     name: SearchText = None,
-    active_only: bool = False,
+    active_only: bool = True,
 ) -> list[Row]:
-    """Users whose email and name contain the given texts, ignoring case (admins only)."""
+    """Users whose email and name contain the given texts, ignoring case (admins only).
+
+    Only active users unless `active_only=false`, as in the tutorial.
+    """
     result = await users.list(page, BY_ID, email=email, name=name, active_only=active_only)
     set_next_link(request, response, result.next_cursor)
     return result.items
@@ -153,10 +157,10 @@ async def sorted_users(
     request: Request,
     response: Response,
     caller: Caller,
-    sort_by: UserSortField = "id",
+    sort_by: UserSortField = "name",
     order: Literal["asc", "desc"] = "asc",
 ) -> list[Row]:
-    """Users sorted by a whitelisted field; ties are broken by id.
+    """Users sorted by a whitelisted field (by default name, ascending); ties are broken by id.
 
     Anyone may list: each user is the whole record for that user and admins, the public
     profile for anyone else. Sorting by email is for admins only (403 for anyone else).

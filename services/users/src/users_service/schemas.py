@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import ConfigDict, EmailStr, Field, WithJsonSchema, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from servicekit.schemas import PatchModel, RequestModel, ResponseModel, Text
@@ -12,10 +12,23 @@ Name = Annotated[str, Text(min_length=1, max_length=100, strip=True)]
 Password = Annotated[str, Text(min_length=8, max_length=128)]
 CurrentPassword = Annotated[str, Text(max_length=128)]
 UserSortField = Literal["id", "name", "email", "created_at"]
+# email-validator refuses the special-use domains (RFC 6761: .test, .localhost, ...), which the
+# "email" format alone does not; the pattern says so, in any letter case.
+_SPECIAL_USE = "|".join(
+    "".join(f"[{letter}{letter.upper()}]" for letter in name)
+    for name in ("arpa", "invalid", "local", "localhost", "onion", "test")
+)
+Email = Annotated[
+    EmailStr,
+    WithJsonSchema(
+        {"type": "string", "format": "email", "pattern": rf"^(?!.*[.@](?:{_SPECIAL_USE})\.?$)"},
+        mode="validation",
+    ),
+]
 
 
 class UserCreate(RequestModel):
-    email: EmailStr
+    email: Email
     name: Name
     # Never echoed: repr=False keeps it out of the model's repr, and so out of any log of one.
     password: Password = Field(repr=False)
@@ -25,7 +38,15 @@ class UserCreate(RequestModel):
 class UserUpdate(PatchModel):
     """A partial update. Changing `password` needs `current_password` unless an admin does it."""
 
-    email: EmailStr | SkipJsonSchema[None] = None
+    # current_password comes only with a new password (the draft 7 spelling for generators).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "dependentRequired": {"current_password": ["password"]},
+            "dependencies": {"current_password": ["password"]},
+        }
+    )
+
+    email: Email | SkipJsonSchema[None] = None
     name: Name | SkipJsonSchema[None] = None
     is_active: bool | SkipJsonSchema[None] = Field(default=None, description="Admins only.")
     is_admin: bool | SkipJsonSchema[None] = Field(default=None, description="Admins only.")
@@ -65,9 +86,11 @@ UserView = UserRead | UserProfile
 
 
 class UserStats(ResponseModel):
-    total: int
-    active: int
-    inactive: int
+    """How many users there are, under the tutorial's field names."""
+
+    total_users: int
+    active_users: int
+    inactive_users: int
 
 
 class TokenAnswer(ResponseModel):

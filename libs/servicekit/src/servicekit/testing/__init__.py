@@ -108,6 +108,10 @@ class ServiceUnderTest:
     metadata: MetaData
     alembic_ini: Path
     read_path: str  # a GET that reads the database
+    # A POST that creates a resource from a JSON body, which DELETE at its Location deletes;
+    # create_body(n) is the n-th of as many bodies as a test needs, none conflicting with another.
+    create_path: str
+    create_body: Callable[[int], Mapping[str, Any]]
 
 
 _TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)

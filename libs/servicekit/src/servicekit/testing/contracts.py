@@ -6,9 +6,12 @@ They use the `service` fixture of the importing suite's conftest.py.
 """
 
 import asyncio
+import json
 import logging
 import re
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +24,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.migrations import alembic_config, migration_lock_key
 from servicekit.settings import ServiceSettings
-from servicekit.testing import ServiceUnderTest, libpq_url, migrate
+from servicekit.testing import (
+    ServiceUnderTest,
+    TokenIssuer,
+    asgi_client,
+    libpq_url,
+    migrate,
+    running,
+)
 from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
 
 
@@ -261,3 +271,168 @@ async def test_a_migration_gives_up_on_a_lock_that_a_transaction_holds(
     assert left_at == first
     assert unblocked.returncode == 0, unblocked_stderr
     assert await _version(url) == scripts.get_current_head()
+
+
+async def _create(
+    service: ServiceUnderTest, client: httpx.AsyncClient, n: int = 1, **kwargs: Any
+) -> str:
+    response = await client.post(service.create_path, json=service.create_body(n), **kwargs)
+    assert response.status_code == 201, response.text
+    location: str = response.headers["Location"]
+    return location
+
+
+async def test_a_deleted_id_is_never_given_again(
+    service: ServiceUnderTest, client: httpx.AsyncClient
+) -> None:
+    first = await _create(service, client)
+    assert (await client.delete(first)).status_code == 204
+
+    second = await _create(service, client, 2)
+
+    assert second != first
+    assert (await client.get(first)).status_code == 404
+
+
+async def test_location_and_link_are_relative_whatever_the_host(
+    service: ServiceUnderTest, client: httpx.AsyncClient
+) -> None:
+    headers = {"Host": "attacker.example"}
+    location = await _create(service, client, headers=headers)
+    await _create(service, client, 2, headers=headers)  # a second row, so that a next page exists
+
+    listed = await client.get(service.create_path, params={"limit": 1}, headers=headers)
+
+    assert re.fullmatch(rf"{service.create_path}\d+", location)
+    assert listed.headers["Link"].startswith(f"<{service.create_path}?")
+
+
+async def test_a_request_without_host_is_400(client: httpx.AsyncClient) -> None:
+    request = client.build_request("GET", "/health/live")
+    del request.headers["Host"]
+
+    response = await client.send(request)
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"detail": "missing or disallowed Host header"},
+    )
+
+
+async def test_a_declared_body_over_the_limit_is_413_unread(
+    service: ServiceUnderTest, client: httpx.AsyncClient
+) -> None:
+    limit = _settings_class(service)().max_body_bytes
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        sent += 1
+        yield b"x"
+
+    response = await client.post(
+        service.create_path,
+        content=body(),
+        headers={"Content-Type": "application/json", "Content-Length": str(limit + 1)},
+    )
+
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+    assert sent == 0
+
+
+async def test_a_streamed_body_is_refused_once_it_passes_the_limit(
+    service: ServiceUnderTest, client: httpx.AsyncClient
+) -> None:
+    limit = _settings_class(service)().max_body_bytes
+    chunk = b" " * (1024 * 1024)
+    chunks_sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal chunks_sent
+        while chunks_sent * len(chunk) <= 2 * limit:
+            chunks_sent += 1
+            yield chunk
+
+    response = await client.post(
+        service.create_path, content=body(), headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert chunks_sent == limit // len(chunk) + 1  # no further than past the limit
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_a_json_body_sent_as_another_media_type_is_415(
+    service: ServiceUnderTest, client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    request = client.build_request(
+        "POST", service.create_path, content=json.dumps(service.create_body(1))
+    )
+    if content_type is None:
+        request.headers.pop("Content-Type", None)
+    else:
+        request.headers["Content-Type"] = content_type
+
+    response = await client.send(request)
+
+    assert response.status_code == 415
+    assert response.json() == {"detail": "send the body as application/json"}
+
+
+async def test_paths_answer_with_or_without_the_trailing_slash(
+    service: ServiceUnderTest, client: httpx.AsyncClient
+) -> None:
+    without_slash = service.create_path.rstrip("/")
+    created = await client.post(without_slash, json=service.create_body(1))
+    assert created.status_code == 201, created.text
+    location = created.headers["Location"]
+
+    listed = await client.get(without_slash)
+    read = await client.get(f"{location}/")
+    deleted = await client.delete(f"{location}/")
+
+    assert [listed.status_code, read.status_code, deleted.status_code] == [200, 200, 204]
+    assert read.json() == created.json()
+
+
+async def test_a_204_has_no_content_type(
+    service: ServiceUnderTest, client: httpx.AsyncClient
+) -> None:
+    response = await client.delete(await _create(service, client))
+
+    assert response.status_code == 204
+    assert "Content-Type" not in response.headers
+
+
+def _never_reuse_revision(scripts: ScriptDirectory) -> str:
+    """The revision that made the tables' ids AUTOINCREMENT on SQLite."""
+    [revision] = [
+        script.revision
+        for script in scripts.walk_revisions()
+        if script.path and "never_reuse_sqlite_ids(" in Path(script.path).read_text()
+    ]
+    return revision
+
+
+async def test_the_migration_to_never_reuse_ids_keeps_every_row(
+    service: ServiceUnderTest, empty_database: str, token_issuer: TokenIssuer
+) -> None:
+    config = alembic_config(service.alembic_ini, empty_database)
+    scripts = ScriptDirectory.from_config(config)
+    revision = _never_reuse_revision(scripts)
+    before = str(scripts.get_revision(revision).down_revision)
+    await migrate(service.alembic_ini, empty_database, before)
+    app = service.create_app(empty_database)
+    async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as client:
+        locations = [await _create(service, client, n) for n in range(3)]
+        assert (await client.delete(locations[0])).status_code == 204
+        kept = [(await client.get(location)).json() for location in locations[1:]]
+
+        await migrate(service.alembic_ini, empty_database, revision)
+        read_again = [(await client.get(location)).json() for location in locations[1:]]
+        assert (await client.delete(locations[-1])).status_code == 204
+        created = await _create(service, client, 3)
+
+    assert read_again == kept
+    assert created not in locations
