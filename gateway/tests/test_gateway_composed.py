@@ -185,7 +185,10 @@ async def test_head_on_a_composed_view_has_the_get_headers_and_no_body(
 
 @pytest.mark.parametrize("page_size", [1, 50])
 async def test_users_with_posts_makes_two_downstream_calls_whatever_the_page_size(
-    gateway: httpx.AsyncClient, downstream_calls: list[httpx.Request], page_size: int
+    gateway: httpx.AsyncClient,
+    downstream_calls: list[httpx.Request],
+    services: dict[str, ServiceProcess],
+    page_size: int,
 ) -> None:
     for i in range(page_size):
         user = await create_user(gateway, f"user{i}")
@@ -197,8 +200,8 @@ async def test_users_with_posts_makes_two_downstream_calls_whatever_the_page_siz
     assert len(response.json()) == page_size
     assert all(len(user["posts"]) == 1 for user in response.json())
     assert [(call.url.port, call.url.path) for call in downstream_calls] == [
-        (downstream_calls[0].url.port, "/users/"),
-        (downstream_calls[1].url.port, "/posts/"),
+        (services["users"].port, "/users/"),
+        (services["blog"].port, "/posts/"),
     ]
 
 
