@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field
@@ -36,6 +36,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -49,14 +50,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import event as sqlalchemy_event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from servicekit.database import Database, UTCDateTime, utcnow
+from servicekit.database import Database, UTCDateTime, insert_with_conflicts, utcnow
 from servicekit.errors import ServiceError, invalid_input
 
 logger = logging.getLogger("servicekit.events")
+S = TypeVar("S", bound=Select[Any])
 
 SPEC_VERSION = "1.0"
 RETENTION_RECHECK = 2.0  # seconds between looks at a feed that answered 410
@@ -151,11 +152,13 @@ def _current_txid(dialect: str) -> ColumnElement[int]:
     return literal(0, BigInteger)
 
 
-def _visible_below(dialect: str) -> ColumnElement[int] | None:
-    """The txid below which every transaction has ended (None: every committed event)."""
-    if dialect == "postgresql":
-        return cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)
-    return None
+def _served(statement: S, txid: ColumnElement[int], dialect: str) -> S:
+    """`statement` limited to the events the feed serves: on Postgres, those of transactions
+    older than the oldest one still running (every committed event elsewhere)."""
+    if dialect != "postgresql":
+        return statement
+    oldest_running = func.pg_snapshot_xmin(func.pg_current_snapshot())
+    return statement.where(txid < cast(cast(oldest_running, Text), BigInteger))
 
 
 class Outbox:
@@ -204,18 +207,23 @@ class Outbox:
         statement = select(*self._columns).where(
             tuple_(c.txid, c.id) > tuple_(bindparam("after_txid"), bindparam("after_id"))
         )
-        if (below := _visible_below(dialect)) is not None:
-            statement = statement.where(c.txid < below)
-        return statement.order_by(c.txid, c.id).limit(bindparam("feed_limit"))
+        return (
+            _served(statement, c.txid, dialect)
+            .order_by(c.txid, c.id)
+            .limit(bindparam("feed_limit"))
+        )
 
-    async def read(self, database: Database, after: Position, limit: int) -> list[CloudEvent]:
-        """Up to `limit` events after `after`, in feed order; 410 if some were pruned after it."""
+    async def check_kept(self, database: Database, after: Position) -> None:
+        """410 if events after `after` were pruned: the feed can no longer continue from it."""
         horizon = await self.pruned_up_to(database)
         if horizon is not None and after < horizon:
             raise Gone(
                 "events after this cursor are no longer kept: resynchronise the consumer "
                 "(see the events documentation) and continue from the feed's head"
             )
+
+    async def read(self, database: Database, after: Position, limit: int) -> list[CloudEvent]:
+        """Up to `limit` events after `after`, in feed order (see `check_kept`)."""
         rows = await database.fetch(
             self._feed(database.engine.dialect.name),
             {"after_txid": after.txid, "after_id": after.id, "feed_limit": limit},
@@ -237,9 +245,7 @@ class Outbox:
         """The position of the newest event served (or pruned): the feed continues after it."""
         c = self.events.c
         statement = select(c.txid, c.id).order_by(c.txid.desc(), c.id.desc()).limit(1)
-        if (below := _visible_below(database.engine.dialect.name)) is not None:
-            statement = statement.where(c.txid < below)
-        row = await database.fetch_one(statement)
+        row = await database.fetch_one(_served(statement, c.txid, database.engine.dialect.name))
         newest = None if row is None else Position(row["txid"], row["id"])
         pruned = await self.pruned_up_to(database)
         candidates = [p for p in (newest, pruned) if p is not None]
@@ -248,9 +254,11 @@ class Outbox:
     async def backlog(self, database: Database, after: Position, cap: int) -> int:
         """How many events the feed holds after `after`, counting up to `cap`."""
         c = self.events.c
-        ahead = select(c.id).where(tuple_(c.txid, c.id) > (after.txid, after.id))
-        if (below := _visible_below(database.engine.dialect.name)) is not None:
-            ahead = ahead.where(c.txid < below)
+        ahead = _served(
+            select(c.id).where(tuple_(c.txid, c.id) > (after.txid, after.id)),
+            c.txid,
+            database.engine.dialect.name,
+        )
         counted = select(func.count().label("n")).select_from(ahead.limit(cap).subquery())
         row = await database.fetch_one(counted)
         return 0 if row is None else int(row["n"])
@@ -266,9 +274,9 @@ class Outbox:
         c, h = self.events.c, self.horizon.c
         dialect = database.engine.dialect.name
         async with database.transaction() as session:
-            old = select(c.txid, c.id).where(c.time < utcnow() - older_than)
-            if (below := _visible_below(dialect)) is not None:
-                old = old.where(c.txid < below)
+            old = _served(
+                select(c.txid, c.id).where(c.time < utcnow() - older_than), c.txid, dialect
+            )
             newest_old = (
                 await session.execute(old.order_by(c.txid.desc(), c.id.desc()).limit(1))
             ).one_or_none()
@@ -278,9 +286,9 @@ class Outbox:
             gone = await session.execute(
                 delete(self.events).where(tuple_(c.txid, c.id) <= (up_to.txid, up_to.id))
             )
-            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(
-                self.horizon
-            ).values(id=1, txid=up_to.txid, event_id=up_to.id)
+            insert = insert_with_conflicts(session, self.horizon).values(
+                id=1, txid=up_to.txid, event_id=up_to.id
+            )
             await session.execute(
                 insert.on_conflict_do_update(
                     index_elements=[h.id], set_={"txid": up_to.txid, "event_id": up_to.id}
@@ -352,7 +360,6 @@ class ConsumerStatus:
     applied: int = 0
     parked: int = 0
     last_error: str | None = None
-    last_poll: float | None = None
 
     def details(self) -> dict[str, Any]:
         return {
@@ -398,14 +405,14 @@ class FeedConsumer:
     parked: Table
     handlers: Mapping[str, Handler]
     settings: ConsumerSettings = field(default_factory=ConsumerSettings)
-    client: httpx.AsyncClient | None = None
     status: ConsumerStatus = field(default_factory=ConsumerStatus)
     _last_parked_retry: float = 0.0
 
     async def run(self) -> None:
         """Follow the feed until cancelled; failures of the feed or the database are retried."""
         backoff = self.settings.first_backoff
-        async with self._client() as client:
+        timeout = httpx.Timeout(5.0, read=self.settings.wait + 10)
+        async with httpx.AsyncClient(timeout=timeout) as client:
             while True:
                 try:
                     await self.poll(client)
@@ -430,18 +437,12 @@ class FeedConsumer:
                     await asyncio.sleep(_jittered(backoff))
                     backoff = min(backoff * 2, self.settings.max_backoff)
 
-    def _client(self) -> Any:
-        if self.client is not None:
-            return _Borrowed(self.client)
-        return httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=self.settings.wait + 10))
-
     async def poll(self, client: httpx.AsyncClient, *, wait: float | None = None) -> int:
         """Read one page of the feed after the stored cursor and apply it; events applied."""
         if time.monotonic() - self._last_parked_retry >= self.settings.parked_retry_interval:
             await self.retry_parked()
         position = await self.stored_position()
         page = await self._fetch(client, position, self.settings.wait if wait is None else wait)
-        self.status.last_poll = time.monotonic()
         self.status.state = "following"
         self.status.last_error = None
         self.status.position = position.cursor()
@@ -481,6 +482,11 @@ class FeedConsumer:
         events = [CloudEvent.model_validate(item) for item in answer.json()]
         return [(Position.parse(event.position), event) for event in events]
 
+    async def _handle(self, session: AsyncSession, event: CloudEvent) -> None:
+        handler = self.handlers.get(event.type)
+        if handler is not None:  # types this consumer does not need only move the cursor
+            await handler(session, event)
+
     async def _apply_page(
         self, expected: Position, page: list[tuple[Position, CloudEvent]]
     ) -> bool:
@@ -490,9 +496,7 @@ class FeedConsumer:
             async with self.database.transaction() as session:
                 await self._claim(session, expected)
                 for _position, event in page:
-                    handler = self.handlers.get(event.type)
-                    if handler is not None:
-                        await handler(session, event)
+                    await self._handle(session, event)
                 await self._advance(session, page[-1][0])
         except Superseded:
             raise
@@ -528,9 +532,7 @@ class FeedConsumer:
         """Apply one event and move the cursor past it, in one transaction."""
         async with self.database.transaction() as session:
             await self._claim(session, expected)
-            handler = self.handlers.get(event.type)
-            if handler is not None:  # types this consumer does not need pass by
-                await handler(session, event)
+            await self._handle(session, event)
             await self._advance(session, position)
 
     async def park(
@@ -540,7 +542,7 @@ class FeedConsumer:
         async with self.database.transaction() as session:
             await self._claim(session, expected)
             await session.execute(
-                self._insert(session, self.parked)
+                insert_with_conflicts(session, self.parked)
                 .values(
                     feed=self.feed,
                     event_id=event.id,
@@ -570,9 +572,7 @@ class FeedConsumer:
             event = CloudEvent.model_validate(row["event"])
             try:
                 async with self.database.transaction() as session:
-                    handler = self.handlers.get(event.type)
-                    if handler is not None:
-                        await handler(session, event)
+                    await self._handle(session, event)
                     await session.execute(
                         delete(self.parked).where(p.feed == self.feed, p.event_id == event.id)
                     )
@@ -602,7 +602,7 @@ class FeedConsumer:
         """Lock the stored cursor; Superseded unless it is still at `expected`."""
         c = self.cursors.c
         await session.execute(
-            self._insert(session, self.cursors)
+            insert_with_conflicts(session, self.cursors)
             .values(feed=self.feed, position=START.cursor(), updated_at=utcnow())
             .on_conflict_do_nothing()
         )
@@ -615,7 +615,7 @@ class FeedConsumer:
     async def move_to(self, session: AsyncSession, position: Position) -> None:
         """Set the stored cursor, in the session's transaction (a resynchronisation)."""
         await session.execute(
-            self._insert(session, self.cursors)
+            insert_with_conflicts(session, self.cursors)
             .values(feed=self.feed, position=position.cursor(), updated_at=utcnow())
             .on_conflict_do_update(
                 index_elements=["feed"],
@@ -630,25 +630,6 @@ class FeedConsumer:
             .where(c.feed == self.feed)
             .values(position=position.cursor(), updated_at=utcnow())
         )
-
-    @staticmethod
-    def _insert(session: AsyncSession, table: Table) -> Any:
-        if session.get_bind().dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
-
-class _Borrowed:
-    """A client lent to `async with` without being closed by it."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        return self.client
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
 
 
 def _jittered(seconds: float) -> float:

@@ -25,12 +25,11 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from blog_service.models import Author, Comment, Post, Tag, post_tags
-from servicekit.database import Database
+from servicekit.database import Database, insert_with_conflicts
 from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 
@@ -411,25 +410,24 @@ class AuthorRepository:
         row = (await self.session.execute(locking)).one_or_none()
         if row is None:
             await self.session.execute(
-                self._insert().values(id=author_id).on_conflict_do_nothing(index_elements=["id"])
+                insert_with_conflicts(self.session, Author)
+                .values(id=author_id)
+                .on_conflict_do_nothing(index_elements=["id"])
             )
             row = (await self.session.execute(locking)).one()
         return row.deleted_at is None
 
     async def mark_deleted(self, author_ids: Sequence[int], when: datetime) -> None:
         """Record the authors as deleted (once: the first time stays), locking their rows."""
-        insert = self._insert().values([{"id": i, "deleted_at": when} for i in sorted(author_ids)])
+        insert = insert_with_conflicts(self.session, Author).values(
+            [{"id": i, "deleted_at": when} for i in sorted(author_ids)]
+        )
         await self.session.execute(
             insert.on_conflict_do_update(
                 index_elements=["id"],
                 set_={"deleted_at": func.coalesce(Author.deleted_at, insert.excluded.deleted_at)},
             )
         )
-
-    def _insert(self) -> postgresql.Insert | sqlite.Insert:
-        if self.session.get_bind().dialect.name == "postgresql":
-            return postgresql.insert(Author)
-        return sqlite.insert(Author)
 
 
 class PostRepository:
@@ -576,7 +574,7 @@ class TagRepository:
         missing = sorted(set(names) - by_name.keys())
         if missing:
             await self.session.execute(
-                self._insert()
+                insert_with_conflicts(self.session, Tag)
                 .values([{"name": name} for name in missing])
                 .on_conflict_do_nothing(index_elements=[Tag.name])
             )
@@ -585,8 +583,3 @@ class TagRepository:
 
     async def _named(self, names: Sequence[str]) -> Sequence[Tag]:
         return (await self.session.scalars(select(Tag).where(Tag.name.in_(names)))).all()
-
-    def _insert(self) -> postgresql.Insert | sqlite.Insert:
-        if self.session.get_bind().dialect.name == "postgresql":
-            return postgresql.insert(Tag)
-        return sqlite.insert(Tag)

@@ -102,6 +102,7 @@ async def read_events(
     settings = _settings(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    await USER_EVENTS.check_kept(database, position)
     while True:
         events = await USER_EVENTS.read(database, position, limit)
         if events or loop.time() >= deadline:

@@ -378,12 +378,25 @@ def caught_up(
     head = httpx.get(
         f"{feed.url}/events/head", headers={"Authorization": f"Bearer {TEST_EVENTS_TOKEN}"}
     ).json()["cursor"]
+    return consumer_reaches(consumer, lambda events: events.get("cursor") == head, timeout)
+
+
+def consumer_status(process: ServiceProcess) -> dict[str, Any]:
+    """What the event consumer of `process` reports in its readiness details."""
+    details = httpx.get(f"{process.url}/health/ready").json().get("details", {})
+    events: dict[str, Any] = details.get("events", {})
+    return events
+
+
+def consumer_reaches(
+    process: ServiceProcess,
+    condition: Callable[[dict[str, Any]], bool],
+    timeout: float = 15.0,
+) -> dict[str, Any]:
+    """Poll the consumer's status until `condition` holds (fails after `timeout` seconds)."""
     deadline = time.monotonic() + timeout
-    while True:
-        details = httpx.get(f"{consumer.url}/health/ready").json().get("details", {})
-        events: dict[str, Any] = details.get("events", {})
-        if events.get("cursor") == head:
-            return events
+    while not condition(status := consumer_status(process)):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{consumer.name} did not reach {head}: {events}")
+            raise AssertionError(f"{process.name}'s consumer never got there: {status}")
         time.sleep(0.02)
+    return status
