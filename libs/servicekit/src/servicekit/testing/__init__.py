@@ -279,7 +279,8 @@ def serving(app: FastAPI, startup_timeout: float = 10.0) -> Iterator[str]:
 STARTUP_TIMEOUT = 30.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -300,7 +301,7 @@ class ServiceProcess:
         self.environment = dict(environment or {})
         self.database_url = database_url
         self.alembic_ini = alembic_ini
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -365,6 +366,19 @@ class ServiceProcess:
             ]
             if tables:
                 db.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+@contextmanager
+def started(processes: Mapping[str, ServiceProcess]) -> Iterator[Mapping[str, ServiceProcess]]:
+    """The processes migrated and serving, in order, for the block; stopped after it."""
+    try:
+        for process in processes.values():
+            process.migrate()
+            process.start()
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
 
 
 def caught_up(
