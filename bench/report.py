@@ -38,6 +38,15 @@ TARGETS = (
         "gateway GET /users/{id} while logins run alongside vs alone",
         0.5,
     ),
+    *(
+        Target(f"{variant}_vs_plain_{key}", f"11. {what}: {description} vs neither", bound)
+        for variant, description, bound in (
+            ("metrics", "metrics, tracing off", 0.97),
+            ("sampled", "metrics and 10% of traces", 0.92),
+            ("traced", "metrics and every trace (reported)", 0.0),
+        )
+        for key, what in (("user", "gateway GET /users/{id}"), ("posts", "/users-with-posts"))
+    ),
 )
 
 
@@ -107,6 +116,11 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
             _rps(document, "gateway_user_during_logins"), _rps(document, "gateway_user")
         ),
     }
+    for variant in ("metrics", "sampled", "traced"):
+        for key in ("user", "posts"):
+            values[f"{variant}_vs_plain_{key}"] = _ratio(
+                _rps(document, f"obs_{variant}_{key}"), _rps(document, f"obs_plain_{key}")
+            )
     judged = []
     for target in TARGETS:
         value = values[target.key]

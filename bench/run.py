@@ -29,6 +29,7 @@ from psycopg import sql
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from bench import observability as observability_scenario
 from bench import report
 from bench.load import GET, LoadResult, Request, run_wrk, wrk_path
 from bench.seed import (
@@ -192,10 +193,10 @@ class Server:
 
 @contextmanager
 def serve(
-    name: str, app: str, env: dict[str, str], workers: int, ready_path: str
+    name: str, app: str, env: dict[str, str], workers: int, ready_path: str, port: int = 0
 ) -> Iterator[Server]:
-    """Run `app` (an app factory) under uvicorn until the block ends."""
-    port = PORTS[name]
+    """Run `app` (an app factory) under uvicorn until the block ends, on `port` or its own."""
+    port = port or PORTS[name]
     RESULTS.joinpath("logs").mkdir(parents=True, exist_ok=True)
     log: IO[bytes]
     with RESULTS.joinpath("logs", f"{name}.log").open("wb") as log:
@@ -242,28 +243,34 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not become ready within 60 s")
 
 
-def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Server]:
-    """Every server of the benchmark, ready."""
+def _service_environment(server: URL, service: str) -> dict[str, str]:
+    prefix = service.upper()
+    env = {
+        f"{prefix}_DATABASE_URL": _database_url(server, service).render_as_string(
+            hide_password=False
+        ),
+        # The bulk scenario writes 1,000 rows a request; the default timeout stays.
+        f"{prefix}_LOG_LEVEL": "INFO",
+    }
+    # Users signs tokens and is started first; the others verify them with its keys.
+    if service == "users":
+        env["USERS_SIGNING_KEYS_FILE"] = str(SIGNING_KEYS)
+    else:
+        env[f"{prefix}_AUTH_JWKS_URL"] = f"http://{HOST}:{PORTS['users']}/.well-known/jwks.json"
+    if service == "blog":  # it follows users' event feed, as deployed
+        env["BLOG_EVENTS_URL"] = f"http://{HOST}:{PORTS['users']}/events"
+    return env
+
+
+def start_system(
+    stack: ExitStack, server: URL, workers: int, observability: bool = False
+) -> dict[str, Server]:
+    """Every server of the benchmark, ready (with scenario 11's copies if `observability`)."""
     servers: dict[str, Server] = {}
     if not SIGNING_KEYS.exists():
         SigningKeys((SigningKey.generate(),)).write(SIGNING_KEYS)
-    jwks_url = f"http://{HOST}:{PORTS['users']}/.well-known/jwks.json"
     for service in SERVICES:
-        prefix = service.upper()
-        env = {
-            f"{prefix}_DATABASE_URL": _database_url(server, service).render_as_string(
-                hide_password=False
-            ),
-            # The bulk scenario writes 1,000 rows a request; the default timeout stays.
-            f"{prefix}_LOG_LEVEL": "INFO",
-        }
-        # Users signs tokens and is started first; the others verify them with its keys.
-        if service == "users":
-            env["USERS_SIGNING_KEYS_FILE"] = str(SIGNING_KEYS)
-        else:
-            env[f"{prefix}_AUTH_JWKS_URL"] = jwks_url
-        if service == "blog":  # it follows users' event feed, as deployed
-            env["BLOG_EVENTS_URL"] = f"http://{HOST}:{PORTS['users']}/events"
+        env = _service_environment(server, service)
         servers[service] = stack.enter_context(
             serve(service, f"{service}_service.main:create_app", env, workers, "/health/ready")
         )
@@ -288,6 +295,18 @@ def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Serve
             "/health/live",
         )
     )
+    if observability:
+
+        def start(name: str, port: int, app: str, env: dict[str, str], ready: str) -> Server:
+            servers[name] = stack.enter_context(serve(name, app, env, workers, ready, port))
+            return servers[name]
+
+        observability_scenario.start_variants(
+            stack,
+            start,
+            lambda service: _service_environment(server, service),
+            servers["catalog"].url,
+        )
     return servers
 
 
@@ -522,6 +541,25 @@ class Bench:
             )
         if self.wanted("6"):
             jobs += self.pagination_jobs()
+        if self.wanted("11"):
+            posts_paths = self.users_with_posts_paths()
+            for variant in observability_scenario.VARIANTS:
+                server = f"{variant.name}-gateway"
+                for key, paths, what in (
+                    ("user", user_paths, "GET /users/{id}"),
+                    ("posts", posts_paths, "GET /users-with-posts?limit=20"),
+                ):
+                    label = f"11. gateway {what}, {variant.description}"
+                    jobs.append(
+                        Job(
+                            "throughput",
+                            f"obs_{variant.name}_{key}",
+                            label,
+                            server,
+                            paths,
+                            connections,
+                        )
+                    )
         if self.wanted("8"):
             for server in ("gateway", "gateway-httpx"):
                 for count in GATEWAY_CONCURRENCY:
@@ -791,7 +829,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("creating and migrating bench_users, bench_catalog, bench_blog")
             recreate_databases(server)
         say("starting the servers")
-        servers = start_system(stack, server, options.workers)
+        servers = start_system(
+            stack, server, options.workers, not options.only or "11" in options.only
+        )
         if fresh:
             say(
                 f"seeding {options.scale.users:,} users, {options.scale.posts:,} posts, "

@@ -39,6 +39,14 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
             "users_with_posts": _throughput(1_000),
             "gateway_user_signed_in": _throughput(2_850),
             "gateway_user_during_logins": _throughput(1_200),
+            "obs_plain_user": _throughput(3_000),
+            "obs_metrics_user": _throughput(2_940),
+            "obs_sampled_user": _throughput(2_700),
+            "obs_traced_user": _throughput(1_500),
+            "obs_plain_posts": _throughput(1_000),
+            "obs_metrics_posts": _throughput(960),
+            "obs_sampled_posts": _throughput(930),
+            "obs_traced_posts": _throughput(600),
         },
         "concurrency": {
             "gateway": [{"connections": 64, "rps": 3000}, {"connections": 256, "rps": 2900}]
@@ -61,6 +69,12 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
         "bulk_vs_executemany": (0.6, True),
         "signed_in_vs_anonymous": (0.95, True),
         "reads_during_logins_vs_alone": (0.4, False),
+        "metrics_vs_plain_user": (0.98, True),
+        "metrics_vs_plain_posts": (0.96, False),
+        "sampled_vs_plain_user": (0.9, False),
+        "sampled_vs_plain_posts": (0.93, True),
+        "traced_vs_plain_user": (0.5, True),  # reported, with no bound
+        "traced_vs_plain_posts": (0.6, True),
     }
 
 

@@ -4,7 +4,7 @@ Each service runs as its own uvicorn process, migrated by its own Alembic, so th
 tested over real HTTP, and failure tests can stop a service and start it again.
 """
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ from servicekit.testing import (
     TokenIssuer,
     asgi_client,
     running,
+    started,
 )
 from servicekit.testing.plugin import MakeDatabase
 
@@ -34,47 +35,58 @@ CHEAP_PASSWORD_HASHING = {
 }
 
 
+MakeServices = Callable[..., dict[str, ServiceProcess]]
+
+
 @pytest.fixture(scope="session")
-def services(
-    make_database: MakeDatabase, token_issuer: TokenIssuer
-) -> Iterator[dict[str, ServiceProcess]]:
-    """Every service, running on a Postgres database of its own.
+def make_services(make_database: MakeDatabase, token_issuer: TokenIssuer) -> MakeServices:
+    """Services, not started yet, each on a Postgres database of its own (named after a
+    prefix), with environment variables added to each one's.
 
     Users signs with the test issuer's keys; catalog and blog fetch them from users, as they
     do when deployed.
     """
-    processes: dict[str, ServiceProcess] = {}
-    for name in SERVICES:
-        environment = {f"{name.upper()}_ENVIRONMENT": "test"}
-        if name == "users":
-            environment |= {"USERS_SIGNING_KEYS_FILE": str(token_issuer.keys_file)}
-            environment |= CHEAP_PASSWORD_HASHING
-            environment["USERS_EVENTS_TOKEN"] = TEST_EVENTS_TOKEN
-        else:
-            environment[f"{name.upper()}_AUTH_JWKS_URL"] = (
-                f"{processes['users'].url}/.well-known/jwks.json"
+
+    def make(
+        prefix: str,
+        environment: Mapping[str, str] | None = None,
+        names: tuple[str, ...] = SERVICES,
+    ) -> dict[str, ServiceProcess]:
+        processes: dict[str, ServiceProcess] = {}
+        for name in names:
+            own = {f"{name.upper()}_ENVIRONMENT": "test", **(environment or {})}
+            if name == "users":
+                own |= {"USERS_SIGNING_KEYS_FILE": str(token_issuer.keys_file)}
+                own |= CHEAP_PASSWORD_HASHING
+                own["USERS_EVENTS_TOKEN"] = TEST_EVENTS_TOKEN
+            else:
+                own[f"{name.upper()}_AUTH_JWKS_URL"] = (
+                    f"{processes['users'].url}/.well-known/jwks.json"
+                )
+            if name == "blog":
+                own |= {
+                    "BLOG_EVENTS_URL": f"{processes['users'].url}/events",
+                    "BLOG_EVENTS_TOKEN": TEST_EVENTS_TOKEN,
+                    # Short long polls: users, stopped by failure tests, waits for them to end.
+                    "BLOG_EVENTS_WAIT": "1",
+                }
+            processes[name] = ServiceProcess(
+                name,
+                make_database("postgresql", f"{prefix}_{name}"),
+                REPOSITORY / "services" / name / "alembic.ini",
+                own,
             )
-        if name == "blog":
-            environment |= {
-                "BLOG_EVENTS_URL": f"{processes['users'].url}/events",
-                "BLOG_EVENTS_TOKEN": TEST_EVENTS_TOKEN,
-                # Short long polls: users, stopped by failure tests, waits for them to end.
-                "BLOG_EVENTS_WAIT": "1",
-            }
-        processes[name] = ServiceProcess(
-            name,
-            make_database("postgresql", f"gateway_{name}"),
-            REPOSITORY / "services" / name / "alembic.ini",
-            environment,
-        )
-    try:
-        for process in processes.values():
-            process.migrate()
-            process.start()
+        return processes
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def services(make_services: MakeServices) -> Iterator[dict[str, ServiceProcess]]:
+    """Every service, running on a Postgres database of its own."""
+    processes = make_services("gateway")
+    with started(processes):
         yield processes
-    finally:
-        for process in processes.values():
-            process.stop()
 
 
 GatewaySettingsFactory = Callable[..., GatewaySettings]

@@ -12,16 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from servicekit.testing import free_port
+
 REPOSITORY = Path(__file__).parents[2]
 PROCESSES = ("users", "catalog", "blog", "gateway")
 STARTUP_TIMEOUT = 180.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _is_listening(port: int) -> bool:
@@ -33,7 +28,7 @@ class System:
     """`make run` in a process group of its own, on fresh embedded databases and free ports."""
 
     def __init__(self, data: Path, log: Path) -> None:
-        self.ports = {name: _free_port() for name in PROCESSES}
+        self.ports = {name: free_port() for name in PROCESSES}
         self.url = f"http://127.0.0.1:{self.ports['gateway']}"
         self.log = log
         env = {**os.environ}

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway_service import composed, health
-from gateway_service.downstream import Downstream, create_http_client, create_transport
+from gateway_service.downstream import Downstream, create_http_client, create_transport, traced
 from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
 from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
@@ -16,21 +16,24 @@ from servicekit.auth import install_token_verifier, require_access_rules
 from servicekit.errors import install_error_handlers
 from servicekit.inbound import guard_requests
 from servicekit.observability import RequestContextMiddleware, configure_logging
+from servicekit.tracing import configure_tracing, flush, instrument_app
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """Build the gateway from settings (by default, from `GATEWAY_*` environment variables)."""
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         transport = create_transport(settings)
         async with create_http_client(settings, transport) as client:
-            app.state.downstream = Downstream(client, transport, settings.service_urls())
+            app.state.downstream = Downstream(client, traced(transport), settings.service_urls())
             await app.state.token_verifier.keys.prefetch()
             with collector_tuned_for_serving():
                 yield
+        flush()
 
     app = FastAPI(
         title="gateway",
@@ -59,4 +62,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             app.openapi, ROUTE_TABLE, settings.openapi_cache_seconds, composed.DOCUMENTED_BY
         ),
     )
+    instrument_app(app)
     return app

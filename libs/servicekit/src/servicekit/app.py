@@ -21,6 +21,7 @@ from servicekit.errors import install_error_handlers
 from servicekit.inbound import guard_requests
 from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.settings import BaseProcessSettings, ServiceSettings
+from servicekit.tracing import configure_tracing, flush, instrument_app, untraced
 
 # The collector's first threshold: allocations between collections of the youngest objects.
 # Python's 700 suits scripts; a server with hundreds of requests in flight keeps their objects
@@ -82,12 +83,14 @@ def create_service_app(
     cancelled before it is disposed of.
     """
     configure_logging(name, settings.log_level)
+    configure_tracing(name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = Database.from_settings(settings)
         await app.state.token_verifier.keys.prefetch()
-        tasks = [asyncio.create_task(run(app)) for run in background]
+        with untraced():  # each task starts the traces it wants (tasks copy this context)
+            tasks = [asyncio.create_task(run(app)) for run in background]
         try:
             with collector_tuned_for_serving():
                 yield
@@ -98,6 +101,7 @@ def create_service_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await app.state.database.dispose()
+            flush()
 
     app = FastAPI(title=name, version=version, description=description, lifespan=lifespan)
     app.state.settings = settings
@@ -111,6 +115,7 @@ def create_service_app(
     for router in (health.router, *routers):
         include_routes(app, router)
     require_access_rules(app.routes)
+    instrument_app(app)
     return app
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.types import TypeDecorator
 from servicekit.pool import ReadPool
 from servicekit.reads import DriverReads, Row, on_psycopg
 from servicekit.settings import ServiceSettings
+from servicekit.tracing import instrument_engine
 
 # Constraint names are part of the schema: migrations and error mapping refer to them.
 NAMING_CONVENTION = {
@@ -253,6 +254,7 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
         _ping_connections_idle_for(engine, settings.pool_pre_ping_idle)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
+    instrument_engine(engine)
     return engine
 
 

@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from servicekit.database import Database, UTCDateTime, insert_with_conflicts, utcnow
 from servicekit.errors import ServiceError, invalid_input
+from servicekit.tracing import consumer_span, current_traceparent
 
 logger = logging.getLogger("servicekit.events")
 S = TypeVar("S", bound=Select[Any])
@@ -114,6 +115,11 @@ class CloudEvent(BaseModel):
     position: str = Field(
         description="Extension: the event's place in the feed, a cursor to continue after it."
     )
+    traceparent: str | None = Field(
+        default=None,
+        description="Extension (CloudEvents distributed tracing): the W3C trace context of "
+        "the change that produced the event, when that change was traced.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +137,7 @@ def outbox_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("subject", String(100), nullable=False),
         Column("data", JSON, nullable=False),
         Column("time", UTCDateTime, nullable=False),
+        Column("traceparent", String(55)),
         # Ids are never reused, even once the newest events are pruned (SQLite would reuse).
         sqlite_autoincrement=True,
     )
@@ -169,7 +176,7 @@ class Outbox:
         self.horizon = horizon
         self.source = source
         c = events.c
-        self._columns = (c.id, c.txid, c.type, c.subject, c.data, c.time)
+        self._columns = (c.id, c.txid, c.type, c.subject, c.data, c.time, c.traceparent)
         self._published = asyncio.Event()
 
     def published(self) -> None:
@@ -192,15 +199,18 @@ class Outbox:
         """Record an event in the session's transaction: it exists if and only if that commits."""
         dialect = session.get_bind().dialect.name
         session.info.setdefault(_OUTBOXES_WRITTEN, set()).add(self)
-        await session.execute(
-            self.events.insert().values(
-                txid=_current_txid(dialect),
-                type=type_,
-                subject=str(subject),
-                data=dict(data),
-                time=utcnow(),
-            )
-        )
+        values: dict[str, Any] = {
+            "txid": _current_txid(dialect),
+            "type": type_,
+            "subject": str(subject),
+            "data": dict(data),
+            "time": utcnow(),
+        }
+        # Named only when there is one: an untraced process writes the same statement as
+        # before the column existed, so it still runs on a schema from before it.
+        if (traceparent := current_traceparent()) is not None:
+            values["traceparent"] = traceparent
+        await session.execute(self.events.insert().values(values))
 
     def _feed(self, dialect: str) -> Any:
         c = self.events.c
@@ -239,6 +249,7 @@ class Outbox:
             time=row["time"],
             data=row["data"],
             position=Position(row["txid"], row["id"]).cursor(),
+            traceparent=row["traceparent"],
         )
 
     async def head(self, database: Database) -> Position:
@@ -493,11 +504,14 @@ class FeedConsumer:
         """Apply a whole page and move the cursor past it in one transaction; False (and
         nothing applied) if an event failed."""
         try:
-            async with self.database.transaction() as session:
-                await self._claim(session, expected)
-                for _position, event in page:
-                    await self._handle(session, event)
-                await self._advance(session, page[-1][0])
+            with consumer_span(
+                f"{self.feed} process", [event.traceparent for _position, event in page]
+            ):
+                async with self.database.transaction() as session:
+                    await self._claim(session, expected)
+                    for _position, event in page:
+                        await self._handle(session, event)
+                    await self._advance(session, page[-1][0])
         except Superseded:
             raise
         except Exception as exc:
@@ -530,10 +544,11 @@ class FeedConsumer:
 
     async def apply(self, expected: Position, position: Position, event: CloudEvent) -> None:
         """Apply one event and move the cursor past it, in one transaction."""
-        async with self.database.transaction() as session:
-            await self._claim(session, expected)
-            await self._handle(session, event)
-            await self._advance(session, position)
+        with consumer_span(f"{self.feed} process", [event.traceparent]):
+            async with self.database.transaction() as session:
+                await self._claim(session, expected)
+                await self._handle(session, event)
+                await self._advance(session, position)
 
     async def park(
         self, expected: Position, position: Position, event: CloudEvent, error: str, attempts: int

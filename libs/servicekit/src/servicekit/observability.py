@@ -1,4 +1,5 @@
-"""Request ids and structured logs: one JSON line per request, the request id in every line."""
+"""Request ids and structured logs: one JSON line per request, the request id in every line
+(and, when the process traces, the trace and span ids)."""
 
 import logging
 import re
@@ -11,10 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
+from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.errors import unexpected_error
+from servicekit.tracing import tracing_active
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from clients are echoed into logs and headers, so only a safe, bounded alphabet is kept.
@@ -27,6 +30,8 @@ _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "message",
     "taskName",
     "request_id",
+    "trace_id",
+    "span_id",
     "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
 _handler: logging.Handler | None = None
@@ -48,6 +53,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
         }
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
+            entry["span_id"] = getattr(record, "span_id", None)
         entry.update(
             (key, value) for key, value in record.__dict__.items() if key not in _RECORD_ATTRIBUTES
         )
@@ -63,6 +72,11 @@ def _stamp_request_id(
     def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         record.request_id = request_id_var.get()
+        if tracing_active():
+            span = trace.get_current_span().get_span_context()
+            if span.is_valid:
+                record.trace_id = format(span.trace_id, "032x")
+                record.span_id = format(span.span_id, "016x")
         return record
 
     make_record.stamps_request_id = True  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType
 
 from servicekit.pool import ReadPool
+from servicekit.tracing import statement_span, tracing_active
 
 Row = dict[str, Any]
 
@@ -175,6 +176,15 @@ async def driver_rows(
     driver: "psycopg.AsyncConnection[Any]", sql: str, parameters: Mapping[str, Any]
 ) -> list[Row]:
     """Every row one statement returns on a psycopg connection, as dicts."""
+    if tracing_active():
+        with statement_span(sql, driver.info):
+            return await _rows(driver, sql, parameters)
+    return await _rows(driver, sql, parameters)
+
+
+async def _rows(
+    driver: "psycopg.AsyncConnection[Any]", sql: str, parameters: Mapping[str, Any]
+) -> list[Row]:
     async with driver.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(sql, parameters)
         return await cursor.fetchall()

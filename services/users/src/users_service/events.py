@@ -70,7 +70,12 @@ def _settings(request: Request) -> UsersSettings:
     return settings
 
 
-@router.get("", response_model=list[CloudEvent], responses=error_responses(410))
+@router.get(
+    "",
+    response_model=list[CloudEvent],
+    response_model_exclude_none=True,  # extensions without a value are left out
+    responses=error_responses(410),
+)
 async def read_events(
     request: Request,
     response: Response,

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.auth import SigningKey, SigningKeys
 from servicekit.database import Database
+from servicekit.events import Position
 from servicekit.migrations import alembic_config
 from servicekit.reads import compile_for_driver, driver_listeners
 
@@ -279,7 +280,8 @@ def serving(app: FastAPI, startup_timeout: float = 10.0) -> Iterator[str]:
 STARTUP_TIMEOUT = 30.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -300,7 +302,7 @@ class ServiceProcess:
         self.environment = dict(environment or {})
         self.database_url = database_url
         self.alembic_ini = alembic_ini
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -367,18 +369,43 @@ class ServiceProcess:
                 db.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
+@contextmanager
+def started(processes: Mapping[str, ServiceProcess]) -> Iterator[Mapping[str, ServiceProcess]]:
+    """The processes migrated and serving, in order, for the block; stopped after it."""
+    try:
+        for process in processes.values():
+            process.migrate()
+            process.start()
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
 def caught_up(
     feed: ServiceProcess, consumer: ServiceProcess, timeout: float = 15.0
 ) -> dict[str, Any]:
-    """Wait until `consumer` has applied every event `feed` serves now; the consumer's state.
+    """Wait until `consumer` has applied every event committed to `feed`'s outbox by now; the
+    consumer's state.
 
-    Polls the consumer's readiness details until its cursor reaches the feed's head (a
-    condition, not a fixed sleep); fails after `timeout` seconds.
+    The newest event is read from the feed's database rather than from its head: the feed
+    holds an event back while an older transaction is still running (an autovacuum's, say),
+    so its head can lag a commit that has just been acknowledged. Polls the consumer's
+    readiness details until its cursor is at or past that event (a condition, not a fixed
+    sleep); fails after `timeout` seconds.
     """
-    head = httpx.get(
-        f"{feed.url}/events/head", headers={"Authorization": f"Bearer {TEST_EVENTS_TOKEN}"}
-    ).json()["cursor"]
-    return consumer_reaches(consumer, lambda events: events.get("cursor") == head, timeout)
+    with psycopg.connect(libpq_url(feed.database_url), autocommit=True) as database:
+        newest = database.execute(
+            "SELECT txid, id FROM outbox_events ORDER BY txid DESC, id DESC LIMIT 1"
+        ).fetchone()
+
+    def reached(events: dict[str, Any]) -> bool:
+        cursor = events.get("cursor")
+        if newest is None:
+            return cursor is not None
+        return cursor is not None and Position.parse(cursor) >= Position(*newest)
+
+    return consumer_reaches(consumer, reached, timeout)
 
 
 def consumer_status(process: ServiceProcess) -> dict[str, Any]:

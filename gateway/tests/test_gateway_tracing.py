@@ -1,0 +1,205 @@
+"""One trace across processes: the gateway, users and blog as real processes exporting their
+spans over OTLP to a receiver in the test, as they would to a collector."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from servicekit.testing import TEST_EVENTS_TOKEN, ServiceProcess, TokenIssuer, free_port, started
+from servicekit.testing.otlp import CLIENT, CONSUMER, SERVER, OtlpReceiver, ReceivedSpan
+
+# Spans of requests are named by the route's template, path convertor included.
+DELETION = "DELETE /users/{user_id:int}"
+
+
+@dataclass
+class TracedSystem:
+    gateway: httpx.Client
+    receiver: OtlpReceiver
+    gateway_log: Path
+    services: Mapping[str, ServiceProcess]
+
+
+def _start_gateway(port: int, environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "gateway_service.main:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            ],
+            env={**os.environ, **environment},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway did not start: {log.read_text()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def traced(
+    make_services: Callable[..., dict[str, ServiceProcess]],
+    token_issuer: TokenIssuer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TracedSystem]:
+    with OtlpReceiver(free_port()).serving() as receiver:
+        tracing = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "20",  # milliseconds: spans reach the test soon
+        }
+        processes = make_services("traced", tracing, names=("users", "blog"))
+        with started(processes):
+            log = tmp_path_factory.mktemp("gateway") / "stderr.log"
+            users, blog = processes["users"].url, processes["blog"].url
+            port = free_port()
+            gateway = _start_gateway(
+                port,
+                {
+                    **tracing,
+                    "GATEWAY_ENVIRONMENT": "test",
+                    "GATEWAY_USERS_URL": users,
+                    "GATEWAY_BLOG_URL": blog,
+                    "GATEWAY_CATALOG_URL": f"http://127.0.0.1:{free_port()}",  # not needed
+                    "GATEWAY_AUTH_JWKS_URL": f"{users}/.well-known/jwks.json",
+                },
+                log,
+            )
+            try:
+                with httpx.Client(
+                    base_url=f"http://127.0.0.1:{port}", headers=token_issuer.admin_headers()
+                ) as client:
+                    yield TracedSystem(client, receiver, log, processes)
+            finally:
+                gateway.terminate()
+                gateway.wait(timeout=10)
+
+
+def _server_span(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan | None:
+    found = [s for s in spans if (s.service, s.kind, s.name) == (service, SERVER, name)]
+    return found[-1] if found else None
+
+
+def _ancestors(span: ReceivedSpan, trace: list[ReceivedSpan]) -> list[ReceivedSpan]:
+    by_id = {s.span_id: s for s in trace}
+    chain = []
+    while span.parent_id in by_id:
+        span = by_id[span.parent_id]
+        chain.append(span)
+    return chain
+
+
+def _sign_up_and_post(system: TracedSystem, name: str) -> int:
+    body = {"email": f"{name}@example.com", "name": name, "password": "correct horse battery"}
+    user = system.gateway.post("/users/", json=body).json()
+    post = {"title": f"{name}'s", "content": "x"}
+    assert system.gateway.post(f"/users/{user['id']}/posts", json=post).status_code == 201
+    user_id: int = user["id"]
+    return user_id
+
+
+def test_a_composed_view_is_one_trace_across_the_gateway_the_services_and_their_databases(
+    traced: TracedSystem,
+) -> None:
+    _sign_up_and_post(traced, "ada")
+
+    answer = traced.gateway.get("/users-with-posts?limit=20&posts_per_user=5")
+    spans = traced.receiver.wait_for(
+        lambda spans: (
+            (root := _server_span(spans, "gateway", "GET /users-with-posts")) is not None
+            and {s.service for s in spans if s.trace_id == root.trace_id and s.kind == SERVER}
+            >= {"gateway", "users", "blog"}
+        )
+    )
+    root = _server_span(spans, "gateway", "GET /users-with-posts")
+    assert root is not None
+    trace = traced.receiver.trace(root.trace_id)
+
+    assert answer.status_code == 200
+    assert root.parent_id == ""  # the gateway started the trace
+    for service in ("users", "blog"):
+        server = [s for s in trace if s.service == service and s.kind == SERVER]
+        assert len(server) == 1, f"{service}: {server}"
+        # Called by the gateway: each service's server span is a child of a gateway call.
+        caller = _ancestors(server[0], trace)[0]
+        assert (caller.service, caller.kind) == ("gateway", CLIENT)
+        statements = [s for s in trace if s.service == service and "db.statement" in s.attributes]
+        assert statements, f"{service} traced no database statement"
+        for statement in statements:
+            # Beneath the service's request, and one span per statement: never a statement's
+            # span inside another's (two instrumentations of one statement nest that way).
+            chain = _ancestors(statement, trace)
+            assert server[0] in chain
+            assert not any("db.statement" in parent.attributes for parent in chain)
+            assert statement.attributes["db.system"] == "postgresql"
+
+
+def test_every_log_line_of_a_traced_request_carries_its_trace_and_span_ids(
+    traced: TracedSystem,
+) -> None:
+    answer = traced.gateway.get("/users/me")
+    request_id = answer.headers["X-Request-ID"]
+    spans = traced.receiver.wait_for(
+        lambda spans: _server_span(spans, "gateway", "GET /users/me") is not None
+    )
+    root = _server_span(spans, "gateway", "GET /users/me")
+    assert root is not None
+
+    lines = [json.loads(line) for line in traced.gateway_log.read_text().splitlines() if line]
+    access = [line for line in lines if line.get("request_id") == request_id]
+
+    assert access, "no log line carries the request id"
+    for line in access:
+        assert line["trace_id"] == root.trace_id
+        assert len(line["span_id"]) == 16
+
+
+def test_the_event_of_a_change_carries_its_trace_and_the_consumer_links_to_it(
+    traced: TracedSystem,
+) -> None:
+    user_id = _sign_up_and_post(traced, "bob")
+
+    assert traced.gateway.delete(f"/users/{user_id}").status_code == 204
+    spans = traced.receiver.wait_for(
+        lambda spans: (
+            (deletion := _server_span(spans, "gateway", DELETION)) is not None
+            and any(
+                s.kind == CONSUMER and deletion.trace_id in s.linked_trace_ids
+                for s in spans
+                if s.service == "blog"
+            )
+        )
+    )
+    deletion = _server_span(spans, "gateway", DELETION)
+    assert deletion is not None
+    feed = httpx.get(
+        f"{traced.services['users'].url}/events",
+        headers={"Authorization": f"Bearer {TEST_EVENTS_TOKEN}"},
+    ).json()
+    event = next(e for e in feed if e["type"] == "user.deleted" and e["subject"] == str(user_id))
+    consumer = next(
+        s for s in spans if s.kind == CONSUMER and deletion.trace_id in s.linked_trace_ids
+    )
+
+    assert event["traceparent"].split("-")[1] == deletion.trace_id
+    # The consumer's work is a trace of its own, linked to the change, with its statements.
+    assert consumer.trace_id != deletion.trace_id
+    assert any(
+        consumer in _ancestors(s, traced.receiver.trace(consumer.trace_id))
+        for s in traced.receiver.trace(consumer.trace_id)
+        if "db.statement" in s.attributes
+    )
