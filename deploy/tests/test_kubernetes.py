@@ -482,3 +482,16 @@ def test_users_and_blog_share_the_event_feeds_credential_from_a_secret(
     assert _environment(rendered, blog)["BLOG_EVENTS_URL"] == "http://users:8001/events"
     committed = [s for s in _all(rendered, "Secret") if s["metadata"]["name"].startswith("events")]
     assert len(committed) == (1 if overlay == "dev" else 0)
+
+
+def test_every_process_reads_the_metrics_token_from_a_secret(
+    rendered: list[Object], overlay: str, process: Process
+) -> None:
+    # Migrations read the same settings, which need the token outside development.
+    for container in _containers(_one(rendered, "Deployment", process.name)):
+        (variable,) = [v for v in container["env"] if v["name"].endswith("METRICS_TOKEN")]
+        assert variable["name"] == f"{process.env_prefix}METRICS_TOKEN"
+        reference = variable["valueFrom"]["secretKeyRef"]
+        assert (reference["name"].startswith("metrics-token"), reference["key"]) == (True, "token")
+    committed = [s for s in _all(rendered, "Secret") if s["metadata"]["name"].startswith("metrics")]
+    assert len(committed) == (1 if overlay == "dev" else 0)
