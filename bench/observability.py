@@ -1,7 +1,7 @@
 """Scenario 11: what metrics and tracing cost, through the gateway.
 
 Four copies of the gateway in front of users and blog, each copy with its own processes and
-the same databases, differ only in their observability: no metrics and no tracing (`plain`),
+the same databases, differ only in their observability: no request metrics and no tracing (`plain`),
 metrics with tracing off (`metrics`, as deployed by default), metrics and 10% of traces
 sampled (`sampled`), and metrics and every trace (`traced`). Spans go over OTLP to a sink in
 this process that answers and discards them, as a collector would accept them.
@@ -34,7 +34,7 @@ VARIANTS = (
     Variant(
         "plain",
         "no metrics, no tracing",
-        {prefix + "METRICS_ENABLED": "false" for prefix in ("USERS_", "BLOG_", "GATEWAY_")},
+        {prefix + "REQUEST_METRICS": "false" for prefix in ("USERS_", "BLOG_", "GATEWAY_")},
         18040,
     ),
     Variant("metrics", "metrics, tracing off (the default)", {}, 18050),

@@ -220,7 +220,15 @@ def test_development_defaults_are_refused_outside_development(
     with pytest.raises(ValidationError, match="development password"):
         settings({"APP_ENVIRONMENT": "production"})
     password = f"{service.name.upper()}_DB_PASSWORD"
-    production = settings({"APP_ENVIRONMENT": "production", password: "a-real-password"})
+    with pytest.raises(ValidationError, match="metrics_token is a development password"):
+        settings({"APP_ENVIRONMENT": "production", password: "a-real-password"})
+    production = settings(
+        {
+            "APP_ENVIRONMENT": "production",
+            password: "a-real-password",
+            "METRICS_TOKEN": "a-real-metrics-token",
+        }
+    )
     assert production.environment == "production"
 
 
@@ -254,3 +262,15 @@ def test_blog_follows_users_event_feed_with_a_credential_from_the_environment(
     assert _environment(containers["blog"], production)["BLOG_EVENTS_TOKEN"] == (
         "a-real-credential"
     )
+
+
+def test_every_process_takes_the_metrics_token_from_the_environment(
+    process: Process, containers: dict[str, Container]
+) -> None:
+    variable = f"{process.env_prefix}METRICS_TOKEN"
+
+    development = _environment(containers[process.name], {})
+    production = _environment(containers[process.name], {"METRICS_TOKEN": "a-real-credential"})
+
+    assert development[variable] == "changeme"
+    assert production[variable] == "a-real-credential"

@@ -589,3 +589,16 @@ def test_monitoring_namespace_reaches_every_workload_on_its_http_port_alone(
         names = [port.get("name") for c in _pod_spec(workload)["containers"] for port in c["ports"]]
         expected = ["http"] if workload["kind"] == "Deployment" else ["postgres"]
         assert names == expected, workload["metadata"]["name"]
+
+
+def test_every_process_reads_the_metrics_token_from_a_secret(
+    rendered: list[Object], overlay: str, process: Process
+) -> None:
+    # Migrations read the same settings, which need the token outside development.
+    for container in _containers(_one(rendered, "Deployment", process.name)):
+        (variable,) = [v for v in container["env"] if v["name"].endswith("METRICS_TOKEN")]
+        assert variable["name"] == f"{process.env_prefix}METRICS_TOKEN"
+        reference = variable["valueFrom"]["secretKeyRef"]
+        assert (reference["name"].startswith("metrics-token"), reference["key"]) == (True, "token")
+    committed = [s for s in _all(rendered, "Secret") if s["metadata"]["name"].startswith("metrics")]
+    assert len(committed) == (1 if overlay == "dev" else 0)

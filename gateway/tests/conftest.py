@@ -15,6 +15,7 @@ from gateway_service.main import create_app
 from gateway_service.settings import GatewaySettings
 from servicekit.testing import (
     TEST_EVENTS_TOKEN,
+    TEST_METRICS_TOKEN,
     ServiceProcess,
     TokenIssuer,
     asgi_client,
@@ -98,7 +99,9 @@ def gateway_settings(services: dict[str, ServiceProcess]) -> GatewaySettingsFact
 
     def make(**overrides: object) -> GatewaySettings:
         urls = {f"{name}_url": process.url for name, process in services.items()}
-        return GatewaySettings.model_validate({"environment": "test", **urls, **overrides})
+        return GatewaySettings.model_validate(
+            {"environment": "test", "metrics_token": TEST_METRICS_TOKEN, **urls, **overrides}
+        )
 
     return make
 

@@ -21,7 +21,13 @@ from gateway_service.errors import BadGateway
 from gateway_service.main import create_app
 from gateway_service.proxy import relay
 from gateway_service.settings import GatewaySettings
-from servicekit.testing import ServiceProcess, TokenIssuer, asgi_client, running
+from servicekit.testing import (
+    TEST_METRICS_TOKEN,
+    ServiceProcess,
+    TokenIssuer,
+    asgi_client,
+    running,
+)
 
 Gateway = tuple[httpx.AsyncClient, list[httpx.Request]]
 GatewaySettingsFactory = Callable[..., GatewaySettings]
@@ -215,4 +221,6 @@ async def test_a_service_that_hangs_up_after_the_request_gives_502_not_503(
 def test_idle_connections_are_dropped_before_the_services_drop_them() -> None:
     services_idle_timeout = uvicorn.Config("any:app").timeout_keep_alive
 
-    assert GatewaySettings(environment="test").keepalive_expiry < services_idle_timeout
+    settings = GatewaySettings(environment="test", metrics_token=TEST_METRICS_TOKEN)
+
+    assert settings.keepalive_expiry < services_idle_timeout

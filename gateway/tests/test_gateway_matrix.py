@@ -22,6 +22,7 @@ from servicekit.testing.access import (
     admins,
     anyones,
     assert_answered_as_expected,
+    metrics_scrapers,
     owners,
     signed_in_users,
 )
@@ -34,6 +35,7 @@ A_PRODUCT = {"name": "Desk", "price": "9.00", "category_id": "{category_id}"}
 EXPECTED: dict[str, Call] = {
     "GET /health/live": Call("GET", "/health/live", READ),
     "GET /health/ready": Call("GET", "/health/ready", READ),
+    "GET /metrics": Call("GET", "/metrics", metrics_scrapers()),
     "POST /users/": Call(
         "POST",
         "/users/",

@@ -1,20 +1,62 @@
 """Calls to the services: one pooled HTTP client, explicit timeouts, failures mapped to 5xx."""
 
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway_service.errors import BadGateway, GatewayTimeout, ServiceUnavailable, UpstreamResponse
 from gateway_service.settings import GatewaySettings
 from servicekit.errors import BadRequest
+from servicekit.metrics import DURATION_BUCKETS
 from servicekit.observability import REQUEST_ID_HEADER, request_id_var
 from servicekit.tracing import tracing_active
 
 IDEMPOTENT_READS = frozenset({"GET", "HEAD"})
 _REQUEST_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
+
+# How a call to a service ended: answered (by status class), or a failure of the connection.
+Outcome = Literal["ok", "4xx", "5xx", "timeout", "refused", "broken"]
+_ANSWERED: dict[int, Outcome] = {1: "ok", 2: "ok", 3: "ok", 4: "4xx", 5: "5xx"}
+
+
+class DownstreamMetrics:
+    """Each call to a service (each attempt, retries included): how it ended, how long it took."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.calls = Counter(
+            "gateway_downstream_requests_total",
+            "Calls to a service by outcome: ok (2xx, 3xx), 4xx, 5xx, timeout (no answer in "
+            "time, or no free connection), refused (could not connect), broken (the connection "
+            "broke after the request went out, or the answer was malformed).",
+            ("service", "outcome"),
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "gateway_downstream_request_duration_seconds",
+            "Time from sending a call to a service to reading its whole answer (or failing).",
+            ("service",),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+
+        # Each label set's child, found without prometheus-client's lock and label checks.
+        self._calls: dict[tuple[str, Outcome], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def observe(self, service: str, outcome: Outcome, seconds: float) -> None:
+        calls = self._calls.get((service, outcome))
+        if calls is None:
+            calls = self._calls[service, outcome] = self.calls.labels(service, outcome)
+        duration = self._durations.get(service)
+        if duration is None:
+            duration = self._durations[service] = self.duration.labels(service)
+        calls.inc()
+        duration.observe(seconds)
 
 
 def create_transport(settings: GatewaySettings) -> httpx.AsyncBaseTransport:
@@ -90,8 +132,10 @@ class Downstream:
         client: httpx.AsyncClient,
         transport: httpx.AsyncBaseTransport,
         base_urls: Mapping[str, str],
+        metrics: DownstreamMetrics | None,
     ) -> None:
         self.client = client
+        self.metrics = metrics
         # Calls go straight to the client's transport with the client's timeouts: the
         # client's own layers (redirects, auth, cookies, default headers, event hooks) have
         # nothing to do for them and cost a third of a call's CPU.
@@ -150,9 +194,7 @@ class Downstream:
             for listener in self.listeners:
                 listener(request)
             try:
-                response = await self.transport.handle_async_request(request)
-                await response.aread()
-                return response
+                return await self._send(service, request)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if attempt == attempts:
                     if _never_sent(exc):
@@ -169,6 +211,28 @@ class Downstream:
                 # status line or header, say) instead of mapping them to httpx's.
                 raise BadGateway(f"the {service} service broke the connection") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(self, service: str, request: httpx.Request) -> httpx.Response:
+        """One attempt: the whole answer, or the transport's error; counted either way."""
+        started = time.perf_counter()
+        outcome: Outcome | None = None  # None: cancelled, or a bug (not the service's doing)
+        try:
+            response = await self.transport.handle_async_request(request)
+            await response.aread()
+            outcome = _ANSWERED.get(response.status_code // 100, "broken")
+            return response
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            outcome = "refused" if _never_sent(exc) else "broken"
+            raise
+        except httpx.TimeoutException:
+            outcome = "timeout"
+            raise
+        except (httpx.TransportError, aiohttp.ClientError):
+            outcome = "broken"
+            raise
+        finally:
+            if outcome is not None and self.metrics is not None:
+                self.metrics.observe(service, outcome, time.perf_counter() - started)
 
     async def expect_ok(
         self, service: str, method: str, path: str, **kwargs: Any

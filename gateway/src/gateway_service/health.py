@@ -4,9 +4,10 @@ import asyncio
 
 import aiohttp
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from gateway_service.downstream import Downstream
 from gateway_service.proxy import downstream_of
 from servicekit.auth import anyone
 from servicekit.health import Health
@@ -41,12 +42,22 @@ async def _service_state(client: httpx.AsyncClient, base_url: str) -> str:
 )
 async def ready(request: Request) -> JSONResponse:
     """Every service is ready; the body gives each one's state either way."""
-    downstream = downstream_of(request)
+    checks = await service_states(downstream_of(request))
+    all_ok = all(state == "ok" for state in checks.values())
+    health = Health(status="ok" if all_ok else "unavailable", checks=checks)
+    return JSONResponse(health.model_dump(), status_code=200 if all_ok else 503)
+
+
+async def service_states(downstream: Downstream) -> dict[str, str]:
+    """Each service's readiness by name ("ok" or why not), all asked at once."""
     names = list(downstream.base_urls)
     states = await asyncio.gather(
         *(_service_state(downstream.client, downstream.base_urls[name]) for name in names)
     )
-    checks = dict(zip(names, states, strict=True))
-    all_ok = all(state == "ok" for state in states)
-    health = Health(status="ok" if all_ok else "unavailable", checks=checks)
-    return JSONResponse(health.model_dump(), status_code=200 if all_ok else 503)
+    return dict(zip(names, states, strict=True))
+
+
+async def every_service_ready(app: FastAPI) -> bool:
+    """The check of /health/ready, for the `service_ready` metric."""
+    downstream: Downstream = app.state.downstream
+    return all(state == "ok" for state in (await service_states(downstream)).values())

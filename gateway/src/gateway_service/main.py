@@ -6,7 +6,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway_service import composed, health
-from gateway_service.downstream import Downstream, create_http_client, create_transport, traced
+from gateway_service.downstream import (
+    Downstream,
+    DownstreamMetrics,
+    create_http_client,
+    create_transport,
+    traced,
+)
 from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
 from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
@@ -15,6 +21,8 @@ from servicekit.app import collector_tuned_for_serving, include_routes, remote_t
 from servicekit.auth import install_token_verifier, require_access_rules
 from servicekit.errors import install_error_handlers
 from servicekit.inbound import guard_requests
+from servicekit.metrics import install_metrics, metrics_of, name_routes_in_scope
+from servicekit.metrics import router as metrics_router
 from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.tracing import configure_tracing, flush, instrument_app
 
@@ -29,7 +37,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         transport = create_transport(settings)
         async with create_http_client(settings, transport) as client:
-            app.state.downstream = Downstream(client, traced(transport), settings.service_urls())
+            app.state.downstream = Downstream(
+                client,
+                traced(transport),
+                settings.service_urls(),
+                DownstreamMetrics(metrics_of(app).registry) if settings.request_metrics else None,
+            )
             await app.state.token_verifier.keys.prefetch()
             with collector_tuned_for_serving():
                 yield
@@ -50,9 +63,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     guard_requests(
         app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
     )
-    app.add_middleware(RequestContextMiddleware)
+    metrics = install_metrics(app, readiness=health.every_service_ready)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics.requests if settings.request_metrics else None
+    )
     install_token_verifier(app, remote_token_verifier(settings))
     include_routes(app, health.router)
+    include_routes(app, metrics_router)  # the gateway's own: /metrics is never forwarded
     include_routes(app, composed.router)
     require_access_rules(app.routes)  # the forwarded routes' rules are in ROUTE_TABLE
     add_proxy_routes(app, ROUTE_TABLE)
@@ -62,5 +79,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             app.openapi, ROUTE_TABLE, settings.openapi_cache_seconds, composed.DOCUMENTED_BY
         ),
     )
+    name_routes_in_scope(app)
     instrument_app(app)
     return app

@@ -11,7 +11,12 @@ from fastapi import FastAPI
 from blog_service.main import create_app
 from blog_service.models import Base
 from blog_service.settings import BlogSettings
-from servicekit.testing import TEST_EVENTS_TOKEN, ServiceUnderTest, TokenIssuer
+from servicekit.testing import (
+    TEST_EVENTS_TOKEN,
+    TEST_METRICS_TOKEN,
+    ServiceUnderTest,
+    TokenIssuer,
+)
 
 Json = dict[str, Any]
 A_POST: Json = {"title": "Hello", "content": "First words.", "author_id": 1}
@@ -25,6 +30,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
             environment="test",
             auth_jwks_url=token_issuer.jwks_url,
             events_token=TEST_EVENTS_TOKEN,
+            metrics_token=TEST_METRICS_TOKEN,
             # Blog alone: the tests of the consumer run it themselves, against a feed they serve.
             consume_events=False,
         )
@@ -36,6 +42,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/posts/1",
+        read_route="/posts/{post_id}",
         create_path="/posts/",
         create_body=lambda n: {"title": f"Post {n}", "content": "Some text."},
     )

@@ -22,6 +22,7 @@ from servicekit.testing.access import (
     assert_anonymous_refused_exactly_where_a_token_is_needed,
     assert_table_covers_routes,
     check_call,
+    metrics_scrapers,
     owners,
     role_clients,
     routes_of,
@@ -35,6 +36,7 @@ Json = dict[str, Any]
 EXPECTED: dict[str, Call] = {
     "GET /health/live": Call("GET", "/health/live", anyones(200)),
     "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
+    "GET /metrics": Call("GET", "/metrics", metrics_scrapers()),
     "POST /posts/": Call(
         "POST",
         "/posts/",

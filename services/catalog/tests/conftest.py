@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from catalog_service.main import create_app
 from catalog_service.models import Base
 from catalog_service.settings import CatalogSettings
-from servicekit.testing import ServiceUnderTest, TokenIssuer
+from servicekit.testing import TEST_METRICS_TOKEN, ServiceUnderTest, TokenIssuer
 
 Body = dict[str, Any]
 MakeCategory = Callable[..., Awaitable[Body]]
@@ -22,7 +22,10 @@ MakeProduct = Callable[..., Awaitable[Body]]
 def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
     def create_test_app(database_url: str) -> FastAPI:
         settings = CatalogSettings(
-            database_url=database_url, environment="test", auth_jwks_url=token_issuer.jwks_url
+            database_url=database_url,
+            environment="test",
+            auth_jwks_url=token_issuer.jwks_url,
+            metrics_token=TEST_METRICS_TOKEN,
         )
         return create_app(settings)
 
@@ -32,6 +35,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/products/1",
+        read_route="/products/{product_id}",
         create_path="/categories/",
         create_body=lambda n: {"name": f"Category {n}"},
     )

@@ -8,7 +8,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from servicekit.testing import TEST_EVENTS_TOKEN, ServiceUnderTest, TokenIssuer
+from servicekit.testing import (
+    TEST_EVENTS_TOKEN,
+    TEST_METRICS_TOKEN,
+    ServiceUnderTest,
+    TokenIssuer,
+)
 from users_service.main import create_app
 from users_service.models import Base
 from users_service.settings import UsersSettings
@@ -29,6 +34,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
             password_hash_time_cost=1,
             password_hash_parallelism=1,
             events_token=TEST_EVENTS_TOKEN,
+            metrics_token=TEST_METRICS_TOKEN,
         )
         return create_app(settings)
 
@@ -38,6 +44,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/users/1",
+        read_route="/users/{user_id}",
         create_path="/users/",
         create_body=lambda n: {
             "email": f"user{n}@example.com",

@@ -16,6 +16,7 @@ from servicekit.testing.access import (
     anyones,
     assert_answered_as_expected,
     assert_table_covers_routes,
+    metrics_scrapers,
     owners,
     role_clients,
     routes_of,
@@ -43,6 +44,7 @@ A_NEW_USER = {"email": "new@example.com", "name": "New", "password": PASSWORD}
 EXPECTED: dict[str, Call] = {
     "GET /health/live": Call("GET", "/health/live", anyones(200)),
     "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
+    "GET /metrics": Call("GET", "/metrics", metrics_scrapers()),
     "GET /.well-known/jwks.json": Call("GET", "/.well-known/jwks.json", anyones(200)),
     "POST /auth/token": Call("POST", "/auth/token", anyones(200), data=OWNERS_SIGN_IN),
     "POST /auth/refresh": Call(

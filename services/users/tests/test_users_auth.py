@@ -500,6 +500,7 @@ def test_outside_development_a_missing_key_file_refuses_to_start(tmp_path: Path)
         environment="production",
         signing_keys_file=tmp_path / "keys.json",
         events_token="a-production-events-token",
+        metrics_token="a-production-metrics-token",
     )
 
     with pytest.raises(MissingSigningKeys, match="USERS_SIGNING_KEYS_FILE"):

@@ -15,12 +15,15 @@ from servicekit.testing.contracts import (
     test_each_request_is_logged_once_with_its_id_and_outcome,
     test_liveness_and_readiness_when_the_database_answers,
     test_location_and_link_are_relative_whatever_the_host,
+    test_metrics_answer_only_the_metrics_credential,
     test_paths_answer_with_or_without_the_trailing_slash,
     test_readiness_fails_and_liveness_holds_when_the_database_is_down,
     test_reads_are_503_without_internals_when_the_database_is_down,
+    test_requests_are_counted_under_their_route_template,
     test_settings_read_the_service_prefix,
     test_settings_refuse_a_development_password_in_production,
     test_the_embedded_default_is_an_sqlite_file_under_var,
+    test_the_metrics_report_readiness_and_every_connection_pool,
     test_unknown_routes_use_the_error_model,
 )
 
@@ -36,12 +39,15 @@ __all__ = [
     "test_each_request_is_logged_once_with_its_id_and_outcome",
     "test_liveness_and_readiness_when_the_database_answers",
     "test_location_and_link_are_relative_whatever_the_host",
+    "test_metrics_answer_only_the_metrics_credential",
     "test_paths_answer_with_or_without_the_trailing_slash",
     "test_readiness_fails_and_liveness_holds_when_the_database_is_down",
     "test_reads_are_503_without_internals_when_the_database_is_down",
+    "test_requests_are_counted_under_their_route_template",
     "test_settings_read_the_service_prefix",
     "test_settings_refuse_a_development_password_in_production",
     "test_the_embedded_default_is_an_sqlite_file_under_var",
+    "test_the_metrics_report_readiness_and_every_connection_pool",
     "test_unknown_routes_use_the_error_model",
 ]
 

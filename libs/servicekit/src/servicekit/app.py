@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from servicekit import health
+from servicekit import health, metrics
 from servicekit.auth import (
     RemoteKeys,
     TokenVerifier,
@@ -19,6 +19,7 @@ from servicekit.auth import (
 from servicekit.database import Database
 from servicekit.errors import install_error_handlers
 from servicekit.inbound import guard_requests
+from servicekit.metrics import install_metrics, name_routes_in_scope
 from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.settings import BaseProcessSettings, ServiceSettings
 from servicekit.tracing import configure_tracing, flush, instrument_app, untraced
@@ -74,7 +75,8 @@ def create_service_app(
     token_verifier: TokenVerifier | None = None,
     background: Sequence[Callable[[FastAPI], Coroutine[Any, Any, None]]] = (),
 ) -> FastAPI:
-    """A FastAPI app with the database lifecycle, error model, health probes and request logging.
+    """A FastAPI app with the database lifecycle, error model, health probes, request logging
+    and metrics.
 
     Bearer tokens are verified against the keys at `settings.auth_jwks_url` unless a
     `token_verifier` is given (the issuer verifies with its own keys); every route must
@@ -110,13 +112,23 @@ def create_service_app(
     guard_requests(
         app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
     )
-    app.add_middleware(RequestContextMiddleware)
+    process_metrics = install_metrics(app, readiness=_database_answers)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=process_metrics.requests if settings.request_metrics else None,
+    )
     install_token_verifier(app, token_verifier or remote_token_verifier(settings))
-    for router in (health.router, *routers):
+    for router in (health.router, metrics.router, *routers):
         include_routes(app, router)
     require_access_rules(app.routes)
+    name_routes_in_scope(app)
     instrument_app(app)
     return app
+
+
+async def _database_answers(app: FastAPI) -> bool:
+    database: Database = app.state.database
+    return await database.is_reachable()
 
 
 def remote_token_verifier(settings: BaseProcessSettings) -> TokenVerifier:

@@ -6,7 +6,8 @@ kept, so a service reached inside the network is as guarded as one reached throu
 and keeps working while users is down.
 
 Every route declares one rule, as a dependency: `Caller` (anyone; a token, if sent, must be
-valid), `SignedIn` or `Admin`. `require_access_rules` refuses to build an app with a route that
+valid), `SignedIn` or `Admin`; internal routes take a credential instead of a user's token
+(`SERVICE_ONLY`, `METRICS`). `require_access_rules` refuses to build an app with a route that
 declares none, so a route cannot be added and forgotten. Rules that depend on the resource (the
 author of a post) are the service's own, raised as `Forbidden`.
 """
@@ -438,16 +439,34 @@ async def admin(principal: Annotated[Principal, Depends(signed_in)]) -> Principa
     return principal
 
 
+def _require_credential(request: Request, expected: str | None, credential: str) -> None:
+    """401 unless the bearer token is `expected` (compared in constant time); with nothing
+    expected, nobody is admitted."""
+    presented = bearer_token(request)
+    if expected is None or presented is None:
+        raise Unauthorized(f"this route needs the {credential}")
+    if not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise Unauthorized(f"this route needs the {credential}")
+
+
 async def service(request: Request) -> None:
     """Rule: the bearer token is the service credential the app was given
     (`app.state.service_token`): for internal routes other services call, such as an event feed.
     Without a credential configured, nobody is admitted."""
     expected: str | None = getattr(request.app.state, "service_token", None)
-    presented = bearer_token(request)
-    if expected is None or presented is None:
-        raise Unauthorized("this route needs the service credential")
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthorized("this route needs the service credential")
+    _require_credential(request, expected, "service credential")
+
+
+async def metrics_scraper(request: Request) -> None:
+    """Rule: the bearer token is the process's `metrics_token` setting: for `GET /metrics`.
+
+    Not a user's token, nor open on the network: the gateway is public, and its /metrics is
+    its own. Every process takes the same rule and the same setting, so a Prometheus server
+    scrapes the gateway and every service with one credential.
+    """
+    settings = getattr(request.app.state, "settings", None)
+    expected = None if settings is None else settings.metrics_token.get_secret_value()
+    _require_credential(request, expected, "metrics credential")
 
 
 # As route parameters, for handlers that use the caller:
@@ -459,18 +478,21 @@ PUBLIC = Depends(anyone)
 SIGNED_IN = Depends(signed_in)
 ADMIN_ONLY = Depends(admin)
 SERVICE_ONLY = Depends(service)
+METRICS = Depends(metrics_scraper)
 
 ACCESS_RULES: dict[Callable[..., Any], str] = {
     anyone: "anyone",
     signed_in: "signed_in",
     admin: "admin",
     service: "service",
+    metrics_scraper: "metrics",
 }
 _RULE_RESPONSES = {
     "anyone": (401,),
     "signed_in": (401, 403),
     "admin": (401, 403),
     "service": (401,),
+    "metrics": (401,),
 }
 
 

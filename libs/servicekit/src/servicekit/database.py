@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -32,10 +33,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import MappedColumn, mapped_column
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
-from servicekit.pool import ReadPool
+from servicekit.pool import PoolStatistics, ReadPool
 from servicekit.reads import DriverReads, Row, on_psycopg
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import instrument_engine
@@ -227,6 +228,48 @@ def _ping_connections_idle_for(engine: AsyncEngine, seconds: float) -> None:
             raise DisconnectionError("the pooled connection no longer answers") from exc
 
 
+class CountingQueuePool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's pool for async engines, counting the checkouts that wait and give up.
+
+    SQLAlchemy tells how many connections are lent and idle, but has no event for a checkout
+    that waits. One waits exactly when every connection it may open is lent (the check and
+    the checkout happen without an await in between), so a comparison per checkout counts it.
+    """
+
+    def __init__(
+        self, creator: Any, pool_size: int = 5, max_overflow: int = 10, **kwargs: Any
+    ) -> None:
+        super().__init__(creator, pool_size=pool_size, max_overflow=max_overflow, **kwargs)
+        self.limit = pool_size + max_overflow
+        self.waiting = 0
+        self._waits = 0
+        self._timeouts = 0
+
+    def connect(self) -> PoolProxiedConnection:
+        if self.checkedout() < self.limit:
+            return super().connect()
+        self._waits += 1
+        self.waiting += 1
+        try:
+            return super().connect()
+        except PoolTimeoutError:
+            self._timeouts += 1
+            raise
+        finally:
+            self.waiting -= 1
+
+    def statistics(self) -> PoolStatistics:
+        """The pool's state now, for metrics."""
+        return PoolStatistics(
+            limit=self.limit,
+            in_use=self.checkedout(),
+            idle=self.checkedin(),
+            waiting=self.waiting,
+            waits=self._waits,
+            timeouts=self._timeouts,
+        )
+
+
 def _connect_args(settings: ServiceSettings, url: URL) -> dict[str, Any]:
     if url.get_backend_name() != "postgresql":
         return {}
@@ -242,6 +285,7 @@ def create_engine(settings: ServiceSettings) -> AsyncEngine:
     prepare_sqlite_path(url)
     engine = create_async_engine(
         url,
+        poolclass=CountingQueuePool,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,
@@ -362,6 +406,16 @@ class Database:
         except Exception:
             return False
         return True
+
+    def pool_statistics(self) -> dict[str, PoolStatistics]:
+        """Each pool's state by name: "orm" (the engine's), and "reads" on Postgres."""
+        pools: dict[str, PoolStatistics] = {}
+        engine_pool = self.engine.pool
+        if isinstance(engine_pool, CountingQueuePool):
+            pools["orm"] = engine_pool.statistics()
+        if self.read_pool is not None:
+            pools["reads"] = self.read_pool.statistics()
+        return pools
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -165,7 +165,12 @@ def serve_either_slash(app: FastAPI) -> None:
             other = path[:-1] if path.endswith("/") else f"{path}/"
             toggled = {**scope, "path": other, _SLASH_TOGGLED: True}
             if any(route.matches(toggled)[0] is not Match.NONE for route in router.routes):
-                await router.app(toggled, receive, send)
+                try:
+                    await router.app(toggled, receive, send)
+                finally:
+                    # The route that served it, for the request metrics (servicekit.metrics).
+                    if "route" in toggled:
+                        scope["route"] = toggled["route"]
                 return
         await not_found(scope, receive, send)
 

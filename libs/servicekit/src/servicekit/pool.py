@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -24,6 +25,18 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 Connect = Callable[[], Awaitable["psycopg.AsyncConnection[Any]"]]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatistics:
+    """What a connection pool holds now, and its waits since it was created."""
+
+    limit: int  # connections it may open: size and overflow
+    in_use: int  # lent (or being opened for a caller)
+    idle: int
+    waiting: int  # callers waiting for a connection now
+    waits: int  # acquisitions that had to wait for a connection
+    timeouts: int  # of those, the ones that gave up (the pool timeout passed)
 
 
 class PooledConnection:
@@ -65,6 +78,8 @@ class ReadPool:
         self._waiters: deque[asyncio.Future[PooledConnection | None]] = deque()
         self._opened = 0  # idle, lent, and being opened
         self._valid_since = float("-inf")
+        self._waits = 0
+        self._timeouts = 0
 
     @property
     def opened(self) -> int:
@@ -75,6 +90,18 @@ class ReadPool:
     def waiting(self) -> int:
         """How many callers wait for a connection."""
         return len(self._waiters)  # each leaves the queue when served, cancelled or timed out
+
+    def statistics(self) -> PoolStatistics:
+        """The pool's state now, for metrics."""
+        idle = len(self._idle)
+        return PoolStatistics(
+            limit=self.limit,
+            in_use=self._opened - idle,
+            idle=idle,
+            waiting=self.waiting,
+            waits=self._waits,
+            timeouts=self._timeouts,
+        )
 
     async def acquire(self) -> PooledConnection:
         """A connection for one caller: an idle one, a new one, or one returned while waiting."""
@@ -152,6 +179,7 @@ class ReadPool:
     async def _wait(self) -> PooledConnection:
         waiter: asyncio.Future[PooledConnection | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._waits += 1
         try:
             async with asyncio.timeout(self.timeout):
                 connection = await waiter
@@ -166,6 +194,7 @@ class ReadPool:
                 else:
                     await self.release(given)
             if isinstance(exc, TimeoutError):
+                self._timeouts += 1
                 raise PoolTimeoutError(
                     f"no connection of {self.limit} was free within {self.timeout} s"
                 ) from exc

@@ -10,6 +10,17 @@ Environment = Literal["development", "test", "production"]
 
 # Passwords that only make sense on a developer's machine; other environments refuse them.
 DEVELOPMENT_PASSWORDS = frozenset({"postgres", "password", "changeme", "secret"})
+MIN_TOKEN_LENGTH = 8
+
+
+def refuse_weak_token(name: str, token: SecretStr, environment: str) -> None:
+    """Refuse a bearer token shorter than MIN_TOKEN_LENGTH, or, outside development, one of the
+    development passwords (ValueError naming the setting, never the value)."""
+    value = token.get_secret_value()
+    if environment != "development" and value in DEVELOPMENT_PASSWORDS:
+        raise ValueError(f"{name} is a development password; set a real one for {environment}")
+    if len(value) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"{name} must have at least {MIN_TOKEN_LENGTH} characters")
 
 
 class BaseProcessSettings(BaseSettings):
@@ -33,6 +44,23 @@ class BaseProcessSettings(BaseSettings):
     # none over HTTP/1.1, is 400. Links and Locations are relative references, so any host
     # is safe to answer; a deployment may still name the hosts it serves.
     allowed_hosts: list[str] = Field(default=["*"], min_length=1)
+
+    # The bearer token a Prometheus server sends to scrape `GET /metrics` (servicekit.metrics).
+    metrics_token: SecretStr = Field(
+        default=SecretStr("changeme"),
+        description="The bearer token of GET /metrics; one value for every process.",
+    )
+
+    # Off, requests (and the gateway's calls to services) are not counted or timed: the
+    # baseline the benchmark measures their cost against. /metrics still answers.
+    request_metrics: bool = Field(
+        default=True, description="Count and time each request for GET /metrics."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_development_metrics_token_outside_development(self) -> "BaseProcessSettings":
+        refuse_weak_token("metrics_token", self.metrics_token, self.environment)
+        return self
 
 
 class ServiceSettings(BaseProcessSettings):
@@ -86,11 +114,5 @@ class EventFeedSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_development_token_outside_development(self) -> "EventFeedSettings":
         environment = getattr(self, "environment", "development")
-        token = self.events_token.get_secret_value()
-        if environment != "development" and token in DEVELOPMENT_PASSWORDS:
-            raise ValueError(
-                f"events_token is a development password; set a real one for {environment}"
-            )
-        if len(token) < 8:
-            raise ValueError("events_token must have at least 8 characters")
+        refuse_weak_token("events_token", self.events_token, environment)
         return self

@@ -19,6 +19,7 @@ from blog_service.service import post_service
 from blog_service.settings import BlogSettings
 from servicekit.database import Database
 from servicekit.events import CloudEvent, ConsumerSettings, FeedConsumer, Position
+from servicekit.metrics import metrics_of
 from servicekit.pagination import MAX_LIMIT
 
 USERS_FEED = "users"
@@ -56,9 +57,11 @@ def consumer_of(settings: BlogSettings, database: Database) -> FeedConsumer:
 
 
 async def follow_users_feed(app: FastAPI) -> None:
-    """Follow users' feed for as long as the app serves; its state shows in /health/ready."""
+    """Follow users' feed for as long as the app serves; its state shows in /health/ready
+    and in the metrics."""
     consumer = users_feed_consumer(app)
     app.state.health_details["events"] = consumer.status.details
+    metrics_of(app).report_consumer(consumer.feed, consumer.status)
     await consumer.run()
 
 

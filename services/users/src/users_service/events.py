@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit.auth import SERVICE_ONLY
 from servicekit.database import Database, get_database
 from servicekit.errors import error_responses
-from servicekit.events import CloudEvent, Outbox, parse_cursor
+from servicekit.events import START, CloudEvent, Outbox, parse_cursor
+from servicekit.metrics import OUTBOX_COUNT_CAP
 from servicekit.pagination import MAX_LIMIT, set_next_link
 from users_service.models import OUTBOX_EVENTS, OUTBOX_HORIZON, User
 from users_service.settings import UsersSettings
@@ -127,6 +128,12 @@ async def feed_head(request: Request) -> FeedHead:
     """The cursor after the newest event served: where a consumer that has just
     resynchronised continues from."""
     return FeedHead(cursor=(await USER_EVENTS.head(get_database(request))).cursor())
+
+
+async def events_held(app: FastAPI) -> int:
+    """The events the feed holds now (up to OUTBOX_COUNT_CAP), for the `events_outbox_events`
+    metric: what retention keeps, and what a consumer starting afresh would read."""
+    return await USER_EVENTS.backlog(app.state.database, START, OUTBOX_COUNT_CAP)
 
 
 async def prune_events(app: FastAPI) -> None:

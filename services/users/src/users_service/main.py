@@ -4,10 +4,12 @@ from fastapi import FastAPI
 
 from servicekit.app import create_service_app
 from servicekit.auth import LocalKeys, TokenVerifier
+from servicekit.metrics import metrics_of
 from users_service import events
 from users_service.keys import load_signing_keys
 from users_service.passwords import Passwords
 from users_service.router import auth_router, keys_router, router
+from users_service.service import LoginMetrics
 from users_service.settings import UsersSettings
 from users_service.tokens import AccessTokens
 
@@ -39,4 +41,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
     app.state.access_tokens = AccessTokens(
         keys, settings.auth_issuer, settings.auth_audience, settings.access_token_lifetime
     )
+    metrics = metrics_of(app)
+    app.state.login_metrics = LoginMetrics(metrics.registry)
+    metrics.report_outbox(events.events_held)
     return app

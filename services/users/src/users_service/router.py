@@ -28,6 +28,7 @@ from users_service.schemas import (
 )
 from users_service.service import (
     Authentication,
+    LoginMetrics,
     UserQueries,
     UserService,
     check_may_sort_by,
@@ -73,7 +74,10 @@ async def _authentication(request: Request) -> Authentication:
     state = request.app.state
     access_tokens: AccessTokens = state.access_tokens
     settings: UsersSettings = state.settings
-    return Authentication(get_database(request), _passwords(request), access_tokens, settings)
+    login_metrics: LoginMetrics = state.login_metrics
+    return Authentication(
+        get_database(request), _passwords(request), access_tokens, settings, login_metrics
+    )
 
 
 Users = Annotated[UserService, Depends(_writer)]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar
 
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Forbidden, Principal, Unauthorized
@@ -184,6 +185,22 @@ def _check_may_act_for(caller: Principal, user_id: int) -> None:
         raise Forbidden("a user may change only their own account")
 
 
+class LoginMetrics:
+    """Failed and throttled logins, for Prometheus (servicekit.metrics)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.failures = Counter(
+            "auth_login_failures_total",
+            "Logins refused for a wrong email or password, or an inactive user (401).",
+            registry=registry,
+        )
+        self.throttled = Counter(
+            "auth_login_throttled_total",
+            "Logins refused after too many failures for the account or address (429).",
+            registry=registry,
+        )
+
+
 class Authentication:
     """Logins, refresh token rotation and logout.
 
@@ -198,11 +215,13 @@ class Authentication:
         passwords: Passwords,
         access_tokens: AccessTokens,
         settings: UsersSettings,
+        metrics: LoginMetrics,
     ) -> None:
         self.database = database
         self.passwords = passwords
         self.access_tokens = access_tokens
         self.settings = settings
+        self.metrics = metrics
 
     async def login(self, email: str, password: str, address: str) -> TokenAnswer:
         """Tokens for a correct email and password of an active user; 401 otherwise.
@@ -228,6 +247,7 @@ class Authentication:
                 failures = LoginFailureRepository(session)
                 await failures.record(limits, now)
                 await failures.prune(now - timedelta(seconds=self.settings.login_failure_window))
+            self.metrics.failures.inc()
             raise Unauthorized(BAD_CREDENTIALS)
         async with self.database.transaction() as session:
             account_key = next(iter(limits))
@@ -249,6 +269,7 @@ class Authentication:
                 # Below the limit again once the limit-th newest failure leaves the window.
                 waits.append((latest[-1] + window - now).total_seconds())
         if waits:
+            self.metrics.throttled.inc()
             raise TooManyAttempts(max(1, math.ceil(max(waits))))
 
     async def refresh(self, refresh_token: str) -> TokenAnswer:

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from sqlalchemy import MetaData, Select, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,10 +32,15 @@ from servicekit.events import Position
 from servicekit.migrations import alembic_config
 from servicekit.reads import compile_for_driver, driver_listeners
 
+T = TypeVar("T")
+
 # The user id of the admin whose token the services' test clients send by default.
 TEST_ADMIN_ID = 1_000_000
 # The event feed's credential between the services under test.
 TEST_EVENTS_TOKEN = "events-token-of-the-tests"  # noqa: S105 - a test value
+# The metrics credential of every process under test, and the header that presents it.
+TEST_METRICS_TOKEN = "metrics-token-of-the-tests"  # noqa: S105 - a test value
+METRICS_CREDENTIAL = {"Authorization": f"Bearer {TEST_METRICS_TOKEN}"}
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class ServiceUnderTest:
     metadata: MetaData
     alembic_ini: Path
     read_path: str  # a GET that reads the database
+    read_route: str  # the path template of read_path's route, as the request metrics name it
     # A POST that creates a resource from a JSON body, which DELETE at its Location deletes;
     # create_body(n) is the n-th of as many bodies as a test needs, none conflicting with another.
     create_path: str
@@ -209,6 +217,41 @@ async def plan_nodes(
     return below(plan["Plan"])
 
 
+@dataclass(frozen=True)
+class Scrape:
+    """The samples of one answer of `GET /metrics`."""
+
+    samples: tuple[Sample, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "Scrape":
+        families = text_string_to_metric_families(text)
+        return cls(tuple(sample for family in families for sample in family.samples))
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` whose labels include `labels`; 0 if there are none."""
+        return sum(
+            sample.value
+            for sample in self.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+
+    def labels(self, name: str, label: str) -> set[str]:
+        """The values `label` takes among the samples of `name`."""
+        return {sample.labels[label] for sample in self.samples if sample.name == name}
+
+    @property
+    def names(self) -> set[str]:
+        return {sample.name for sample in self.samples}
+
+
+async def scrape(client: httpx.AsyncClient) -> Scrape:
+    """The metrics of the app `client` calls, read with the test metrics credential."""
+    response = await client.get("/metrics", headers=METRICS_CREDENTIAL)
+    assert response.status_code == 200, response.text
+    return Scrape.parse(response.text)
+
+
 def next_link(response: httpx.Response) -> str | None:
     """The URL of a response's `Link: <...>; rel="next"` header, if it has one."""
     match = re.fullmatch(r'<([^>]+)>; rel="next"', response.headers.get("Link", ""))
@@ -299,7 +342,11 @@ class ServiceProcess:
         environment: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
-        self.environment = dict(environment or {})
+        # A metrics token the settings accept in any environment, unless one is given.
+        self.environment = {
+            f"{name.upper()}_METRICS_TOKEN": TEST_METRICS_TOKEN,
+            **(environment or {}),
+        }
         self.database_url = database_url
         self.alembic_ini = alembic_ini
         self.port = free_port()
@@ -421,9 +468,22 @@ def consumer_reaches(
     timeout: float = 15.0,
 ) -> dict[str, Any]:
     """Poll the consumer's status until `condition` holds (fails after `timeout` seconds)."""
+    return poll(lambda: consumer_status(process), condition, timeout, f"{process.name}'s consumer")
+
+
+def process_metrics(process: ServiceProcess) -> Scrape:
+    """The metrics `process` serves, read over HTTP with the test metrics credential."""
+    response = httpx.get(f"{process.url}/metrics", headers=METRICS_CREDENTIAL)
+    assert response.status_code == 200, response.text
+    return Scrape.parse(response.text)
+
+
+def poll(read: Callable[[], T], condition: Callable[[T], bool], timeout: float, what: str) -> T:
+    """`read()` again until what it gives meets `condition`: a state another process reaches
+    in its own time (fails after `timeout` seconds, naming `what`)."""
     deadline = time.monotonic() + timeout
-    while not condition(status := consumer_status(process)):
+    while not condition(value := read()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{process.name}'s consumer never got there: {status}")
+            raise AssertionError(f"{what} never got there: {value}")
         time.sleep(0.02)
-    return status
+    return value

@@ -43,6 +43,11 @@ def services_only() -> Statuses:
     return (401, 401, 401, 401)
 
 
+def metrics_scrapers() -> Statuses:
+    """No user's token admits: the route takes the metrics credential (checked on its own)."""
+    return (401, 401, 401, 401)
+
+
 def filled(value: Any, ids: Mapping[str, Any]) -> Any:
     """`value` with each string that is a whole `{name}` replaced by `ids[name]`, at any depth.
 

@@ -19,20 +19,27 @@ import psycopg
 import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
+from fastapi import FastAPI
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.migrations import alembic_config, migration_lock_key
 from servicekit.settings import ServiceSettings
 from servicekit.testing import (
+    METRICS_CREDENTIAL,
+    Scrape,
     ServiceUnderTest,
     TokenIssuer,
     asgi_client,
+    database_of,
     libpq_url,
     migrate,
     running,
+    scrape,
 )
 from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
+
+REQUEST_COUNT = "http_server_request_duration_seconds_count"
 
 
 async def _table_names(url: str) -> set[str]:
@@ -190,6 +197,59 @@ async def test_each_request_is_logged_once_with_its_id_and_outcome(
     assert isinstance(line.status, int)  # type: ignore[attr-defined]
 
 
+async def test_metrics_answer_only_the_metrics_credential(
+    anonymous: httpx.AsyncClient, token_issuer: TokenIssuer
+) -> None:
+    refused = [
+        await anonymous.get("/metrics", headers=headers)
+        for headers in (
+            {},
+            token_issuer.headers(7),
+            token_issuer.admin_headers(),
+            {"Authorization": "Bearer not-the-metrics-token"},
+        )
+    ]
+    answered = await anonymous.get("/metrics", headers=METRICS_CREDENTIAL)
+
+    for response in refused:
+        assert response.status_code == 401
+        assert response.json() == {"detail": "this route needs the metrics credential"}
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert answered.status_code == 200
+    assert answered.headers["Content-Type"].startswith("text/plain; version=")
+    assert answered.headers["Cache-Control"] == "no-store"
+    assert "service_ready" in Scrape.parse(answered.text).names
+
+
+async def test_requests_are_counted_under_their_route_template(
+    service: ServiceUnderTest, client: httpx.AsyncClient
+) -> None:
+    before = await scrape(client)
+
+    await client.get(service.read_path)
+    await client.get("/nowhere")
+    after = await scrape(client)
+
+    def counted(metrics: Scrape, route: str) -> float:
+        return metrics.value(REQUEST_COUNT, route=route, method="GET")
+
+    assert counted(after, service.read_route) == counted(before, service.read_route) + 1
+    assert counted(after, "<unmatched>") == counted(before, "<unmatched>") + 1
+    assert not {service.read_path, "/nowhere"} & after.labels(REQUEST_COUNT, "route")
+
+
+async def test_the_metrics_report_readiness_and_every_connection_pool(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    on_postgres = database_of(app).engine.dialect.name == "postgresql"
+
+    metrics = await scrape(client)
+
+    assert metrics.value("service_ready") == 1
+    pools = metrics.labels("db_pool_max_connections", "pool")
+    assert pools == ({"orm", "reads"} if on_postgres else {"orm"})
+
+
 async def test_unknown_routes_use_the_error_model(client: httpx.AsyncClient) -> None:
     response = await client.get("/nowhere")
 
@@ -209,6 +269,7 @@ def test_settings_refuse_a_development_password_in_production(service: ServiceUn
         settings_class(
             environment="production",
             database_url=f"postgresql+psycopg://{service.name}:postgres@db/{service.name}",
+            metrics_token="a-production-metrics-token",  # noqa: S106 - a test value
         )
 
 
