@@ -274,3 +274,15 @@ def test_every_process_takes_the_metrics_token_from_the_environment(
 
     assert development[variable] == "changeme"
     assert production[variable] == "a-real-credential"
+
+
+def test_prometheus_presents_the_metrics_token_every_process_expects(
+    containers: dict[str, Container],
+) -> None:
+    for shell in ({}, {"METRICS_TOKEN": "a-real-credential"}):
+        presented = _environment(containers["prometheus"], shell)["METRICS_TOKEN"]
+        expected = {
+            _environment(containers[name], shell)[f"{name.upper()}_METRICS_TOKEN"]
+            for name in ("gateway", "users", "catalog", "blog")
+        }
+        assert expected == {presented}
