@@ -35,6 +35,9 @@ def test_no_server_errors_and_responses_match_the_merged_schema(
             "PATCH /products/{product_id}",
             "GET /products/",
             "GET /posts/",
+            "POST /posts/",
+            "PATCH /posts/{post_id}",
+            "POST /users/{user_id}/posts",
             "GET /users/{user_id}/posts",
         ]
     )

@@ -13,7 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.testing import TEST_EVENTS_TOKEN, ServiceProcess, TokenIssuer, free_port, started
+from servicekit.testing import (
+    TEST_EVENTS_TOKEN,
+    TEST_METRICS_TOKEN,
+    ServiceProcess,
+    TokenIssuer,
+    free_port,
+    started,
+)
 from servicekit.testing.otlp import CLIENT, CONSUMER, SERVER, OtlpReceiver, ReceivedSpan
 
 # Spans of requests are named by the route's template, path convertor included.
@@ -72,6 +79,7 @@ def traced(
                 {
                     **tracing,
                     "GATEWAY_ENVIRONMENT": "test",
+                    "GATEWAY_METRICS_TOKEN": TEST_METRICS_TOKEN,
                     "GATEWAY_USERS_URL": users,
                     "GATEWAY_BLOG_URL": blog,
                     "GATEWAY_CATALOG_URL": f"http://127.0.0.1:{free_port()}",  # not needed
