@@ -6,13 +6,17 @@ dependencies, so `make install` puts them in the virtualenv; promtool comes from
 one, a test is skipped on a developer's machine and fails with `CI=true`.
 """
 
+import functools
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from deploy.tests.kubernetes_rules import DEPLOY, Object, render
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -89,6 +93,18 @@ def _installed_tool(name: str, how: str = "it is a dev dependency (`make install
 @pytest.fixture(scope="session")
 def kubectl() -> Path:
     return _installed_tool("kubectl")
+
+
+@pytest.fixture(scope="session")
+def render_overlay(kubectl: Path) -> Callable[[str], list[Object]]:
+    """Renders an overlay of deploy/overlays as `kubectl kustomize` does (offline), once per
+    overlay and session."""
+
+    @functools.cache
+    def objects(overlay: str) -> list[Object]:
+        return render(kubectl, DEPLOY / "overlays" / overlay)
+
+    return objects
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from servicekit.settings import DEVELOPMENT_PASSWORDS, ServiceSettings
 
 if TYPE_CHECKING:
-    from conftest import Process
+    from deploy.tests.conftest import Process
 
 COMPOSE_FILE = Path(__file__).parents[2] / "docker-compose.yml"
 # Compose's interpolation, as far as this file uses it: `$$`, `${NAME}` and `${NAME:-default}`.

@@ -38,7 +38,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 if TYPE_CHECKING:
-    from conftest import Process
+    from deploy.tests.conftest import Process
 
 pytestmark = pytest.mark.compose_stack
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Process
+    from deploy.tests.conftest import Process
 
 REPOSITORY = Path(__file__).parents[2]
 SHARED_BODY_MARKER = "# ---- Below this line every image's Dockerfile is the same"

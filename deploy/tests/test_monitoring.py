@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
-    from conftest import Process
+    from deploy.tests.conftest import Process
 
 DEPLOY = Path(__file__).parents[1]
 MONITORING = DEPLOY / "monitoring"
