@@ -619,8 +619,10 @@ def test_make_down_and_make_up_keep_the_data_and_migrate_nothing_again(
     assert stack.containers() == []
     volumes = docker(
         "volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}"
-    )
-    assert sorted(volumes.split()) == sorted(
+    ).split()
+    # Compose 1 creates every volume the file declares, Prometheus's too, though its profile is off.
+    volumes = [volume for volume in volumes if volume != f"{stack.project}_prometheus-data"]
+    assert sorted(volumes) == sorted(
         [f"{stack.project}_{service.name}-db-data" for service in services]
         + [f"{stack.project}_users-keys"]
     )
