@@ -30,7 +30,7 @@ install: $(UV)  ## Install every dependency, pinned by uv.lock
 migrate: install  ## Migrate every service's database to head
 	@for service in $(SERVICES); do \
 	  echo "migrating $$service"; \
-	  $(UV) run --frozen --no-sync alembic -c services/$$service/alembic.ini upgrade head || exit 1; \
+	  $(UV) run --frozen --no-sync python -m servicekit.migrate services/$$service/alembic.ini || exit 1; \
 	done
 
 admin: migrate  ## Create an admin, or make an existing user one: make admin EMAIL=... PASSWORD=...

@@ -1,15 +1,16 @@
 """Scenario 11: what metrics and tracing cost, through the gateway.
 
 Four copies of the gateway in front of users and blog, each copy with its own processes and
-the same databases, differ only in their observability: no request metrics and no tracing (`plain`),
-metrics with tracing off (`metrics`, as deployed by default), metrics and 10% of traces
-sampled (`sampled`), and metrics and every trace (`traced`). Spans go over OTLP to a sink in
+the same databases (one copy running at a time), differ only in their observability: no
+request metrics and no tracing (`plain`), metrics with tracing off (`metrics`, as deployed by
+default), metrics and 10% of traces sampled (`sampled`), and metrics and every trace
+(`traced`). Spans go over OTLP to a sink in
 this process that answers and discards them, as a collector would accept them.
 """
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -79,46 +80,75 @@ def otlp_sink() -> Iterator[str]:
         server.server_close()
 
 
-def start_variants(
-    stack: ExitStack,
-    start: Callable[[str, int, str, dict[str, str], str], Any],
-    service_environment: Callable[[str], dict[str, str]],
-    catalog_url: str,
-) -> dict[str, Any]:
-    """Each variant's users, blog and gateway, ready; the gateways by variant name.
+class Variants:
+    """The variants' servers, one variant at a time: four copies of users and blog with full
+    pools would hold more connections than a default Postgres allows (100) beside the main
+    system's. `use()` stops the variant that runs and starts the one asked for."""
 
-    `start(name, port, app, environment, ready_path)` runs one server for the stack's life;
-    `service_environment(service)` is a service's own environment in the main system.
-    """
-    stack.enter_context(otlp_sink())
-    gateways = {}
-    for variant in VARIANTS:
+    def __init__(
+        self,
+        start: Callable[[str, int, str, dict[str, str], str], AbstractContextManager[Any]],
+        service_environment: Callable[[str], dict[str, str]],
+        catalog_url: str,
+    ) -> None:
+        """`start(name, port, app, environment, ready_path)` runs one server for its block;
+        `service_environment(service)` is a service's own environment in the main system."""
+        self._start = start
+        self._service_environment = service_environment
+        self._catalog_url = catalog_url
+        self._running: tuple[str, ExitStack, Any] | None = None
+
+    def use(self, name: str) -> Any:
+        """The gateway of variant `name`, its users and blog running (and no other variant)."""
+        if self._running is not None and self._running[0] == name:
+            return self._running[2]
+        self.close()
+        variant = next(variant for variant in VARIANTS if variant.name == name)
+        stack = ExitStack()
+        try:
+            gateway = self._start_variant(stack, variant)
+        except BaseException:
+            stack.close()
+            raise
+        self._running = (name, stack, gateway)
+        return gateway
+
+    def _start_variant(self, stack: ExitStack, variant: Variant) -> Any:
         users_port, blog_port = variant.base_port + 1, variant.base_port + 3
         users_url = f"http://127.0.0.1:{users_port}"
         for service, port in (("users", users_port), ("blog", blog_port)):
-            environment = {**service_environment(service), **variant.environment}
+            environment = {**self._service_environment(service), **variant.environment}
             if service == "blog":
                 environment["BLOG_AUTH_JWKS_URL"] = f"{users_url}/.well-known/jwks.json"
                 # The main system's blog follows the feed; a second consumer would only
                 # contend for its cursor.
                 environment["BLOG_CONSUME_EVENTS"] = "false"
-            start(
-                f"{variant.name}-{service}",
-                port,
-                f"{service}_service.main:create_app",
-                environment,
-                "/health/ready",
+            stack.enter_context(
+                self._start(
+                    f"{variant.name}-{service}",
+                    port,
+                    f"{service}_service.main:create_app",
+                    environment,
+                    "/health/ready",
+                )
             )
-        gateways[variant.name] = start(
-            f"{variant.name}-gateway",
-            variant.base_port,
-            "gateway_service.main:create_app",
-            {
-                **variant.environment,
-                "GATEWAY_USERS_URL": users_url,
-                "GATEWAY_BLOG_URL": f"http://127.0.0.1:{blog_port}",
-                "GATEWAY_CATALOG_URL": catalog_url,
-            },
-            "/health/live",
+        return stack.enter_context(
+            self._start(
+                f"{variant.name}-gateway",
+                variant.base_port,
+                "gateway_service.main:create_app",
+                {
+                    **variant.environment,
+                    "GATEWAY_USERS_URL": users_url,
+                    "GATEWAY_BLOG_URL": f"http://127.0.0.1:{blog_port}",
+                    "GATEWAY_CATALOG_URL": self._catalog_url,
+                },
+                "/health/live",
+            )
         )
-    return gateways
+
+    def close(self) -> None:
+        """Stop the variant that runs, if any."""
+        if self._running is not None:
+            self._running[1].close()
+            self._running = None

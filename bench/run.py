@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -262,10 +262,8 @@ def _service_environment(server: URL, service: str) -> dict[str, str]:
     return env
 
 
-def start_system(
-    stack: ExitStack, server: URL, workers: int, observability: bool = False
-) -> dict[str, Server]:
-    """Every server of the benchmark, ready (with scenario 11's copies if `observability`)."""
+def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Server]:
+    """Every server of the benchmark, ready."""
     servers: dict[str, Server] = {}
     if not SIGNING_KEYS.exists():
         SigningKeys((SigningKey.generate(),)).write(SIGNING_KEYS)
@@ -295,19 +293,25 @@ def start_system(
             "/health/live",
         )
     )
-    if observability:
-
-        def start(name: str, port: int, app: str, env: dict[str, str], ready: str) -> Server:
-            servers[name] = stack.enter_context(serve(name, app, env, workers, ready, port))
-            return servers[name]
-
-        observability_scenario.start_variants(
-            stack,
-            start,
-            lambda service: _service_environment(server, service),
-            servers["catalog"].url,
-        )
     return servers
+
+
+def observability_variants(
+    stack: ExitStack, server: URL, workers: int, servers: dict[str, Server]
+) -> observability_scenario.Variants:
+    """Scenario 11's copies of the system, started one at a time as its runs need them."""
+    stack.enter_context(observability_scenario.otlp_sink())
+
+    def start(
+        name: str, port: int, app: str, env: dict[str, str], ready: str
+    ) -> AbstractContextManager[Server]:
+        return serve(name, app, env, workers, ready, port)
+
+    variants = observability_scenario.Variants(
+        start, lambda service: _service_environment(server, service), servers["catalog"].url
+    )
+    stack.callback(variants.close)
+    return variants
 
 
 # --- scenarios ---------------------------------------------------------------------------------
@@ -339,6 +343,7 @@ class Job:
     connections: int
     request: Request = GET
     alongside: "Job | None" = None
+    variant: str | None = None  # scenario 11's copy of the system the job needs running
 
 
 @dataclass(frozen=True)
@@ -403,8 +408,10 @@ class Bench:
         servers: dict[str, Server],
         engines: dict[str, Engine],
         accounts: Accounts,
+        variants: observability_scenario.Variants | None = None,
     ):
         self.options = options
+        self.variants = variants
         self.servers = servers
         self.engines = engines
         self.accounts = accounts
@@ -558,6 +565,7 @@ class Bench:
                             server,
                             paths,
                             connections,
+                            variant=variant.name,
                         )
                     )
         if self.wanted("8"):
@@ -577,6 +585,8 @@ class Bench:
         runs: dict[Job, list[LoadResult]] = {job: [] for job in jobs}
         for round_number in range(1, self.options.repeat + 1):
             for job in jobs:
+                if job.variant is not None and self.variants is not None:
+                    self.servers[job.server] = self.variants.use(job.variant)
                 say(f"{job.label} (round {round_number} of {self.options.repeat})")
                 profile = job.key if job.group == "throughput" and round_number == 1 else None
                 with self._alongside(job.alongside) as alongside:
@@ -829,9 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("creating and migrating bench_users, bench_catalog, bench_blog")
             recreate_databases(server)
         say("starting the servers")
-        servers = start_system(
-            stack, server, options.workers, not options.only or "11" in options.only
-        )
+        servers = start_system(stack, server, options.workers)
         if fresh:
             say(
                 f"seeding {options.scale.users:,} users, {options.scale.posts:,} posts, "
@@ -848,7 +856,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             say("reusing the seeded data set (--reseed rebuilds it)")
         started = datetime.now(UTC)
-        results = Bench(options, servers, engines, accounts).run()
+        variants = (
+            observability_variants(stack, server, options.workers, servers)
+            if not options.only or "11" in options.only
+            else None
+        )
+        results = Bench(options, servers, engines, accounts, variants).run()
         events = None
         if not options.only or "10" in options.only:
             from bench import events as events_scenario

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The two roles of a service's database (deploy/README.md, "Database roles"):
+# The two roles of a service's database (deploy/README.md, "The database roles"):
 #
 # - MIGRATOR_ROLE owns the database and its schema `public`: the migrations connect as it (the
 #   settings' <PREFIX>MIGRATION_DATABASE_URL) to create, alter and drop tables, and to create the
@@ -64,7 +64,7 @@ BEGIN
       AND (rolsuper OR rolcreatedb OR rolcreaterole OR rolreplication OR rolbypassrls)
   ) THEN
     RAISE EXCEPTION 'the role % may do more than read and write rows', runtime
-      USING HINT = 'Give the service a role of its own: deploy/README.md, "Database roles".';
+      USING HINT = 'Give the service a role of its own: deploy/README.md, "The database roles".';
   END IF;
 
   -- The migrator owns the database, so the trusted extensions are its to create, and the schema.

@@ -39,8 +39,9 @@ class Process:
 
     @property
     def migration_command(self) -> list[str]:
-        """What migrates the process's database, run from its image's working directory."""
-        return ["alembic", "-c", f"{self.directory}/alembic.ini", "upgrade", "head"]
+        """What migrates the process's database, run from its image's working directory: to
+        this release's head, leaving a later release's schema as it is."""
+        return ["python", "-m", "servicekit.migrate", f"{self.directory}/alembic.ini"]
 
     @property
     def image(self) -> str:

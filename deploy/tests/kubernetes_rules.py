@@ -22,6 +22,10 @@ import yaml
 
 DEPLOY = Path(__file__).parents[1]
 README = DEPLOY / "README.md"
+# Every image's Dockerfile shares this one's body (test_dockerfiles.py), its environment included.
+IMAGE_DOCKERFILE = DEPLOY.parent / "services" / "users" / "Dockerfile"
+# How long uvicorn lets the requests in flight at SIGTERM finish; without it, without limit.
+GRACEFUL_SHUTDOWN_VARIABLE = "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"
 # The oldest Kubernetes the manifests support (see deploy/README.md), and the newest schemas.
 KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 
@@ -214,6 +218,38 @@ def _image_tag(image: str) -> str | None:
     return last.split(":", 1)[1] if ":" in last else None
 
 
+@functools.cache
+def image_environment() -> dict[str, str]:
+    """The environment variables the images run with (the ENV instructions of their last stage)."""
+    runtime_stage = IMAGE_DOCKERFILE.read_text().rsplit("\nFROM ", 1)[1]
+    joined = runtime_stage.replace("\\\n", " ")  # continuation lines
+    environment: dict[str, str] = {}
+    for instruction in re.findall(r"^ENV (.+)$", joined, flags=re.MULTILINE):
+        environment.update(re.findall(r"(\w+)=(\S+)", instruction))
+    return environment
+
+
+def environment_of(objects: list[Object], container: Object) -> dict[str, str]:
+    """A container's environment: its image's, then its ConfigMaps' (`envFrom`), then its own
+    `env` values, each overriding the one before, as Kubernetes and the runtime apply them."""
+    environment = dict(image_environment())
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            config = one_of(objects, "ConfigMap", source["configMapRef"]["name"])
+            environment.update(config.get("data", {}))
+    for variable in container.get("env", []):
+        if "value" in variable:
+            environment[variable["name"]] = str(variable["value"])
+    return environment
+
+
+def _pre_stop_seconds(container: Object) -> int:
+    seconds: int = (
+        container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    )
+    return seconds
+
+
 # What was measured (deploy/README.md, "Sizing").
 
 
@@ -401,14 +437,35 @@ def pods_keep_serving_until_their_endpoint_is_gone(rendered: Rendered) -> list[s
     proxy, within its grace period."""
     problems = []
     for deployment in all_of(rendered.objects, "Deployment"):
-        container = main_container(deployment)
-        pre_stop = container.get("lifecycle", {}).get("preStop", {})
-        seconds = pre_stop.get("sleep", {}).get("seconds", 0)
+        seconds = _pre_stop_seconds(main_container(deployment))
         grace = pod_spec(deployment).get("terminationGracePeriodSeconds", 30)
         if seconds < PRE_STOP_SECONDS:
             problems.append(f"{_name(deployment)} stops {seconds} s after its removal starts")
         elif grace <= seconds:
             problems.append(f"{_name(deployment)} is killed in its preStop ({grace} s)")
+    return problems
+
+
+@rule
+def pods_finish_their_requests_before_they_are_killed(rendered: Rendered) -> list[str]:
+    """Each Deployment sets its grace period, longer than its preStop and uvicorn's graceful
+    shutdown together: the requests in flight at SIGTERM finish, and the app shuts down, before
+    the kubelet kills the process."""
+    problems = []
+    for deployment in all_of(rendered.objects, "Deployment"):
+        container = main_container(deployment)
+        grace = pod_spec(deployment).get("terminationGracePeriodSeconds")
+        graceful = environment_of(rendered.objects, container).get(GRACEFUL_SHUTDOWN_VARIABLE)
+        pre_stop = _pre_stop_seconds(container)
+        if grace is None:
+            problems.append(f"{_name(deployment)} leaves its grace period to the default")
+        elif graceful is None:
+            problems.append(f"{_name(deployment)} waits for its requests without limit")
+        elif not pre_stop + float(graceful) < grace:
+            problems.append(
+                f"{_name(deployment)} is killed {grace} s after its deletion starts, before "
+                f"{pre_stop} s of preStop and {graceful} s of uvicorn's graceful shutdown"
+            )
     return problems
 
 
@@ -678,7 +735,7 @@ def only_the_migrations_connect_as_the_migrator(rendered: Rendered) -> list[str]
     """Each service's init container `migrate` reads its migrations' URL from the Secret
     `<service>-database-migrator`, the role that owns the schema; no other container of a
     Deployment reads a migrator's Secret, so every service runs as a role that may only read and
-    write rows (deploy/README.md, "Database roles")."""
+    write rows (deploy/README.md, "The database roles")."""
     problems = []
     for deployment in all_of(rendered.objects, "Deployment"):
         name = deployment["metadata"]["name"]

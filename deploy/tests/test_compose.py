@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy.engine import URL, make_url
 
+from deploy.tests.kubernetes_rules import GRACEFUL_SHUTDOWN_VARIABLE, image_environment
 from servicekit.settings import DEVELOPMENT_PASSWORDS, ServiceSettings
 
 if TYPE_CHECKING:
@@ -372,3 +373,23 @@ def test_prometheus_presents_the_metrics_token_every_process_expects(
             for name in ("gateway", "users", "catalog", "blog")
         }
         assert expected == {presented}
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration (`1m30s`, `30s`) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert "".join(number + unit for number, unit in parts) == duration, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_process_finishes_its_requests_before_compose_kills_it(
+    containers: dict[str, Container], process: Process
+) -> None:
+    container = containers[process.name]
+    graceful = _environment(container, {}).get(
+        GRACEFUL_SHUTDOWN_VARIABLE, image_environment()[GRACEFUL_SHUTDOWN_VARIABLE]
+    )
+
+    # Compose's own default is 10 s.
+    assert _seconds(container.get("stop_grace_period", "10s")) > float(graceful)

@@ -200,11 +200,11 @@ def _migrations_render_from_the_image_layout(
     target.mkdir(parents=True)
     shutil.copy(context / project.directory / "alembic.ini", target)
     shutil.copytree(context / project.directory / "migrations", target / "migrations")
-    alembic, *arguments = project.migration_command
+    program, *arguments = project.migration_command
     # The URL comes from the environment, as in a container; --sql renders without connecting.
     url = "postgresql+psycopg://user@db.invalid:5432/offline"
     rendered = subprocess.run(
-        [venv / "bin" / alembic, *arguments, "--sql"],
+        [venv / "bin" / program, *arguments, "--sql"],
         cwd=runtime,
         env={**os.environ, f"{project.env_prefix}DATABASE_URL": url},
         capture_output=True,

@@ -63,6 +63,17 @@ def remove_object(kind: str, name: str) -> Edit:
     return edit
 
 
+def set_setting(deployment: str, variable: str, value: str) -> Edit:
+    """Sets a variable in the ConfigMap a Deployment's container reads its settings from."""
+
+    def edit(objects: list[Object]) -> None:
+        container = rules.main_container(one_of(objects, "Deployment", deployment))
+        (source,) = container["envFrom"]
+        one_of(objects, "ConfigMap", source["configMapRef"]["name"])["data"][variable] = value
+
+    return edit
+
+
 def add_object(item: Object) -> Edit:
     def edit(objects: list[Object]) -> None:
         objects.append(copy.deepcopy(item))
@@ -276,6 +287,24 @@ EXPECTATIONS = (
         "prod",
         remove_field("Deployment", "gateway", ("spec", "minReadySeconds")),
         (rules.rollouts_replace_pods_only_with_pods_that_stay_ready,),
+    ),
+    Mutation(
+        "the grace period left to the default",
+        "prod",
+        remove_field("Deployment", "users", (*POD, "terminationGracePeriodSeconds")),
+        (rules.pods_finish_their_requests_before_they_are_killed,),
+    ),
+    Mutation(
+        "a grace period shorter than preStop and uvicorn's graceful shutdown together",
+        "dev",
+        set_field("Deployment", "gateway", (*POD, "terminationGracePeriodSeconds"), 20),
+        (rules.pods_finish_their_requests_before_they_are_killed,),
+    ),
+    Mutation(
+        "uvicorn's graceful shutdown outlasting the grace period, set in a ConfigMap",
+        "prod",
+        set_setting("blog", rules.GRACEFUL_SHUTDOWN_VARIABLE, "60"),
+        (rules.pods_finish_their_requests_before_they_are_killed,),
     ),
     Mutation(
         "liveness follows the database",

@@ -15,6 +15,9 @@ revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# The previous release runs on the schema this leaves. If the upgrade drops or renames a table or
+# column, or adds what that release's writes fail on, it is a contract step: say so, naming the
+# release that stopped using it: contract = "..." (deploy/README.md, "Releasing").
 
 
 def upgrade() -> None:

@@ -1,18 +1,40 @@
-"""Running a service's Alembic migrations: one URL source, one lock, both dialects."""
+"""Running a service's Alembic migrations: one URL source, one lock, both dialects, and a
+release that tolerates the schema of the release after it.
+
+Two releases of a service run against one database at times: during a rollout, old and new pods
+side by side; after `kubectl rollout undo`, the previous release alone on the schema the newer
+one migrated. Migrations therefore expand and contract (deploy/README.md, "Releasing"), so that
+the previous release's code works on the newer schema, and its migration step, which cannot
+know the newer revision, must neither fail nor touch it.
+
+alembic_version holds only the newest revision, which an older release's scripts do not know: by
+itself it cannot tell a schema one release ahead from one of another lineage (another branch,
+another service's database). So every migration also records each revision it applies, with its
+parents, in HISTORY_TABLE; from the stored revision an older release follows those records back
+and starts only if they reach its own head, that is if the schema is its own plus revisions
+applied after it. Where the records do not reach (a schema migrated by other means) it cannot
+tell, and refuses, as it does for a lineage that bypasses its head.
+"""
 
 import asyncio
+import logging
 import re
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from alembic import context, op
 from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
-from sqlalchemy import MetaData, pool, text
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from alembic.script import ScriptDirectory
+from alembic.script.revision import Revision
+from alembic.util import CommandError
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, func, pool, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.types import TypeDecorator
 
 from servicekit.database import (
@@ -24,10 +46,31 @@ from servicekit.database import (
 
 DATABASE_URL_ATTRIBUTE = "database_url"
 LOCK_TIMEOUT_ATTRIBUTE = "lock_timeout"
+# Set (by `python -m servicekit.migrate`, the deployments' migration step) to leave a schema newer
+# than this release's head as it is rather than fail on its unknown revision.
+ACCEPT_NEWER_SCHEMA_ATTRIBUTE = "accept_newer_schema"
 # How long a migration waits for a lock that a running transaction holds before it fails. An
 # ALTER TABLE waiting for its lock makes every later query of the table wait behind it, so a
 # migration that cannot start soon had better fail (and be retried) than stall the service.
 DEFAULT_LOCK_TIMEOUT = "10s"
+
+
+log = logging.getLogger(__name__)
+
+# Each applied revision and its parents (space-separated; none for the first), written in the
+# migration's own transaction. It is bookkeeping, not part of the models: autogenerate skips it.
+HISTORY_TABLE = "alembic_version_history"
+_history = Table(
+    HISTORY_TABLE,
+    MetaData(),
+    Column("revision", String(32), primary_key=True),
+    Column("down_revision", Text, nullable=True),
+    Column("applied_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+
+
+class SchemaOfAnotherLineage(CommandError):
+    """The database is at a revision this release does not know and cannot place after its own."""
 
 
 def alembic_config(ini_path: Path, database_url: str) -> Config:
@@ -95,7 +138,12 @@ def run_migrations(metadata: MetaData, *, lock_name: str, default_url: Callable[
     """
     url = _option(DATABASE_URL_ATTRIBUTE, default_url)
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=metadata, literal_binds=True)
+        context.configure(
+            url=url,
+            target_metadata=metadata,
+            literal_binds=True,
+            on_version_apply=_record_history,
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -122,13 +170,100 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
-def _on_dialect(dialect: str) -> Callable[..., bool]:
-    # Objects of the models made for another dialect only (see substring_search_index).
-    def include_object(obj: Any, _name: Any, type_: str, _reflected: bool, _other: Any) -> bool:
+def _include_object(dialect: str) -> Callable[..., bool]:
+    # Leaves out the history of revisions, and objects of the models made for another dialect
+    # only (see substring_search_index).
+    def include_object(obj: Any, name: Any, type_: str, _reflected: bool, _other: Any) -> bool:
+        if type_ == "table" and name == HISTORY_TABLE:
+            return False
         only_on = obj.info.get(ONLY_ON_DIALECT) if type_ == "index" else None
         return only_on is None or only_on == dialect
 
     return include_object
+
+
+def parent_revisions(revision: Revision) -> tuple[str, ...]:
+    """The revisions `revision` follows (several for a merge, none for the first)."""
+    down = revision.down_revision
+    if down is None:
+        return ()
+    return (down,) if isinstance(down, str) else tuple(down)
+
+
+def _record_history(
+    ctx: MigrationContext,
+    step: MigrationInfo,
+    heads: Collection[str],
+    run_args: Mapping[str, Any],  # alembic passes every argument by name
+) -> None:
+    """After each step (upgrade, downgrade or stamp), in its transaction: the revisions it
+    brought in, with their parents as the scripts declare them, or their removal.
+
+    At base the table goes too, as every other table of the schema has.
+    """
+    ctx.execute(CreateTable(_history, if_not_exists=True))
+    ctx.execute(_history.delete().where(_history.c.revision.in_(step.up_revision_ids)))
+    if step.is_upgrade:
+        for revision in step.up_revision_ids:
+            script = step.revision_map.get_revision(revision)
+            assert script is not None, revision
+            parents = " ".join(parent_revisions(script)) or None
+            ctx.execute(_history.insert().values(revision=revision, down_revision=parents))
+    elif not heads:
+        ctx.execute(DropTable(_history))
+
+
+def _recorded_parents(connection: Connection) -> dict[str, tuple[str, ...]]:
+    if not connection.dialect.has_table(connection, HISTORY_TABLE):
+        return {}
+    rows = connection.execute(select(_history.c.revision, _history.c.down_revision))
+    return {revision: tuple((parents or "").split()) for revision, parents in rows}
+
+
+def _leave_newer_schema(connection: Connection, scripts: ScriptDirectory) -> bool:
+    """True when the database is at revisions this release does not know, which follow its own
+    head; then nothing is to be done. Raises SchemaOfAnotherLineage when they are unknown and
+    cannot be shown to follow it. False when every stored revision is known: migrate as usual.
+    """
+    stored = context.get_context().get_current_heads()
+    known = {script.revision: parent_revisions(script) for script in scripts.walk_revisions()}
+    if all(revision in known for revision in stored):
+        return False
+    recorded = _recorded_parents(connection)
+    heads = scripts.get_heads()
+    # Every revision the stored ones descend from: by the scripts where they know it, by the
+    # records where they do not.
+    reached: set[str] = set()
+    unplaced: set[str] = set()
+    pending = list(stored)
+    while pending:
+        revision = pending.pop()
+        if revision in reached:
+            continue
+        reached.add(revision)
+        parents = known.get(revision, recorded.get(revision))
+        if parents is None:
+            unplaced.add(revision)
+        else:
+            pending.extend(parents)
+    ours, theirs = ", ".join(heads), ", ".join(stored)
+    if not set(heads) <= reached:
+        reason = (
+            f"no record of {', '.join(sorted(unplaced))} in {HISTORY_TABLE}"
+            if unplaced
+            else f"its history bypasses {ours}"
+        )
+        raise SchemaOfAnotherLineage(
+            f"the database is at {theirs}, which this release (head {ours}) does not know, and "
+            f"cannot be shown to follow it ({reason}): refusing to start on it"
+        )
+    log.warning(
+        "the database schema (%s) is newer than this release (%s) and follows it: "
+        "nothing to migrate, starting on it as it is",
+        theirs,
+        ours,
+    )
+    return True
 
 
 def _migrate(connection: Connection, metadata: MetaData, lock_key: int, lock_timeout: str) -> None:
@@ -140,7 +275,8 @@ def _migrate(connection: Connection, metadata: MetaData, lock_key: int, lock_tim
         compare_type=True,
         compare_server_default=True,
         render_item=_render_item,
-        include_object=_on_dialect(connection.dialect.name),
+        include_object=_include_object(connection.dialect.name),
+        on_version_apply=_record_history,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
@@ -150,6 +286,10 @@ def _migrate(connection: Connection, metadata: MetaData, lock_key: int, lock_tim
                 text("SELECT set_config('lock_timeout', :timeout, true)"),
                 {"timeout": lock_timeout},
             )
+        # Under the lock: the newer release may be migrating right now.
+        accept_newer = context.config.attributes.get(ACCEPT_NEWER_SCHEMA_ATTRIBUTE, False)
+        if accept_newer and _leave_newer_schema(connection, context.script):
+            return
         context.run_migrations()
 
 

@@ -68,7 +68,7 @@ class ServiceSettings(BaseProcessSettings):
 
     database_url: str
     # Migrations connect with their own role, which owns the schema, where the service's role
-    # may only read and write rows (deploy/README.md, "Database roles"); only the migration
+    # may only read and write rows (deploy/README.md, "The database roles"); only the migration
     # step is given this URL. Unset, migrations use database_url (`make run`, SQLite).
     migration_database_url: str | None = None
     pool_size: int = Field(default=10, ge=1)

@@ -353,16 +353,19 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def migrate(self) -> None:
-        subprocess.run(
+    def migrate(self) -> str:
+        """Run the service's migration step as the deployments do; what it logged."""
+        step = subprocess.run(
             [
-                sys.executable, "-m", "alembic",
-                "-c", str(self.alembic_ini),
-                "-x", f"database_url={self.database_url}", "upgrade", "head",
+                sys.executable, "-m", "servicekit.migrate", str(self.alembic_ini),
+                "-x", f"database_url={self.database_url}",
             ],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
         )  # fmt: skip
+        assert step.returncode == 0, step.stderr
+        return step.stderr
 
     def start(self) -> None:
         """Start serving and return once the service is ready."""

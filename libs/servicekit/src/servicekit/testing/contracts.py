@@ -37,6 +37,7 @@ from servicekit.testing import (
     running,
     scrape,
 )
+from servicekit.testing.expand_contract import unmarked_contract_steps
 from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
 
 REQUEST_COUNT = "http_server_request_duration_seconds_count"
@@ -51,13 +52,13 @@ async def _table_names(url: str) -> set[str]:
         await engine.dispose()
 
 
-async def _alembic_upgrade_process(
+async def _migration_step_process(
     service: ServiceUnderTest, url: str, *options: str
 ) -> asyncio.subprocess.Process:
-    """`alembic upgrade head` in a process of its own, as a deployment runs it."""
+    """The migration step in a process of its own, as a deployment runs it."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alembic", "-c", str(service.alembic_ini),
-        "-x", f"database_url={url}", *options, "upgrade", "head",
+        sys.executable, "-m", "servicekit.migrate", str(service.alembic_ini),
+        "-x", f"database_url={url}", *options,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -84,6 +85,13 @@ async def test_models_and_migrations_do_not_drift(
     await asyncio.to_thread(command.check, alembic_config(service.alembic_ini, empty_database))
 
 
+def test_every_revision_expands_the_schema_unless_marked_as_a_contract_step(
+    service: ServiceUnderTest,
+) -> None:
+    # servicekit.testing.expand_contract says what contracts, and how a revision is marked.
+    assert unmarked_contract_steps(service.alembic_ini) == {}
+
+
 async def test_every_revision_upgrades_downgrades_and_upgrades_again(
     service: ServiceUnderTest, empty_database: str
 ) -> None:
@@ -107,7 +115,7 @@ async def test_two_processes_migrating_at_once_both_succeed(
 ) -> None:
     url = make_database("postgresql", f"{service.name}_lock")
 
-    processes = [await _alembic_upgrade_process(service, url) for _ in range(2)]
+    processes = [await _migration_step_process(service, url) for _ in range(2)]
     results = [await process.communicate() for process in processes]
 
     assert [process.returncode for process in processes] == [0, 0], results
@@ -120,7 +128,7 @@ async def test_a_migration_waits_for_the_advisory_lock(
     url = make_database("postgresql", f"{service.name}_lock_wait")
     async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as holder:
         await holder.execute("SELECT pg_advisory_lock(%s)", (migration_lock_key(service.name),))
-        process = await _alembic_upgrade_process(service, url)
+        process = await _migration_step_process(service, url)
         try:
             async with asyncio.timeout(60):
                 # The waiter is another process: its state can only be observed, not awaited.
@@ -349,7 +357,7 @@ async def test_a_migration_gives_up_on_a_lock_that_a_transaction_holds(
     async with await psycopg.AsyncConnection.connect(libpq_url(url)) as holder:
         # Every revision records itself in alembic_version; this keeps it from writing there.
         await holder.execute("LOCK TABLE alembic_version IN SHARE MODE")
-        blocked = await _alembic_upgrade_process(service, url, "-x", "lock_timeout=200ms")
+        blocked = await _migration_step_process(service, url, "-x", "lock_timeout=200ms")
         try:
             async with asyncio.timeout(60):  # without a lock timeout it would wait forever
                 _, blocked_stderr = await blocked.communicate()
@@ -358,7 +366,7 @@ async def test_a_migration_gives_up_on_a_lock_that_a_transaction_holds(
                 blocked.kill()
             await holder.rollback()
     left_at = await _version(url)
-    unblocked = await _alembic_upgrade_process(service, url, "-x", "lock_timeout=200ms")
+    unblocked = await _migration_step_process(service, url, "-x", "lock_timeout=200ms")
     _, unblocked_stderr = await unblocked.communicate()
 
     assert blocked.returncode != 0
