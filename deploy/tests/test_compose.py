@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest.mock import ANY
 
 import pytest
 import yaml
@@ -65,6 +66,13 @@ def _database_url(
     )
 
 
+def _migration_url(
+    containers: dict[str, Container], service: Process, shell: Mapping[str, str]
+) -> URL:
+    migrate = _environment(containers[f"{service.name}-migrate"], shell)
+    return make_url(migrate[f"{service.env_prefix}MIGRATION_DATABASE_URL"])
+
+
 def test_compose_file_matches_the_compose_specification(check_jsonschema: Path) -> None:
     result = subprocess.run(
         [check_jsonschema, "--builtin-schema", "vendor.compose-spec", COMPOSE_FILE],
@@ -80,9 +88,9 @@ def test_every_long_running_container_checks_its_health(
 ) -> None:
     for name, container in containers.items():
         if container.get("restart") == "no":
-            # One-shot migration steps are exempt: they exit, and their success is what their
-            # service waits for (service_completed_successfully).
-            assert name.endswith("-migrate"), f"{name} runs once but is no migration step"
+            # One-shot steps (a database's roles, a migration) are exempt: they exit, and their
+            # success is what the next waits for (service_completed_successfully).
+            assert name.endswith(("-db-roles", "-migrate")), f"{name} runs once but is no step"
             continue
         healthcheck = container.get("healthcheck", {})
         assert healthcheck.get("test"), f"{name} has no health check"
@@ -114,9 +122,10 @@ def test_service_has_a_database_of_its_own(
     )
     assert database["healthcheck"]["test"][1].startswith("pg_isready")
     assert database["environment"]["POSTGRES_DB"] == service.name
-    assert database["environment"]["POSTGRES_USER"] == service.name
-    (volume,) = database["volumes"]
-    assert volume == f"{service.name}-db-data:/var/lib/postgresql/data"
+    assert database["volumes"] == [
+        f"{service.name}-db-data:/var/lib/postgresql/data",
+        f"{service.name}-db-socket:/var/run/postgresql",
+    ]
 
     url = _database_url(containers, service, {})
     assert (url.host, url.port, url.database, url.username) == (
@@ -139,7 +148,7 @@ def test_service_database_shares_a_network_only_with_its_service(
     (network,) = containers[f"{service.name}-db"]["networks"]
     assert networks[network].get("internal") is True
     on_network = {
-        name for name, container in containers.items() if network in container["networks"]
+        name for name, container in containers.items() if network in container.get("networks", [])
     }
     assert on_network == {service.name, f"{service.name}-migrate", f"{service.name}-db"}
 
@@ -150,8 +159,13 @@ def test_service_migrates_to_completion_before_it_starts(
     migrate, server = containers[f"{service.name}-migrate"], containers[service.name]
     assert migrate["command"] == service.migration_command
     assert migrate["image"] == server["image"]
-    assert migrate["environment"] == server["environment"]
-    assert migrate["depends_on"] == {f"{service.name}-db": {"condition": "service_healthy"}}
+    # The service's settings, and the migrator's URL, which the service is never given.
+    migration_url = f"{service.env_prefix}MIGRATION_DATABASE_URL"
+    assert migrate["environment"] == {**server["environment"], migration_url: ANY}
+    assert migration_url not in server["environment"]
+    assert migrate["depends_on"] == {
+        f"{service.name}-db-roles": {"condition": "service_completed_successfully"}
+    }
     assert server["depends_on"] == {
         f"{service.name}-migrate": {"condition": "service_completed_successfully"}
     }
@@ -179,6 +193,8 @@ def test_services_are_reachable_only_on_internal_networks(
 ) -> None:
     gateway = processes[-1]
     for name, container in containers.items():
+        if container.get("network_mode") == "none":
+            continue
         external = [net for net in container["networks"] if not networks[net].get("internal")]
         assert external == ([] if name != gateway.name else ["edge"]), name
 
@@ -196,22 +212,87 @@ def test_gateway_waits_for_ready_services_at_their_addresses(
     assert f"http://127.0.0.1:{service.port}/health/ready" in probe
 
 
+def test_the_migration_connects_as_the_schemas_owner_and_the_service_as_its_runtime_role(
+    service: Process, containers: dict[str, Container]
+) -> None:
+    roles = _environment(containers[f"{service.name}-db-roles"], {})
+    runtime, migrator = (
+        _database_url(containers, service, {}),
+        _migration_url(containers, service, {}),
+    )
+    # The roles that deploy/postgres/roles.sh makes in the database the URLs name.
+    assert (roles["RUNTIME_ROLE"], roles["MIGRATOR_ROLE"]) == (
+        service.name,
+        f"{service.name}_migrator",
+    )
+    assert (runtime.username, migrator.username) == (roles["RUNTIME_ROLE"], roles["MIGRATOR_ROLE"])
+    assert (migrator.host, migrator.port, migrator.database) == (
+        runtime.host,
+        runtime.port,
+        runtime.database,
+    )
+
+
+def test_roles_are_made_through_the_databases_socket_before_each_migration(
+    service: Process, containers: dict[str, Container]
+) -> None:
+    database, roles = containers[f"{service.name}-db"], containers[f"{service.name}-db-roles"]
+    socket = f"{service.name}-db-socket:/var/run/postgresql"
+    assert roles["image"] == database["image"]
+    assert roles["entrypoint"] == ["sh", "/roles.sh"]
+    assert roles["volumes"] == [socket, "./deploy/postgres/roles.sh:/roles.sh:ro"]
+    assert socket in database["volumes"]
+    # The database's own image, connected through the socket alone, as its superuser.
+    assert roles["network_mode"] == "none"
+    assert "networks" not in roles
+    environment = _environment(roles, {})
+    assert environment["PGHOST"] == "/var/run/postgresql"
+    for variable in ("POSTGRES_USER", "POSTGRES_DB"):
+        assert environment[variable] == _environment(database, {})[variable]
+    assert roles["depends_on"] == {f"{service.name}-db": {"condition": "service_healthy"}}
+    assert (roles["restart"], roles["read_only"], roles["cap_drop"]) == ("no", True, ["ALL"])
+
+
 def test_passwords_come_from_the_environment_with_development_defaults(
     service: Process, containers: dict[str, Container]
 ) -> None:
-    raw_password = containers[f"{service.name}-db"]["environment"]["POSTGRES_PASSWORD"]
-    match = re.fullmatch(r"\$\{(?P<name>\w+_DB_PASSWORD):-(?P<default>\w+)\}", raw_password)
-    assert match, f"{service.name}-db's password is not taken from the environment"
-    assert match["default"] in DEVELOPMENT_PASSWORDS
-    raw_url = containers[service.name]["environment"][f"{service.env_prefix}DATABASE_URL"]
-    assert f":{raw_password}@" in raw_url
+    roles = containers[f"{service.name}-db-roles"]["environment"]
+    urls = {
+        "RUNTIME_PASSWORD": containers[service.name]["environment"][
+            f"{service.env_prefix}DATABASE_URL"
+        ],
+        "MIGRATOR_PASSWORD": containers[f"{service.name}-migrate"]["environment"][
+            f"{service.env_prefix}MIGRATION_DATABASE_URL"
+        ],
+    }
+    for variable, raw_url in urls.items():
+        raw_password = roles[variable]
+        match = re.fullmatch(r"\$\{(?P<name>\w+_DB_\w*PASSWORD):-(?P<default>\w+)\}", raw_password)
+        assert match, f"{service.name}-db's {variable} is not taken from the environment"
+        assert match["default"] in DEVELOPMENT_PASSWORDS
+        assert f":{raw_password}@" in raw_url
+    assert roles["RUNTIME_PASSWORD"] != roles["MIGRATOR_PASSWORD"]
+
+
+def test_database_superusers_log_in_only_inside_their_containers(
+    service: Process, containers: dict[str, Container]
+) -> None:
+    environment = containers[f"{service.name}-db"]["environment"]
+    # A random password, read from the kernel at the first start, that nobody is given.
+    assert environment["POSTGRES_PASSWORD_FILE"] == "/proc/sys/kernel/random/uuid"
+    assert "POSTGRES_PASSWORD" not in environment
+    superuser = environment["POSTGRES_USER"]
+    assert superuser not in {
+        _database_url(containers, service, {}).username,
+        _migration_url(containers, service, {}).username,
+    }
 
 
 def test_development_defaults_are_refused_outside_development(
     service: Process, containers: dict[str, Container]
 ) -> None:
-    def settings(shell: Mapping[str, str]) -> ServiceSettings:
-        environment = _environment(containers[service.name], shell)
+    def settings(shell: Mapping[str, str], container: str = service.name) -> ServiceSettings:
+        environment = _environment(containers[container], shell)
         prefix = service.env_prefix
         return ServiceSettings.model_validate(
             {key.removeprefix(prefix).lower(): value for key, value in environment.items()}
@@ -223,14 +304,19 @@ def test_development_defaults_are_refused_outside_development(
     password = f"{service.name.upper()}_DB_PASSWORD"
     with pytest.raises(ValidationError, match="metrics_token is a development password"):
         settings({"APP_ENVIRONMENT": "production", password: "a-real-password"})
-    production = settings(
-        {
-            "APP_ENVIRONMENT": "production",
-            password: "a-real-password",
-            "METRICS_TOKEN": "a-real-metrics-token",
-        }
-    )
-    assert production.environment == "production"
+    production = {
+        "APP_ENVIRONMENT": "production",
+        password: "a-real-password",
+        "METRICS_TOKEN": "a-real-metrics-token",
+    }
+    assert settings(production).environment == "production"
+
+    migrate = f"{service.name}-migrate"
+    with pytest.raises(ValidationError, match="migration_database_url uses a development password"):
+        settings(production, migrate)
+    migrator_password = f"{service.name.upper()}_DB_MIGRATOR_PASSWORD"
+    migrating = settings({**production, migrator_password: "another-real-password"}, migrate)
+    assert make_url(migrating.migrator_url).password == "another-real-password"
 
 
 def test_users_keeps_its_signing_keys_on_a_volume_and_the_others_fetch_its_public_keys(

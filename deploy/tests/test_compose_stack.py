@@ -2,10 +2,11 @@
 
 One stack serves the whole module and the tests run in order, each a step of its life: `make up`
 builds the images from their Dockerfiles and starts the stack under a project name of its own, a
-client drives it through the published gateway, then the tests check its isolation and its
-containers' confinement, break and restore a service and a database, restart it with `make down`
-and `make up`, follow `make logs`, and race two migration replicas on a fresh database. Whatever
-happens, everything the module created is removed at the end, volumes and images included.
+client drives it through the published gateway, then the tests check its isolation, its database
+roles and its containers' confinement, break and restore a service and a database, restart it
+with `make down` and `make up`, follow `make logs`, and race two migration replicas on a fresh
+database. Whatever happens, everything the module created is removed at the end, volumes and
+images included.
 
 The container tools come from the environment, as the Makefile reads them: `COMPOSE` (default
 `docker compose`) and `IMAGE_BUILD` (default `docker build`); `POSTGRES_IMAGE` and `PYTHON_IMAGE`
@@ -439,9 +440,9 @@ def test_make_up_starts_every_container_healthy_after_its_migration(
             state = stack.inspect(stack.container(service))["State"]
             assert state["Running"], service
             assert state["Health"]["Status"] in {"healthy", "starting"}, service
-        if process.has_database:
-            state = stack.inspect(stack.container(f"{process.name}-migrate"))["State"]
-            assert (state["Running"], state["ExitCode"]) == (False, 0)
+        for step in ("db-roles", "migrate") if process.has_database else ():
+            state = stack.inspect(stack.container(f"{process.name}-{step}"))["State"]
+            assert (state["Running"], state["ExitCode"]) == (False, 0), step
 
     def gateway_healthy() -> bool | None:
         state = stack.inspect(stack.container("gateway"))["State"]
@@ -507,6 +508,47 @@ def test_service_reaches_its_own_database_and_no_other(
         for host in (f"{other.name}-db", *addresses):
             probe = exec_python(container, CONNECT_PROBE, host, "5432")
             assert probe.returncode != 0, f"{service.name} reaches {host}:5432"
+
+
+def psql_in_database(stack: Stack, service: Process, role: str, statement: str) -> str:
+    """Run a statement in the service's database as `role`, inside its container: its output,
+    or the server's error as `ERROR: ...`."""
+    result = subprocess.run(
+        [
+            DOCKER, "exec", stack.container(f"{service.name}-db"),
+            "psql", "--username", role, "--dbname", service.name,
+            "--tuples-only", "--no-align", "--command", statement,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    return result.stdout.strip() if result.returncode == 0 else result.stderr.strip()
+
+
+def test_service_connects_as_a_role_that_may_not_change_the_schema(
+    stack: Stack, service: Process
+) -> None:
+    migrator = f"{service.name}_migrator"
+    connected = psql_in_database(
+        stack,
+        service,
+        "postgres",
+        "SELECT DISTINCT usename FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    owners = psql_in_database(
+        stack,
+        service,
+        "postgres",
+        "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'",
+    )
+    assert (connected, owners) == (service.name, migrator)
+    created = psql_in_database(stack, service, service.name, "CREATE TABLE intruder (id integer)")
+    assert "ERROR:  permission denied for schema public" in created
+    dropped = psql_in_database(stack, service, service.name, "DROP TABLE alembic_version")
+    assert "ERROR:  must be owner of table alembic_version" in dropped
 
 
 def test_process_runs_unprivileged_on_a_read_only_root(stack: Stack, process: Process) -> None:
@@ -624,7 +666,11 @@ def test_make_down_and_make_up_keep_the_data_and_migrate_nothing_again(
     # never ran here: it is not among the data a `down` must keep.
     kept = set(volumes.split()) - {f"{stack.project}_prometheus-data"}
     assert sorted(kept) == sorted(
-        [f"{stack.project}_{service.name}-db-data" for service in services]
+        [
+            f"{stack.project}_{service.name}-db-{kind}"
+            for service in services
+            for kind in ("data", "socket")
+        ]
         + [f"{stack.project}_users-keys"]
     )
 
@@ -683,7 +729,7 @@ def test_replicas_starting_together_on_a_fresh_database_migrate_it_once(
     stack: Stack, processes: tuple[Process, ...]
 ) -> None:
     users = next(process for process in processes if process.name == "users")
-    stack.compose("rm", "--stop", "--force", "users", "users-migrate", "users-db")
+    stack.compose("rm", "--stop", "--force", "users", "users-migrate", "users-db-roles", "users-db")
     docker("volume", "rm", f"{stack.project}_users-db-data")
 
     stack.compose("up", "--detach", "--no-build", "--scale", "users-migrate=2", "users")

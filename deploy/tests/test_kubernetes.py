@@ -27,6 +27,7 @@ from deploy.tests.kubernetes_rules import (
     Rule,
     all_of,
     containers,
+    generated_as,
     one_of,
     pod_spec,
     render,
@@ -65,9 +66,7 @@ def prod(render_overlay: Callable[[str], list[Object]]) -> list[Object]:
 def _generated(rendered: list[Object], kind: str, name: str) -> Object:
     """A ConfigMap or Secret, whose rendered name may carry kustomize's content hash."""
     matches = [
-        item
-        for item in all_of(rendered, kind)
-        if item["metadata"]["name"] == name or item["metadata"]["name"].startswith(f"{name}-")
+        item for item in all_of(rendered, kind) if generated_as(item["metadata"]["name"], name)
     ]
     assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
     return matches[0]
@@ -195,7 +194,10 @@ def test_service_migrates_its_database_before_serving(
     container = _main_container(deployment, service.name)
     assert migrate["command"] == service.migration_command
     assert migrate["image"] == container["image"]
-    assert migrate["env"] == container["env"]
+    # The service's settings, and the migrator's URL (the rule
+    # only_the_migrations_connect_as_the_migrator).
+    migration_url = f"{service.env_prefix}MIGRATION_DATABASE_URL"
+    assert [v for v in migrate["env"] if v["name"] != migration_url] == container["env"]
     assert migrate["envFrom"] == container["envFrom"]
 
 
@@ -390,15 +392,44 @@ def test_dev_runs_one_postgres_per_service_with_development_passwords(
     assert postgres["readinessProbe"]["exec"]["command"][0] == "pg_isready"
     variables = {variable["name"]: variable for variable in postgres["env"]}
     assert variables["POSTGRES_DB"]["value"] == service.name
-    password_reference = variables["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
 
-    secret = _generated(dev, "Secret", f"{service.name}-database")
-    assert password_reference == {"name": secret["metadata"]["name"], "key": "password"}
-    literals = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
-    url = make_url(literals["url"])
-    assert url.password == literals["password"]
-    assert url.password in DEVELOPMENT_PASSWORDS
-    assert (url.host, url.database) == (f"{service.name}-db", service.name)
+    # Each of the two roles roles.sh makes has the password of the URL its Secret holds.
+    for role, secret_name, username in (
+        ("RUNTIME", f"{service.name}-database", service.name),
+        ("MIGRATOR", f"{service.name}-database-migrator", f"{service.name}_migrator"),
+    ):
+        secret = _generated(dev, "Secret", secret_name)
+        password_reference = variables[f"{role}_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password_reference == {"name": secret["metadata"]["name"], "key": "password"}
+        literals = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+        url = make_url(literals["url"])
+        assert url.password == literals["password"]
+        assert url.password in DEVELOPMENT_PASSWORDS
+        assert (url.host, url.database) == (f"{service.name}-db", service.name)
+        assert url.username == variables[f"{role}_ROLE"]["value"] == username
+
+
+def test_dev_databases_make_the_two_roles_and_keep_their_superuser_inside(
+    dev: list[Object], service: Process
+) -> None:
+    database = one_of(dev, "StatefulSet", f"{service.name}-db")
+    (postgres,) = pod_spec(database)["containers"]
+    variables = {variable["name"]: variable for variable in postgres["env"]}
+    # A random password, read from the kernel at the first start, that nobody is given.
+    assert variables["POSTGRES_PASSWORD_FILE"]["value"] == "/proc/sys/kernel/random/uuid"
+    assert "POSTGRES_PASSWORD" not in variables
+    assert variables["POSTGRES_USER"]["value"] not in {
+        variables["RUNTIME_ROLE"]["value"],
+        variables["MIGRATOR_ROLE"]["value"],
+    }
+    # The image runs roles.sh, the file docker-compose.yml mounts too, when it initialises.
+    (mount,) = [
+        m for m in postgres["volumeMounts"] if m["mountPath"] == "/docker-entrypoint-initdb.d"
+    ]
+    (volume,) = [v for v in pod_spec(database)["volumes"] if v["name"] == mount["name"]]
+    config_map = _generated(dev, "ConfigMap", "database-roles")
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    assert config_map["data"] == {"roles.sh": (DEPLOY / "postgres" / "roles.sh").read_text()}
 
 
 def test_users_signs_with_keys_from_a_secret_that_no_overlay_commits(

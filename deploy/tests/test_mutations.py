@@ -19,6 +19,7 @@ Location = tuple[str | int, ...]
 
 CONTAINER: Location = ("spec", "template", "spec", "containers", 0)
 POD: Location = ("spec", "template", "spec")
+INIT_CONTAINER: Location = ("spec", "template", "spec", "initContainers", 0)
 
 
 @dataclass(frozen=True)
@@ -434,7 +435,7 @@ EXPECTATIONS = (
         set_field(
             "Deployment",
             "blog",
-            ("spec", "template", "spec", "initContainers", 0, "image"),
+            (*INIT_CONTAINER, "image"),
             "registry.example.com/services/blog-service",
         ),
         (rules.prod_images_are_pinned_releases,),
@@ -467,6 +468,39 @@ EXPECTATIONS = (
         "prod",
         set_field("Service", "gateway", ("spec", "selector", "app.kubernetes.io/version"), "0.1.0"),
         (rules.workloads_carry_the_recommended_labels,),
+    ),
+    Mutation(
+        "the service connects as the migrator",
+        "prod",
+        set_field(
+            "Deployment",
+            "users",
+            (*CONTAINER, "env", 0, "valueFrom", "secretKeyRef", "name"),
+            "users-database-migrator",
+        ),
+        (rules.only_the_migrations_connect_as_the_migrator,),
+    ),
+    Mutation(
+        "the migrations connect as the service",
+        "dev",
+        set_field(
+            "Deployment",
+            "catalog",
+            (*INIT_CONTAINER, "env", 1, "valueFrom", "secretKeyRef", "name"),
+            "catalog-database",
+        ),
+        (rules.only_the_migrations_connect_as_the_migrator,),
+    ),
+    Mutation(
+        "the migrations connect as another service's migrator",
+        "prod",
+        set_field(
+            "Deployment",
+            "blog",
+            (*INIT_CONTAINER, "env", 1, "valueFrom", "secretKeyRef", "name"),
+            "users-database-migrator",
+        ),
+        (rules.only_the_migrations_connect_as_the_migrator,),
     ),
     Mutation(
         "prod renders a Secret",

@@ -11,4 +11,4 @@ if context.config.config_file_name and not context.config.attributes.get("databa
 
     fileConfig(context.config.config_file_name)
 
-run_migrations(Base.metadata, lock_name="blog", default_url=lambda: BlogSettings().database_url)
+run_migrations(Base.metadata, lock_name="blog", default_url=lambda: BlogSettings().migrator_url)

@@ -12,5 +12,5 @@ if context.config.config_file_name and not context.config.attributes.get("databa
     fileConfig(context.config.config_file_name)
 
 run_migrations(
-    Base.metadata, lock_name="catalog", default_url=lambda: CatalogSettings().database_url
+    Base.metadata, lock_name="catalog", default_url=lambda: CatalogSettings().migrator_url
 )

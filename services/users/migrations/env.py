@@ -11,4 +11,4 @@ if context.config.config_file_name and not context.config.attributes.get("databa
 
     fileConfig(context.config.config_file_name)
 
-run_migrations(Base.metadata, lock_name="users", default_url=lambda: UsersSettings().database_url)
+run_migrations(Base.metadata, lock_name="users", default_url=lambda: UsersSettings().migrator_url)

@@ -67,6 +67,10 @@ class ServiceSettings(BaseProcessSettings):
     """Configuration of a service and its database; subclasses set the env prefix and default."""
 
     database_url: str
+    # Migrations connect with their own role, which owns the schema, where the service's role
+    # may only read and write rows (deploy/README.md, "The database roles"); only the migration
+    # step is given this URL. Unset, migrations use database_url (`make run`, SQLite).
+    migration_database_url: str | None = None
     pool_size: int = Field(default=10, ge=1)
     # Connections beyond pool_size are closed as soon as they are returned, so under a steady
     # load above pool_size every burst opens new ones; waiting briefly for a pooled connection
@@ -90,15 +94,22 @@ class ServiceSettings(BaseProcessSettings):
     )
     sql_echo: bool = False
 
+    @property
+    def migrator_url(self) -> str:
+        """The URL migrations connect with: migration_database_url, else database_url."""
+        return self.migration_database_url or self.database_url
+
     @model_validator(mode="after")
     def _refuse_development_secrets_outside_development(self) -> "ServiceSettings":
         if self.environment == "development":
             return self
-        url = make_url(self.database_url)
-        if url.password is not None and url.password in DEVELOPMENT_PASSWORDS:
-            raise ValueError(
-                f"database_url uses a development password; set a real one for {self.environment}"
-            )
+        for name in ("database_url", "migration_database_url"):
+            value = getattr(self, name)
+            password = None if value is None else make_url(value).password
+            if password is not None and password in DEVELOPMENT_PASSWORDS:
+                raise ValueError(
+                    f"{name} uses a development password; set a real one for {self.environment}"
+                )
         return self
 
 

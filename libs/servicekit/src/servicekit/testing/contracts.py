@@ -304,6 +304,40 @@ def test_the_embedded_default_is_an_sqlite_file_under_var(
     assert settings.database_url == f"sqlite+aiosqlite:///./var/{service.name}.db"
 
 
+def test_migrations_connect_with_their_own_url_else_the_services(
+    service: ServiceUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"{service.name.upper()}_"
+    runtime = f"postgresql+psycopg://{service.name}:p@db/{service.name}"
+    migrator = f"postgresql+psycopg://{service.name}_migrator:q@db/{service.name}"
+    monkeypatch.setenv(f"{prefix}DATABASE_URL", runtime)
+    monkeypatch.delenv(f"{prefix}MIGRATION_DATABASE_URL", raising=False)
+    settings_class = _settings_class(service)
+
+    assert settings_class().migrator_url == runtime
+    monkeypatch.setenv(f"{prefix}MIGRATION_DATABASE_URL", migrator)
+    assert (settings_class().database_url, settings_class().migrator_url) == (runtime, migrator)
+
+
+def test_settings_refuse_a_development_password_for_migrations_in_production(
+    service: ServiceUnderTest,
+) -> None:
+    settings_class = _settings_class(service)
+    real = "a-production-credential"
+    values = {
+        "environment": "production",
+        "database_url": f"postgresql+psycopg://{service.name}:{real}@db/{service.name}",
+        "migration_database_url": f"postgresql+psycopg://migrator:changeme@db/{service.name}",
+        "metrics_token": real,
+    }
+    # Every other credential real, so that the migrations' password alone is refused.
+    if "events_token" in settings_class.model_fields:
+        values["events_token"] = real
+
+    with pytest.raises(ValueError, match="migration_database_url uses a development password"):
+        settings_class.model_validate(values)
+
+
 async def _version(url: str) -> str:
     async with await psycopg.AsyncConnection.connect(libpq_url(url)) as connection:
         cursor = await connection.execute("SELECT version_num FROM alembic_version")
