@@ -446,9 +446,8 @@ class Bench:
         output = RESULTS / f"profile-{label}.svg"
         spy = subprocess.Popen(  # noqa: S603 - our own arguments
             [
-                sys.executable,
-                "-m",
-                "py_spy",
+                # py-spy is a binary beside the interpreter, not a module it can run.
+                str(Path(sys.executable).with_name("py-spy")),
                 "record",
                 "--nonblocking",
                 "--subprocesses",
