@@ -23,8 +23,8 @@ from servicekit.testing import (
 )
 from servicekit.testing.otlp import CLIENT, CONSUMER, SERVER, OtlpReceiver, ReceivedSpan
 
-# Spans of requests are named by the route's template, path convertor included.
-DELETION = "DELETE /users/{user_id:int}"
+# Spans of requests are named by the method and the template of the route that answered.
+DELETION = "DELETE /users/{user_id}"
 
 
 @dataclass
@@ -211,3 +211,46 @@ def test_the_event_of_a_change_carries_its_trace_and_the_consumer_links_to_it(
         for s in traced.receiver.trace(consumer.trace_id)
         if "db.statement" in s.attributes
     )
+
+
+def test_the_callers_sampling_decision_holds_in_every_process_and_probes_are_not_traced(
+    traced: TracedSystem,
+) -> None:
+    _sign_up_and_post(traced, "cy")
+    not_sampled, sampled = "1" * 32, "3" * 32
+    assert traced.gateway.get("/health/live").status_code == 200
+    assert httpx.get(f"{traced.services['users'].url}/health/ready").status_code == 200
+    assert traced.gateway.get("/metrics").status_code in (200, 401)
+    dropped = traced.gateway.get(
+        "/users-with-posts", headers={"traceparent": f"00-{not_sampled}-{'2' * 16}-00"}
+    )
+    kept = traced.gateway.get(
+        "/users-with-posts", headers={"traceparent": f"00-{sampled}-{'4' * 16}-01"}
+    )
+    spans = traced.receiver.wait_for(
+        lambda spans: (
+            {s.service for s in spans if s.trace_id == sampled and s.kind == SERVER}
+            >= {"gateway", "users", "blog"}
+        )
+    )
+
+    assert (dropped.status_code, kept.status_code) == (200, 200)
+    # Not sampled by the caller: no process records it, and the services were told so (not
+    # told, they would have started traces of their own for the gateway's calls).
+    assert not [s for s in spans if s.trace_id == not_sampled]
+    composing = [s for s in spans if s.name in ("GET /users/", "GET /posts/")]
+    assert composing
+    assert all(s.parent_id for s in composing)
+    root = _server_span(
+        [s for s in spans if s.trace_id == sampled], "gateway", "GET /users-with-posts"
+    )
+    assert root is not None
+    assert root.parent_id == "4" * 16
+    # Probes and scrapes every few seconds are not worth a trace, nor is their database work.
+    assert not [s for s in spans if "/health/" in s.name or s.name.endswith("/metrics")]
+    lines = [json.loads(line) for line in traced.gateway_log.read_text().splitlines() if line]
+    request_id = dropped.headers["X-Request-ID"]
+    # The log lines of a request that is not sampled still carry its trace id.
+    assert {line.get("trace_id") for line in lines if line.get("request_id") == request_id} == {
+        not_sampled
+    }

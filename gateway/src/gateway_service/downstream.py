@@ -14,7 +14,6 @@ from gateway_service.settings import GatewaySettings
 from servicekit.errors import BadRequest
 from servicekit.metrics import DURATION_BUCKETS
 from servicekit.observability import REQUEST_ID_HEADER, request_id_var
-from servicekit.tracing import tracing_active
 
 IDEMPOTENT_READS = frozenset({"GET", "HEAD"})
 _REQUEST_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
@@ -81,21 +80,6 @@ def create_transport(settings: GatewaySettings) -> httpx.AsyncBaseTransport:
 
         return AiohttpTransport(limits=limits, client=session)
     return httpx.AsyncHTTPTransport(limits=limits)
-
-
-def traced(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-    """`transport` with a client span for each call, whose `traceparent` goes with it, when
-    the process traces.
-
-    The calls go to the transport itself (see Downstream), and aiohttp does the I/O: httpx's
-    process-wide instrumentation sees neither, and instrumenting aiohttp as well would give
-    every call two spans. The health probes keep the untraced transport.
-    """
-    if not tracing_active():
-        return transport
-    from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
-
-    return AsyncOpenTelemetryTransport(transport)
 
 
 def create_http_client(

@@ -11,7 +11,6 @@ from gateway_service.downstream import (
     DownstreamMetrics,
     create_http_client,
     create_transport,
-    traced,
 )
 from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
@@ -24,7 +23,7 @@ from servicekit.inbound import guard_requests
 from servicekit.metrics import install_metrics, metrics_of, name_routes_in_scope
 from servicekit.metrics import router as metrics_router
 from servicekit.observability import RequestContextMiddleware, configure_logging
-from servicekit.tracing import configure_tracing, flush, instrument_app
+from servicekit.tracing import FASTAPI_TELEMETRY, configure_tracing, flush, traced_transport
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -39,7 +38,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         async with create_http_client(settings, transport) as client:
             app.state.downstream = Downstream(
                 client,
-                traced(transport),
+                traced_transport(transport),
                 settings.service_urls(),
                 DownstreamMetrics(metrics_of(app).registry) if settings.request_metrics else None,
             )
@@ -53,6 +52,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         version="0.1.0",
         description="The public API: users, catalog and blog, and views composed across them.",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
         openapi_url=None,  # served merged with the services' documents instead
         docs_url=None,
         redoc_url=None,
@@ -80,5 +80,4 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ),
     )
     name_routes_in_scope(app)
-    instrument_app(app)
     return app

@@ -22,7 +22,7 @@ from servicekit.inbound import guard_requests
 from servicekit.metrics import install_metrics, name_routes_in_scope
 from servicekit.observability import RequestContextMiddleware, configure_logging
 from servicekit.settings import BaseProcessSettings, ServiceSettings
-from servicekit.tracing import configure_tracing, flush, instrument_app, untraced
+from servicekit.tracing import FASTAPI_TELEMETRY, configure_tracing, flush, untraced
 
 # The collector's first threshold: allocations between collections of the youngest objects.
 # Python's 700 suits scripts; a server with hundreds of requests in flight keeps their objects
@@ -105,7 +105,13 @@ def create_service_app(
             await app.state.database.dispose()
             flush()
 
-    app = FastAPI(title=name, version=version, description=description, lifespan=lifespan)
+    app = FastAPI(
+        title=name,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY,
+    )
     app.state.settings = settings
     app.state.health_details = {}  # name -> a callable giving details for /health/ready
     install_error_handlers(app)
@@ -122,7 +128,6 @@ def create_service_app(
         include_routes(app, router)
     require_access_rules(app.routes)
     name_routes_in_scope(app)
-    instrument_app(app)
     return app
 
 

@@ -17,8 +17,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.errors import unexpected_error
-from servicekit.metrics import RequestMetrics
-from servicekit.tracing import tracing_active
+from servicekit.metrics import UNMATCHED, RequestMetrics, route_template
+from servicekit.tracing import ServerSpans, tracing_active
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from clients are echoed into logs and headers, so only a safe, bounded alphabet is kept.
@@ -127,12 +127,15 @@ class RequestContextMiddleware:
     line says HEAD. Done here rather than in a middleware of its own, which would add one more
     layer to every request. An exception that nothing handled becomes the 500 of the shared
     error model, `{"detail": "internal server error"}`. With `metrics`, each request is also
-    counted there, by the template of the route that served it (servicekit.metrics).
+    counted there, by the template of the route that served it (servicekit.metrics). When
+    the process traces, each request is a server span (servicekit.tracing), current from
+    before the request is routed until after its access line is written.
     """
 
     def __init__(self, app: ASGIApp, metrics: RequestMetrics | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.spans = ServerSpans() if tracing_active() else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,8 +149,11 @@ class RequestContextMiddleware:
         responded = False
         # The scope the router fills in, with the route it matched.
         routed = {**scope, "method": "GET"} if head else scope
+        error: Exception | None = None
         if self.metrics is not None:
             self.metrics.in_flight.inc()
+        if self.spans is not None:
+            span, span_token = self.spans.start(scope)
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status, responded
@@ -165,6 +171,7 @@ class RequestContextMiddleware:
             # Answered here, inside the request's context, rather than by Starlette's outermost
             # handler: the 500 carries the request id like any answer, is logged once with it,
             # and the connection stays open.
+            error = exc
             if responded:
                 raise
             await unexpected_error(exc)(scope, receive, send_with_request_id)
@@ -186,4 +193,8 @@ class RequestContextMiddleware:
                     "client": scope["client"][0] if scope.get("client") else None,
                 },
             )
+            if self.spans is not None:
+                template = route_template(routed)
+                route = None if template == UNMATCHED else template
+                self.spans.end(span, span_token, route, status, error)
             request_id_var.reset(token)
