@@ -92,6 +92,12 @@ class ServiceSettings(BaseProcessSettings):
         description="Postgres only: seconds to open a connection, so a server that does not "
         "answer (rather than refuse) fails requests instead of holding them.",
     )
+    readiness_interval: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a successful readiness check is reused (servicekit.readiness): "
+        "while the database answers, it sees at most one probe connection per interval.",
+    )
     sql_echo: bool = False
 
     @property
