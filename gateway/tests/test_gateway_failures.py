@@ -21,12 +21,16 @@ from gateway_service.errors import BadGateway
 from gateway_service.main import create_app
 from gateway_service.proxy import relay
 from gateway_service.settings import GatewaySettings
+from servicekit.errors import BUSY
 from servicekit.testing import (
     TEST_METRICS_TOKEN,
     ServiceProcess,
     TokenIssuer,
     asgi_client,
+    locked_table,
+    one_connection_per_pool,
     running,
+    started,
 )
 
 Gateway = tuple[httpx.AsyncClient, list[httpx.Request]]
@@ -105,6 +109,44 @@ async def test_readiness_reports_every_service(
     assert not_ready.status_code == 503
     assert not_ready.json()["checks"]["users"] == "unreachable"
     assert (await gateway.get("/health/live")).status_code == 200
+
+
+async def test_a_busy_service_s_503_reaches_the_client_with_its_retry_after(
+    make_services: Callable[..., dict[str, ServiceProcess]],
+    gateway_settings: GatewaySettingsFactory,
+) -> None:
+    environment = {"USERS_BUSY_RETRY_AFTER": "3", **one_connection_per_pool("users")}
+    with started(make_services("busy", environment, names=("users",))) as busy:
+        users = busy["users"]
+        app = create_app(gateway_settings(users_url=users.url))
+        async with (
+            running(app),
+            asgi_client(app, base_url="http://gateway.test") as gateway,
+            httpx.AsyncClient(base_url=users.url, timeout=30) as direct,
+        ):
+            body = {"email": "ada@example.com", "name": "Ada", "password": "correct horse battery"}
+            path = f"/users/{(await direct.post('/users/', json=body)).json()['id']}"
+            calls: list[httpx.Request] = []
+            app.state.downstream.listeners.append(calls.append)
+            async with locked_table(users.database_url, "users") as lock:
+                # A read and a write wait on the lock, holding the only connection of each pool.
+                held = [
+                    asyncio.create_task(direct.get(path)),
+                    asyncio.create_task(direct.post("/users/", json={**body, "email": "b@x.io"})),
+                ]
+                await lock.until_waiting(2)
+                forwarded = await gateway.get(path)
+                composed = await gateway.get("/users-with-posts")
+                ready = await gateway.get("/health/ready")
+                await lock.release()
+                await asyncio.gather(*held)
+
+    for answer in (forwarded, composed):
+        assert (answer.status_code, answer.json()) == (503, {"detail": BUSY})
+        assert answer.headers["Retry-After"] == "3"
+    assert ready.json()["checks"]["users"] == "ok"
+    # Relayed as they came: not retried, which would only add to the service's load.
+    assert len(calls) == 2
 
 
 def test_a_service_error_becomes_a_502_naming_the_service() -> None:

@@ -115,8 +115,8 @@ def relay(
 ) -> Response:
     """The service's answer as the gateway's response, with its URLs relative to the gateway.
 
-    A service's 503 (its database is down) passes through; any other 5xx is the service's
-    fault and becomes a 502 that names it.
+    A service's 503 (its database is down, or it is busy) passes through with its
+    `Retry-After`; any other 5xx is the service's fault and becomes a 502 that names it.
     """
     if answer.status_code >= 500 and answer.status_code != 503:
         raise BadGateway(f"the {service} service failed ({answer.status_code})")

@@ -114,7 +114,7 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.health_details = {}  # name -> a callable giving details for /health/ready
-    install_error_handlers(app)
+    install_error_handlers(app, busy_retry_after=settings.busy_retry_after)
     guard_requests(
         app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
     )

@@ -1,6 +1,5 @@
 """Engine and session lifecycle: one engine per process, one session per request."""
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -18,13 +17,11 @@ from sqlalchemy import (
     Select,
     event,
     func,
-    literal,
-    select,
-    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine.interfaces import ExceptionContext
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,6 +34,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProx
 from sqlalchemy.types import TypeDecorator
 
 from servicekit.pool import PoolStatistics, ReadPool
+from servicekit.readiness import DatabaseProbe, postgres_check, sqlite_check
 from servicekit.reads import DriverReads, Row, on_psycopg
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import instrument_engine
@@ -49,8 +47,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-READINESS_TIMEOUT = 2.0
 
 # Execution option marking connections of read-only sessions (see Database).
 _READ_ONLY = "servicekit_read_only"
@@ -321,11 +317,36 @@ def create_read_pool(settings: ServiceSettings, dialect: Dialect) -> ReadPool:
     )
 
 
-class Database:
-    """The engine for sessions, the fast path for reads on Postgres, and their sessions."""
+def _recheck_readiness_when_connections_fail(engine: AsyncEngine, probe: DatabaseProbe) -> None:
+    """Make the next readiness probe ask the database again once a connection of the engine
+    could not be opened, or broke: readiness then agrees with what the requests just saw."""
 
-    def __init__(self, engine: AsyncEngine, read_pool: ReadPool | None = None) -> None:
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if context.is_disconnect or context.connection is None:  # None: it failed to connect
+            probe.forget()
+
+
+def create_probe(settings: ServiceSettings, dialect: Dialect) -> DatabaseProbe:
+    """The readiness check of the configured database, on connections of its own."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        check = sqlite_check(url)
+    else:
+        check = postgres_check(url, dialect, _connect_args(settings, url))
+    return DatabaseProbe(check, interval=settings.readiness_interval)
+
+
+class Database:
+    """The engine for sessions, the fast path for reads on Postgres, their sessions, and the
+    readiness probe."""
+
+    def __init__(
+        self, engine: AsyncEngine, probe: DatabaseProbe, read_pool: ReadPool | None = None
+    ) -> None:
         self.engine = engine
+        self.probe = probe
+        _recheck_readiness_when_connections_fail(engine, probe)
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Read sessions share the engine's pool, marked read-only: on SQLite that makes their
         # BEGIN a plain one; on Postgres their connections are lent in autocommit mode, so
@@ -345,9 +366,10 @@ class Database:
     def from_settings(cls, settings: ServiceSettings) -> "Database":
         """A Database for the configured URL; on Postgres, reads get a pool of their own."""
         engine = create_engine(settings)
+        probe = create_probe(settings, engine.dialect)
         if on_psycopg(engine.dialect):
-            return cls(engine, create_read_pool(settings, engine.dialect))
-        return cls(engine)
+            return cls(engine, probe, create_read_pool(settings, engine.dialect))
+        return cls(engine, probe)
 
     async def fetch(
         self, statement: Select[Any], parameters: Mapping[str, Any] | None = None
@@ -358,7 +380,12 @@ class Database:
         once that way compiles once (see servicekit.reads).
         """
         if self.driver_reads is not None:
-            return await self.driver_reads.fetch(statement, parameters)
+            try:
+                return await self.driver_reads.fetch(statement, parameters)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:  # could not connect, or the connection broke
+                    self.probe.forget()
+                raise
         async with self.read_engine.connect() as connection:
             result = await connection.execute(statement, parameters)
             return [dict(row) for row in result.mappings()]
@@ -397,15 +424,9 @@ class Database:
             yield session
 
     async def is_reachable(self) -> bool:
-        """Whether the database answers within READINESS_TIMEOUT seconds, on every pool."""
-        try:
-            async with asyncio.timeout(READINESS_TIMEOUT):
-                async with self.engine.connect() as connection:
-                    await connection.execute(text("SELECT 1"))
-                await self.fetch(select(literal(1).label("ok")))
-        except Exception:
-            return False
-        return True
+        """Whether the database answers, asked without a connection of the pools (so a busy
+        process is still ready): see servicekit.readiness."""
+        return await self.probe.answers()
 
     def pool_statistics(self) -> dict[str, PoolStatistics]:
         """Each pool's state by name: "orm" (the engine's), and "reads" on Postgres."""
@@ -418,7 +439,8 @@ class Database:
         return pools
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection, and the readiness check's if one is under way."""
+        await self.probe.close()
         if self.read_pool is not None:
             await self.read_pool.dispose()
         await self.engine.dispose()

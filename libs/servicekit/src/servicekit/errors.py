@@ -1,6 +1,7 @@
 """One error model for every service: `{"detail": ...}`, never SQL, driver text or tracebacks."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -58,7 +59,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state",
     412: "If-Match names a version that is no longer current",
     410: "What was asked for is no longer kept",
-    503: "A dependency is unavailable",
+    503: "A dependency is unavailable, or the service is busy; retry after Retry-After seconds",
 }
 
 
@@ -122,13 +123,25 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
             "the request collided with a concurrent one and was undone; repeat it",
             {"Retry-After": "1"},
         )
-    if isinstance(exc, PoolTimeoutError) or (
-        isinstance(exc, DBAPIError) and _is_connection_failure(exc)
-    ):
+    if isinstance(exc, DBAPIError) and _is_connection_failure(exc):
         logger.error("database unavailable: %s", type(exc).__name__)
         return _error(503, "database unavailable", {"Retry-After": "1"})
     logger.exception("database error")
     return _error(500, "internal server error")
+
+
+BUSY = "the service is busy: no database connection became free in time; retry later"
+
+
+def _pool_exhausted(retry_after: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(_request: Request, exc: Exception) -> JSONResponse:
+        # Every connection of a pool stayed lent for the whole pool timeout: the database
+        # answers, this process has more work than connections. Not an outage: a client may
+        # retry (here or on another replica), and the operator adds capacity, not a database.
+        logger.warning("busy: no database connection became free in time (%s)", exc)
+        return _error(503, BUSY, {"Retry-After": str(retry_after)})
+
+    return handler
 
 
 async def _data_error(request: Request, _exc: Exception) -> JSONResponse:
@@ -178,8 +191,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, exc.detail, headers)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn exceptions into the shared error model."""
+def install_error_handlers(app: FastAPI, *, busy_retry_after: int = 1) -> None:
+    """Register the handlers that turn exceptions into the shared error model.
+
+    `busy_retry_after` is the `Retry-After` of a 503 for a request that no pooled database
+    connection became free for (ServiceSettings.busy_retry_after).
+    """
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -187,5 +204,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StaleDataError, _stale_data)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(DBAPIError, _database_error)
-    app.add_exception_handler(PoolTimeoutError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _pool_exhausted(busy_retry_after))
     app.add_exception_handler(Exception, _unexpected_error)

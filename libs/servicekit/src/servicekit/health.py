@@ -1,4 +1,9 @@
-"""Liveness (the process answers) and readiness (its database answers) probes."""
+"""Liveness (the process answers) and readiness (its database answers) probes.
+
+Readiness asks the database on a connection of its own, never one of the pools that serve
+requests: a process whose connections are all busy can still serve, and stays ready
+(servicekit.readiness).
+"""
 
 from collections.abc import Callable
 from typing import Any
@@ -30,10 +35,15 @@ async def live() -> Health:
 @router.get(
     "/ready",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The database does not answer."}},
+    responses={
+        503: {
+            "model": Health,
+            "description": "The database does not answer (a busy process is still ready).",
+        }
+    },
 )
 async def ready(request: Request) -> JSONResponse:
-    """The service can serve traffic: its database answers."""
+    """The service can serve traffic: its database answers, however busy its pools are."""
     reachable = await get_database(request).is_reachable()
     providers: dict[str, Callable[[], Any]] = request.app.state.health_details
     health = Health(

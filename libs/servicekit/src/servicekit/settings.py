@@ -77,6 +77,14 @@ class ServiceSettings(BaseProcessSettings):
     # is cheaper than a new Postgres backend.
     max_overflow: int = Field(default=0, ge=0)
     pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a connection.")
+    # A request that waited pool_timeout for a connection is a 503 telling the client to retry
+    # this much later: the database answers, the process is busy.
+    busy_retry_after: int = Field(
+        default=1,
+        ge=1,
+        description="Seconds of the Retry-After of a 503 answered when no database connection "
+        "became free within pool_timeout.",
+    )
     pool_recycle: int = Field(default=1800, description="Seconds before a connection is replaced.")
     pool_pre_ping: bool = True
     pool_pre_ping_idle: float = Field(
@@ -91,6 +99,12 @@ class ServiceSettings(BaseProcessSettings):
         ge=2,  # libpq's least
         description="Postgres only: seconds to open a connection, so a server that does not "
         "answer (rather than refuse) fails requests instead of holding them.",
+    )
+    readiness_interval: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a successful readiness check is reused (servicekit.readiness): "
+        "while the database answers, it sees at most one probe connection per interval.",
     )
     sql_echo: bool = False
 

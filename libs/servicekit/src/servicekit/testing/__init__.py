@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 import psycopg
+import psycopg.sql
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
@@ -105,6 +106,65 @@ async def terminate_backend(database_url: str | URL, pid: int) -> None:
     libpq = libpq_url(database_url)
     async with await psycopg.AsyncConnection.connect(libpq, autocommit=True) as admin:
         await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+class TableLock:
+    """A table held in ACCESS EXCLUSIVE mode by a connection of the test: every statement a
+    service runs on it waits, keeping its pooled connection lent, until the lock is released."""
+
+    def __init__(self, holder: "psycopg.AsyncConnection[Any]", table: str) -> None:
+        self.holder = holder
+        self.table = table
+
+    async def waiting(self) -> int:
+        """How many statements wait for the lock now."""
+        cursor = await self.holder.execute(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+            (self.table,),
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def until_waiting(self, count: int) -> None:
+        """Return once `count` statements wait for the lock (fails after 30 seconds)."""
+        async with asyncio.timeout(30):
+            # The statements wait in another process: their state can only be observed.
+            while await self.waiting() < count:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+    async def release(self) -> None:
+        """End the holder's transaction: the waiting statements run."""
+        await self.holder.rollback()
+
+
+@asynccontextmanager
+async def locked_table(database_url: str | URL, table: str) -> AsyncIterator[TableLock]:
+    """`table` of `database_url` locked for the block (see TableLock), released at its end."""
+    async with await psycopg.AsyncConnection.connect(libpq_url(database_url)) as holder:
+        await holder.execute(
+            psycopg.sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                psycopg.sql.Identifier(table)
+            )
+        )
+        lock = TableLock(holder, table)
+        try:
+            yield lock
+        finally:
+            await lock.release()
+
+
+def one_connection_per_pool(name: str) -> dict[str, str]:
+    """The environment of a `name` service process whose every pool (transactions, reads) has
+    one connection, that gives up waiting for one after half a second, and whose readiness is
+    checked at every probe: two requests waiting on a TableLock leave it no free connection."""
+    prefix = name.upper()
+    return {
+        f"{prefix}_POOL_SIZE": "1",
+        f"{prefix}_MAX_OVERFLOW": "0",
+        f"{prefix}_POOL_TIMEOUT": "0.5",
+        f"{prefix}_READINESS_INTERVAL": "0",
+    }
 
 
 @dataclass(frozen=True)
@@ -340,8 +400,11 @@ class ServiceProcess:
         database_url: str,
         alembic_ini: Path,
         environment: Mapping[str, str] | None = None,
+        log_file: Path | None = None,
     ) -> None:
         self.name = name
+        # Where the process's log lines go (appended, run after run); none: nowhere.
+        self.log_file = log_file
         # A metrics token the settings accept in any environment, unless one is given.
         self.environment = {
             f"{name.upper()}_METRICS_TOKEN": TEST_METRICS_TOKEN,
@@ -374,16 +437,21 @@ class ServiceProcess:
             **self.environment,
             f"{self.name.upper()}_DATABASE_URL": self.database_url,
         }
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", f"{self.name}_service.main:create_app",
-                "--factory", "--host", "127.0.0.1", "--port", str(self.port),
-                "--no-access-log", "--log-level", "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        log = None if self.log_file is None else self.log_file.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "uvicorn", f"{self.name}_service.main:create_app",
+                    "--factory", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--no-access-log", "--log-level", "warning",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL if log is None else log,
+            )  # fmt: skip
+        finally:
+            if log is not None:
+                log.close()  # the process has a copy of its own
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not self._is_ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -405,6 +473,12 @@ class ServiceProcess:
     @property
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON log lines the process has written to its log file so far."""
+        assert self.log_file is not None, "the process was given no log file"
+        text = self.log_file.read_text() if self.log_file.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
     def empty_tables(self) -> None:
         with psycopg.connect(libpq_url(self.database_url), autocommit=True) as db:
