@@ -58,7 +58,7 @@ format: install  ## Format and autofix
 	@$(UV) run --frozen --no-sync ruff check --fix .
 
 bench: install  ## Benchmarks on Postgres: seed, drive every scenario with wrk, report (BENCH_ARGS=--help)
-	@scripts/install-wrk
+	@scripts/install-bench-tools
 	@$(UV) run --frozen --no-sync python -m bench $(BENCH_ARGS)
 
 images:  ## Build the four images with IMAGE_BUILD (default: docker build)

@@ -34,26 +34,21 @@ def _isoformat(value: Any) -> Any:
     return value
 
 
-def create_app() -> Starlette:
-    """The ceiling app, on the database named by BENCH_CEILING_DSN."""
-    pool = AsyncConnectionPool(
-        os.environ["BENCH_CEILING_DSN"],
+def connection_pool(dsn: str) -> AsyncConnectionPool:
+    """Ten connections to the database at `dsn`, opened by `bare_app`'s lifespan."""
+    return AsyncConnectionPool(
+        dsn,
         min_size=10,
         max_size=10,
         open=False,
         # autocommit: a read needs no BEGIN/ROLLBACK; prepare_threshold=0 prepares at first use.
-        kwargs={"autocommit": True, "prepare_threshold": 0},
+        # Timestamps read in UTC, as the services answer them.
+        kwargs={"autocommit": True, "prepare_threshold": 0, "options": "-c TimeZone=UTC"},
     )
 
-    async def get_user(request: Request) -> Response:
-        user_id = int(request.path_params["user_id"])
-        async with pool.connection() as connection:
-            cursor = await connection.execute(QUERY, (user_id,), prepare=True)
-            row = await cursor.fetchone()
-        if row is None:
-            return Response('{"detail":"not found"}', 404, media_type="application/json")
-        body = {column: _isoformat(value) for column, value in zip(COLUMNS, row, strict=True)}
-        return Response(json.dumps(body), media_type="application/json")
+
+def bare_app(pool: AsyncConnectionPool, *routes: Route) -> Starlette:
+    """A Starlette app of `routes` and `GET /health/live`, its pool open while it runs."""
 
     async def live(_request: Request) -> Response:
         return Response('{"status":"ok"}', media_type="application/json")
@@ -66,7 +61,21 @@ def create_app() -> Starlette:
         finally:
             await pool.close()
 
-    return Starlette(
-        routes=[Route("/users/{user_id:int}", get_user), Route("/health/live", live)],
-        lifespan=lifespan,
-    )
+    return Starlette(routes=[*routes, Route("/health/live", live)], lifespan=lifespan)
+
+
+def create_app() -> Starlette:
+    """The ceiling app, on the database named by BENCH_CEILING_DSN."""
+    pool = connection_pool(os.environ["BENCH_CEILING_DSN"])
+
+    async def get_user(request: Request) -> Response:
+        user_id = int(request.path_params["user_id"])
+        async with pool.connection() as connection:
+            cursor = await connection.execute(QUERY, (user_id,), prepare=True)
+            row = await cursor.fetchone()
+        if row is None:
+            return Response('{"detail":"not found"}', 404, media_type="application/json")
+        body = {column: _isoformat(value) for column, value in zip(COLUMNS, row, strict=True)}
+        return Response(json.dumps(body), media_type="application/json")
+
+    return bare_app(pool, Route("/users/{user_id:int}", get_user))

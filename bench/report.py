@@ -1,7 +1,7 @@
 """The ratios a run is judged by, and the table, markdown report and chart that show them."""
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,12 @@ TARGETS = (
     Target("users_vs_ceiling", "users service GET /users/{id} vs the raw ceiling", 0.5),
     Target("gateway_vs_users", "gateway GET /users/{id} vs the users service", 0.6),
     Target("users_with_posts_vs_gateway", "/users-with-posts?limit=20 vs gateway user read", 0.5),
+    Target(
+        "users_with_posts_vs_monolith",
+        "gateway /users-with-posts?limit=20 vs the monolith's, in one SQL round trip",
+        0.5,
+    ),
+    Target("gateway_vs_nginx", "gateway GET /users/{id} vs nginx proxying to users", 0.8),
     Target("gateway_256_vs_64", "gateway at 256 connections vs at 64", 0.9),
     Target("keyset_deep_vs_first", "keyset page at 90% depth vs first page (p50)", 1.5, True),
     Target("bulk_vs_executemany", "POST /products/bulk vs psycopg executemany (rows/s)", 0.5),
@@ -50,6 +56,11 @@ TARGETS = (
         for key, what in (("user", "gateway GET /users/{id}"), ("posts", "/users-with-posts"))
     ),
 )
+
+
+# Every gateway run at these connections: its p99 at most TAIL_BOUND times its p50.
+TAIL_CONNECTIONS = (64, 256)
+TAIL_BOUND = 4.0
 
 
 def _ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float | None:
@@ -87,7 +98,7 @@ def _gateway_rps_at(document: dict[str, Any], connections: int) -> list[float]:
 
 def _p50(document: dict[str, Any], key: str) -> list[float]:
     entry = document.get("latency", {}).get(key)
-    return _runs(entry, "runs_p50", entry["latency_ms"]["p50"] if entry else None)
+    return _p50_runs(entry) if entry else []
 
 
 def _bulk(document: dict[str, Any], side: int, kept: str) -> list[float]:
@@ -105,6 +116,10 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
         "users_with_posts_vs_gateway": _ratio(
             _rps(document, "users_with_posts"), _rps(document, "gateway_user")
         ),
+        "users_with_posts_vs_monolith": _ratio(
+            _rps(document, "users_with_posts"), _rps(document, "monolith")
+        ),
+        "gateway_vs_nginx": _ratio(_rps(document, "gateway_user"), _rps(document, "nginx")),
         "gateway_256_vs_64": _ratio(_gateway_rps_at(document, 256), _gateway_rps_at(document, 64)),
         "keyset_deep_vs_first": _ratio(_p50(document, "keyset_deep"), _p50(document, "first_page")),
         "bulk_vs_executemany": _ratio(
@@ -123,34 +138,80 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
             values[f"{variant}_vs_plain_{key}"] = _ratio(
                 _rps(document, f"obs_{variant}_{key}"), _rps(document, f"obs_plain_{key}")
             )
-    judged = []
-    for target in TARGETS:
-        value = values[target.key]
+    judged = [_judged(target, values[target.key]) for target in TARGETS]
+    for key, run in _gateway_runs(document):
+        if run["connections"] not in TAIL_CONNECTIONS:
+            continue
+        tail = _ratio(_runs(run, "runs_p99", run["latency_ms"]["p99"]), _p50_runs(run))
+        label = run["label"]
+        if "connections" not in label:
+            label += f", {run['connections']} connections"
+        target = Target(f"tail_{key}", f"p99 / p50: {label}", TAIL_BOUND, at_most=True)
         judged.append(
             {
-                "key": target.key,
-                "description": target.description,
-                "bound": ""
-                if target.bound is None
-                else ("<= " if target.at_most else ">= ") + str(target.bound),
-                "value": value,
-                "met": None if value is None else target.met(value),
+                **_judged(target, tail),
+                "tail": {"rps": run["rps"], **run["latency_ms"]},
             }
         )
     return judged
 
 
-def _load_row(label: str, entry: dict[str, Any]) -> tuple[str, str, str, str, str]:
+def _judged(target: Target, value: float | None) -> dict[str, Any]:
+    return {
+        "key": target.key,
+        "description": target.description,
+        "bound": ""
+        if target.bound is None
+        else ("<= " if target.at_most else ">= ") + str(target.bound),
+        "value": value,
+        "met": None if value is None else target.met(value),
+    }
+
+
+def _is_gateway(server: str) -> bool:
+    """Whether the bench's server `server` is a gateway: `gateway`, `gateway-httpx`, or a copy
+    of scenario 11 (`<variant>-gateway`)."""
+    return "gateway" in server.split("-")
+
+
+def _gateway_runs(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every load run of a gateway, by a key of its own."""
+    for key, entry in document.get("throughput", {}).items():
+        if _is_gateway(entry.get("server", "")):
+            yield key, entry
+    for server, points in document.get("concurrency", {}).items():
+        if _is_gateway(server):
+            for point in points:
+                label = point.get("label") or f"8. {server} GET /users/{{id}}"
+                yield f"{server}_{point['connections']}", {**point, "label": label}
+
+
+def _p50_runs(entry: dict[str, Any]) -> list[float]:
+    return _runs(entry, "runs_p50", entry["latency_ms"]["p50"])
+
+
+PERCENTILES = ("p50", "p90", "p99", "max")
+Row = tuple[str, ...]
+
+
+def _latencies(latency_ms: dict[str, float]) -> Row:
+    return tuple(f"{latency_ms[name]:.2f}" for name in PERCENTILES)
+
+
+def _load_row(label: str, entry: dict[str, Any]) -> Row:
     return (
         label,
         f"{entry['rps']:,.0f} req/s",
-        f"{entry['latency_ms']['p50']:.2f}",
-        f"{entry['latency_ms']['p99']:.2f}",
+        *_latencies(entry["latency_ms"]),
         str(sum(entry["errors"].values())),
     )
 
 
-def _scenario_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+def _rate_row(label: str, rate: str) -> Row:
+    return (label, rate, *("" for _ in PERCENTILES), "")
+
+
+def _scenario_rows(document: dict[str, Any]) -> list[Row]:
     rows = [
         _load_row(entry["label"], entry)
         for group in ("throughput", "latency")
@@ -159,14 +220,14 @@ def _scenario_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, s
     during = document.get("throughput", {}).get("gateway_user_during_logins")
     if during and during.get("alongside_rps"):
         logins = sorted(during["alongside_rps"])[len(during["alongside_rps"]) // 2]
-        rows.append(("9. logins alongside those reads", f"{logins:,.0f} req/s", "", "", ""))
+        rows.append(_rate_row("9. logins alongside those reads", f"{logins:,.0f} req/s"))
     bulk = document.get("bulk")
     if bulk:
         for label, key in (
             ("7. POST /products/bulk (1,000 rows), catalog", "service_rows_per_second"),
             ("7. psycopg executemany, same rows", "executemany_rows_per_second"),
         ):
-            rows.append((label, f"{bulk[key]:,} rows/s", "", "", ""))
+            rows.append(_rate_row(label, f"{bulk[key]:,} rows/s"))
     for server, points in document.get("concurrency", {}).items():
         for point in points:
             label = f"8. {server} GET /users/{{id}}, {point['connections']} connections"
@@ -174,18 +235,35 @@ def _scenario_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, s
     return rows
 
 
-def _target_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    verdicts = {True: "met", False: "MISSED", None: "not run"}
+def _verdict(target: dict[str, Any]) -> str:
+    if target["met"] is None:
+        return "not run" if target["value"] is None else "reported"
+    return "met" if target["met"] else "MISSED"
+
+
+def _value(target: dict[str, Any]) -> str:
+    return "" if target["value"] is None else f"{target['value']:.2f}"
+
+
+def _target_rows(document: dict[str, Any]) -> list[Row]:
+    return [
+        (target["description"], _value(target), target["bound"], _verdict(target))
+        for target in document.get("targets", [])
+        if "tail" not in target
+    ]
+
+
+def _tail_rows(document: dict[str, Any]) -> list[Row]:
     return [
         (
-            target["description"],
-            "" if target["value"] is None else f"{target['value']:.2f}",
-            target["bound"],
-            "reported"
-            if target["met"] is None and target["value"] is not None
-            else verdicts[target["met"]],
+            target["description"].removeprefix("p99 / p50: "),
+            f"{target['tail']['rps']:,.0f} req/s",
+            *_latencies(target["tail"]),
+            _value(target),
+            _verdict(target),
         )
         for target in document.get("targets", [])
+        if "tail" in target
     ]
 
 
@@ -195,7 +273,14 @@ def _markdown_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) ->
     return "\n".join(lines)
 
 
-SCENARIO_HEADER = ("scenario", "throughput", "p50 ms", "p99 ms", "failed")
+SCENARIO_HEADER = ("scenario", "throughput", *(f"{name} ms" for name in PERCENTILES), "failed")
+TAIL_HEADER = (
+    "gateway run",
+    "throughput",
+    *(f"{name} ms" for name in PERCENTILES),
+    "p99/p50",
+    "verdict",
+)
 
 
 def table(document: dict[str, Any]) -> str:
@@ -209,28 +294,49 @@ def table(document: dict[str, Any]) -> str:
     ratios = Table("ratio", "value", "target", "", title="targets")
     for target_row in _target_rows(document):
         ratios.add_row(*target_row)
-    console = Console(width=120, record=True)
+    tails = Table(*TAIL_HEADER, title=f"tail latency: p99 at most {TAIL_BOUND:g} times p50")
+    for tail_row in _tail_rows(document):
+        tails.add_row(*tail_row)
+    console = Console(width=140, record=True)
     with console.capture() as capture:
         console.print(scenarios)
         console.print(ratios)
+        console.print(tails)
     return capture.get()
 
 
 def write(document: dict[str, Any], folder: Path, name: str = "latest") -> None:
-    """<name>.md and gateway-concurrency.png in `folder`."""
+    """<name>.md in `folder`, and beside it the charts of the gateway's throughput and latency
+    against concurrency (gateway-concurrency.png and gateway-latency.png for the full run,
+    prefixed with `name` for others)."""
     machine = document["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
     scale = document["scale"]
+    prefix = "" if name == "latest" else f"{name}-"
+    charts = ""
+    if document.get("concurrency"):
+        throughput_chart, latency_chart = (
+            f"{prefix}gateway-concurrency.png",
+            f"{prefix}gateway-latency.png",
+        )
+        _chart(document, folder / throughput_chart)
+        _latency_chart(document, folder / latency_chart)
+        charts = (
+            f"\n![gateway throughput against concurrency]({throughput_chart})\n"
+            f"![gateway latency percentiles against concurrency]({latency_chart})\n"
+        )
+    nginx = f", nginx {machine['nginx']}" if machine.get("nginx") else ""
     markdown = f"""# Benchmark report
 
 Run {document["started"]}: every load run {document["seconds"]} s after {document["warmup"]} s of
 warm-up, {document.get("repeat", 1)} rounds of all runs interleaved, each run's median round
-kept; a ratio is the median of the ratios within each round. {document["connections"]}
-connections for scenarios 1-5; wrk with one thread; {machine["workers_per_server"]} uvicorn
-worker(s) for every server.
+kept with its latencies (wrk's); a ratio is the median of the ratios within each round.
+{document["connections"]} connections for scenarios 1-5, 9, 12 and 13 (4 and 5 at
+{TAIL_CONNECTIONS[-1]} as well); wrk with one thread; {machine["workers_per_server"]} worker(s)
+for every server (uvicorn's; nginx's).
 
 Machine: {machine["cores"]} cores ({machine["cpu"]}), Python {machine["python"]},
-PostgreSQL {machine["postgres"]}, {machine["wrk"]}. Packages: {packages}.
+PostgreSQL {machine["postgres"]}, {machine["wrk"]}{nginx}. Packages: {packages}.
 
 Data: {scale["users"]:,} users, {scale["posts"]:,} posts with tags, {scale["comments"]:,}
 comments, {scale["products"]:,} products in 50 categories.
@@ -238,15 +344,31 @@ comments, {scale["products"]:,} products in 50 categories.
 ## Targets
 
 {_markdown_table(("ratio", "value", "target", "verdict"), _target_rows(document))}
+{_monolith_note(document.get("monolith_differences"))}
+## Tail latency
+
+Every gateway run at {" and ".join(map(str, TAIL_CONNECTIONS))} connections: its p99 at most
+{TAIL_BOUND:g} times its p50 (the median of the rounds' own ratios).
+
+{_markdown_table(TAIL_HEADER, _tail_rows(document))}
 
 ## Scenarios
 
 {_markdown_table(SCENARIO_HEADER, _scenario_rows(document))}
-
-![gateway throughput against concurrency](gateway-concurrency.png)
-{_events_section(document.get("events"))}"""
+{charts}{_events_section(document.get("events"))}"""
     folder.joinpath(f"{name}.md").write_text(markdown)
-    _chart(document, folder / "gateway-concurrency.png")
+
+
+def _monolith_note(differences: list[str] | None) -> str:
+    if not differences:
+        return ""
+    listed = "\n".join(f"- {difference}" for difference in differences)
+    return f"""
+The monolith (12) answered these pages unlike the gateway, so its ratio compares different
+work:
+
+{listed}
+"""
 
 
 def _events_section(events: dict[str, Any] | None) -> str:
@@ -278,38 +400,75 @@ def _events_section(events: dict[str, Any] | None) -> str:
 """
 
 
+_SERVER_NAMES = {"gateway": "gateway (aiohttp pool)", "gateway-httpx": "gateway (httpx pool)"}
+
+
 def _chart(document: dict[str, Any], path: Path) -> None:
-    concurrency = document.get("concurrency")
-    if not concurrency:
-        return
+    """Scenario 8's requests per second against connections, and the users service's."""
+    concurrency = document["concurrency"]
+
+    def plot(axes: Any) -> None:
+        for server, points in concurrency.items():
+            axes.plot(
+                [p["connections"] for p in points],
+                [p["rps"] for p in points],
+                marker="o",
+                label=_SERVER_NAMES.get(server, server),
+            )
+        users = document.get("throughput", {}).get("users")
+        if users:
+            axes.axhline(users["rps"], linestyle="--", color="grey", label="users service directly")
+        axes.set_ylim(bottom=0)
+        axes.legend()
+
+    _concurrency_chart(concurrency, path, "requests per second", plot)
+
+
+def _latency_chart(document: dict[str, Any], path: Path) -> None:
+    """Scenario 8's latency percentiles against connections: a colour for each percentile, a
+    line style for each gateway."""
+    concurrency = document["concurrency"]
+    styles = ("-", "--", ":", "-.")
+
+    def plot(axes: Any) -> None:
+        for style, (server, points) in zip(styles, concurrency.items(), strict=False):
+            for colour, percentile in enumerate(PERCENTILES):
+                axes.plot(
+                    [p["connections"] for p in points],
+                    [p["latency_ms"][percentile] for p in points],
+                    marker="o",
+                    linestyle=style,
+                    color=f"C{colour}",
+                    label=f"{percentile}, {_SERVER_NAMES.get(server, server)}",
+                )
+        # From a millisecond to seconds: only a logarithmic scale shows both ends.
+        axes.set_yscale("log")
+        axes.legend(fontsize="x-small", ncols=2)
+
+    _concurrency_chart(concurrency, path, "latency, milliseconds (wrk)", plot)
+
+
+def _concurrency_chart(
+    concurrency: dict[str, list[dict[str, Any]]],
+    path: Path,
+    unit: str,
+    plot: Callable[[Any], None],
+) -> None:
+    """A chart of GET /users/{id} through the gateway against connections, drawn by `plot`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
-    names = {"gateway": "gateway (aiohttp pool)", "gateway-httpx": "gateway (httpx pool)"}
-    for server, points in concurrency.items():
-        axes.plot(
-            [p["connections"] for p in points],
-            [p["rps"] for p in points],
-            marker="o",
-            label=names.get(server, server),
-        )
-    users = document.get("throughput", {}).get("users")
-    if users:
-        axes.axhline(users["rps"], linestyle="--", color="grey", label="users service directly")
+    plot(axes)
+    connections = [p["connections"] for p in next(iter(concurrency.values()))]
     axes.set_xscale("log", base=2)
-    axes.set_xticks(
-        [p["connections"] for p in next(iter(concurrency.values()))],
-        labels=[str(p["connections"]) for p in next(iter(concurrency.values()))],
-    )
+    axes.set_xticks(connections, labels=[str(count) for count in connections])
     axes.set_xlabel("concurrent connections")
-    axes.set_ylabel("requests per second")
+    axes.set_ylabel(unit)
     axes.set_title("GET /users/{id} through the gateway")
-    axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
-    axes.legend()
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

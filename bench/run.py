@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from types import SimpleNamespace
 from typing import IO, Any
 
 import httpx
@@ -29,9 +28,10 @@ from psycopg import sql
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+from bench import monolith, nginx, report
 from bench import observability as observability_scenario
-from bench import report
 from bench.load import GET, LoadResult, Request, run_wrk, wrk_path
+from bench.processes import stop
 from bench.seed import (
     Scale,
     is_seeded,
@@ -40,9 +40,7 @@ from bench.seed import (
     seed_users_and_blog,
 )
 from servicekit.auth import SigningKey, SigningKeys
-from servicekit.pagination import SortOrder
 from users_service.admin import create_admin
-from users_service.models import User
 from users_service.settings import UsersSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +55,16 @@ PORTS = {
     "blog": 18003,
     "gateway-httpx": 18010,
     "ceiling": 18100,
+    "monolith": 18101,
+    "nginx": 18102,
     # Scenario 10's own users and blogs (bench.events).
     "events-users": 18021,
     "events-blog": 18023,
     "events-blog-idle": 18033,
 }
 GATEWAY_CONCURRENCY = (1, 16, 64, 256)
+# The gateway's tail is judged at the bench's connections (64) and at this many too.
+MANY_CONNECTIONS = 256
 PATH_SAMPLE = 2000  # distinct paths per scenario: enough that no cache answers them all
 # Keys the bench's users service signs with, kept beside the embedded databases (not in git).
 SIGNING_KEYS = ROOT / "var" / "bench-signing-keys.json"
@@ -88,6 +90,10 @@ class Options:
     reseed: bool
     profile: bool
     only: set[str] = field(default_factory=set)
+
+    def wants(self, number: str) -> bool:
+        """Whether scenario `number` runs."""
+        return not self.only or number in self.only
 
 
 def _parse(argv: Sequence[str]) -> Options:
@@ -162,6 +168,14 @@ def recreate_databases(server: URL) -> None:
         )
 
 
+def _create_database(server: URL, name: str) -> None:
+    """Create database `name` on the server unless it exists."""
+    with psycopg.connect(_libpq(server), autocommit=True) as connection:
+        found = connection.execute("SELECT FROM pg_database WHERE datname = %s", (name,))
+        if found.fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
 def migrate_database(service: str, url: str) -> None:
     """Run the service's migrations on the database at `url`."""
     subprocess.run(  # noqa: S603 - our own arguments
@@ -222,11 +236,7 @@ def serve(
             _wait_until_ready(url + ready_path, process)
             yield Server(name, url, process)
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
 
 
 def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -294,6 +304,51 @@ def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Serve
         )
     )
     return servers
+
+
+def _monolith_dsn(server: URL) -> str:
+    return _libpq(server.set(database=monolith.DATABASE))
+
+
+def check_monolith(servers: dict[str, Server], users: int) -> list[str]:
+    """The pages of scenario 12 on which the monolith answers unlike the gateway (none, or its
+    ratio compares different work): the first, and nine spread over the users."""
+    paths = [users_with_posts_path(None)]
+    paths += [users_with_posts_path(max(1, users * step // 10 - 20)) for step in range(1, 10)]
+    differences = monolith.differences(servers["gateway"].url, servers["monolith"].url, paths)
+    for difference in differences:
+        say(f"12. the monolith answers unlike the gateway: {difference}")
+    return differences
+
+
+@contextmanager
+def serve_nginx(users: Server, workers: int) -> Iterator[Server]:
+    """nginx in front of the users service (bench.nginx) until the block ends."""
+    upstream = httpx.URL(users.url)
+    port = PORTS["nginx"]
+    log = RESULTS.joinpath("logs", "nginx.log")
+    with nginx.running(port, f"{upstream.host}:{upstream.port}", workers, log) as process:
+        url = f"http://{HOST}:{port}"
+        _wait_until_ready(url + "/health/ready", process)
+        yield Server("nginx", url, process)
+
+
+def start_anchors(
+    stack: ExitStack, server: URL, options: Options, servers: dict[str, Server]
+) -> None:
+    """The monolith (scenario 12) and nginx (13), if their scenarios run."""
+    if options.wants("12"):
+        servers["monolith"] = stack.enter_context(
+            serve(
+                "monolith",
+                "bench.monolith:create_app",
+                {"BENCH_MONOLITH_DSN": _monolith_dsn(server)},
+                options.workers,
+                "/health/live",
+            )
+        )
+    if options.wants("13"):
+        servers["nginx"] = stack.enter_context(serve_nginx(servers["users"], options.workers))
 
 
 def observability_variants(
@@ -401,6 +456,13 @@ def sign_in(server: URL, users: Server) -> Accounts:
     )
 
 
+def users_with_posts_path(after: int | None) -> str:
+    """The page of 20 users after user `after` (the first page if None), as a client asks."""
+    if after is None:
+        return "/users-with-posts?limit=20"
+    return f"/users-with-posts?limit=20&after={monolith.BY_ID.cursor_after({'id': after})}"
+
+
 class Bench:
     def __init__(
         self,
@@ -464,7 +526,7 @@ class Bench:
             spy.wait(30)
 
     def wanted(self, number: str) -> bool:
-        return not self.options.only or number in self.options.only
+        return self.options.wants(number)
 
     def user_paths(self) -> list[str]:
         users = self.options.scale.users
@@ -477,14 +539,27 @@ class Bench:
         jobs: list[Job] = []
 
         def throughput(
-            number: str, key: str, server: str, paths: Sequence[str], label: str
+            number: str,
+            key: str,
+            server: str,
+            paths: Sequence[str],
+            label: str,
+            many: bool = False,  # at MANY_CONNECTIONS, for the gateway's tail
         ) -> None:
-            if self.wanted(number):
-                jobs.append(Job("throughput", key, label, server, paths, connections))
+            if not self.wanted(number):
+                return
+            if many:
+                label = f"{label}, {MANY_CONNECTIONS} connections"
+                key = f"{key}_{MANY_CONNECTIONS}"
+            count = MANY_CONNECTIONS if many else connections
+            jobs.append(Job("throughput", key, label, server, paths, count))
 
+        # Each anchor runs right after what it is held against: the two sides of a ratio
+        # close in time (see run()).
         throughput("1", "ceiling", "ceiling", user_paths, "1. raw ceiling GET /users/{id}")
         throughput("2", "users", "users", user_paths, "2. users service GET /users/{id}")
         throughput("3", "gateway_user", "gateway", user_paths, "3. gateway GET /users/{id}")
+        throughput("13", "nginx", "nginx", user_paths, "13. nginx GET /users/{id}, to users")
         if self.wanted("9"):
             reader = Request(headers=self.accounts.reader)
             login = Request(
@@ -529,22 +604,26 @@ class Bench:
                     ),
                 ),
             ]
-        if self.wanted("4"):
+        if self.wanted("4") or self.wanted("12"):
+            posts_paths = self.users_with_posts_paths()
+            view = "GET /users-with-posts?limit=20"
+            throughput("4", "users_with_posts", "gateway", posts_paths, f"4. gateway {view}")
+            monolith_label = f"12. monolith {view}, one SQL round trip"
+            throughput("12", "monolith", "monolith", posts_paths, monolith_label)
             throughput(
-                "4",
-                "users_with_posts",
-                "gateway",
-                self.users_with_posts_paths(),
-                "4. gateway GET /users-with-posts?limit=20",
+                "4", "users_with_posts", "gateway", posts_paths, f"4. gateway {view}", many=True
             )
         if self.wanted("5"):
-            throughput(
-                "5",
-                "products",
-                "gateway",
-                self.product_paths(),
-                "5. gateway GET /products/?category_id&min_price&max_price&limit=20",
-            )
+            product_paths = self.product_paths()
+            for many in (False, True):
+                throughput(
+                    "5",
+                    "products",
+                    "gateway",
+                    product_paths,
+                    "5. gateway GET /products/?category_id&min_price&max_price&limit=20",
+                    many,
+                )
         if self.wanted("6"):
             jobs += self.pagination_jobs()
         if self.wanted("11"):
@@ -643,6 +722,7 @@ class Bench:
             **median.as_dict(),
             "runs_rps": [r.rps for r in results],
             "runs_p50": [r.latency_ms["p50"] for r in results],
+            "runs_p99": [r.latency_ms["p99"] for r in results],
         }
         if job.key in self._alongside_rps:
             entry["alongside_rps"] = self._alongside_rps[job.key]
@@ -655,13 +735,8 @@ class Bench:
 
     def users_with_posts_paths(self) -> list[str]:
         # Pages start after random users, the way a client following Link headers would land.
-        by_id = SortOrder("id", (User.id,))
         last = max(1, self.options.scale.users - 20)
-        return [
-            "/users-with-posts?limit=20&after="
-            + by_id.cursor_after(SimpleNamespace(id=self.rng.randint(1, last)))
-            for _ in range(PATH_SAMPLE)
-        ]
+        return [users_with_posts_path(self.rng.randint(1, last)) for _ in range(PATH_SAMPLE)]
 
     def product_paths(self) -> list[str]:
         with self.engines["catalog"].connect() as connection:
@@ -802,6 +877,7 @@ def machine(engines: dict[str, Engine], workers: int) -> dict[str, Any]:
         "python": platform.python_version(),
         "postgres": str(postgres),
         "wrk": (wrk.stdout or wrk.stderr).split(" Copyright")[0].strip(),
+        "nginx": nginx.version(),
         "workers_per_server": workers,
         "packages": {name: _version(name) for name in packages},
     }
@@ -821,6 +897,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = _parse(sys.argv[1:] if argv is None else argv)
     if wrk_path() is None:
         say("wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu), `brew install wrk`")
+        return 2
+    if options.wants("13") and nginx.nginx_path() is None:
+        say("nginx is not installed: `sudo apt-get install nginx` (Debian), `brew install nginx`")
         return 2
     with postgres_server() as server, ExitStack() as stack:
         engines = {
@@ -846,6 +925,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             # The seeded users come first: they hold ids 1 to `users`, which the scenarios read.
             seed_users_and_blog(engines["users"], engines["blog"], options.scale)
+        scale = options.scale
+        copied = monolith.holds(_monolith_dsn(server), scale.users, scale.posts)
+        if fresh or (options.wants("12") and not copied):
+            say(f"copying the users and posts into {monolith.DATABASE}")
+            _create_database(server, monolith.DATABASE)
+            sources = {service: _libpq(_database_url(server, service)) for service in SERVICES}
+            monolith.copy(_monolith_dsn(server), sources)
+        start_anchors(stack, server, options, servers)
         accounts = sign_in(server, servers["users"])
         if fresh:
             with httpx.Client(
@@ -857,12 +944,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = datetime.now(UTC)
         variants = (
             observability_variants(stack, server, options.workers, servers)
-            if not options.only or "11" in options.only
+            if options.wants("11")
             else None
+        )
+        monolith_differences = (
+            check_monolith(servers, options.scale.users) if options.wants("12") else None
         )
         results = Bench(options, servers, engines, accounts, variants).run()
         events = None
-        if not options.only or "10" in options.only:
+        if options.wants("10"):
             from bench import events as events_scenario
 
             events = events_scenario.run(
@@ -881,6 +971,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bulk": results.bulk,
             "concurrency": results.concurrency,
             "events": events,
+            "monolith_differences": monolith_differences,
         }
     document["targets"] = report.targets(document)
     RESULTS.mkdir(parents=True, exist_ok=True)

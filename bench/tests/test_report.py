@@ -1,9 +1,12 @@
 """The benchmark's arithmetic: wrk's output read back, and ratios judged against their targets."""
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from bench.load import parse_wrk_output
-from bench.report import targets
+from bench.report import targets, write
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:18001
   1 threads and 64 connections
@@ -37,6 +40,8 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
             "users": _throughput(4_000),
             "gateway_user": _throughput(3_000),
             "users_with_posts": _throughput(1_000),
+            "monolith": _throughput(2_500),
+            "nginx": _throughput(3_500),
             "gateway_user_signed_in": _throughput(2_850),
             "gateway_user_during_logins": _throughput(1_200),
             "obs_plain_user": _throughput(3_000),
@@ -49,7 +54,10 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
             "obs_traced_posts": _throughput(600),
         },
         "concurrency": {
-            "gateway": [{"connections": 64, "rps": 3000}, {"connections": 256, "rps": 2900}]
+            "gateway": [
+                {"connections": 64, "rps": 3000, "latency_ms": {"p50": 20.0, "p99": 60.0}},
+                {"connections": 256, "rps": 2900, "latency_ms": {"p50": 80.0, "p99": 400.0}},
+            ]
         },
         "latency": {
             "first_page": {"latency_ms": {"p50": 2.0}},
@@ -64,6 +72,8 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
         "users_vs_ceiling": (0.4, False),
         "gateway_vs_users": (0.75, True),
         "users_with_posts_vs_gateway": (0.333, False),
+        "users_with_posts_vs_monolith": (0.4, False),
+        "gateway_vs_nginx": (0.857, True),
         "gateway_256_vs_64": (0.967, True),
         "keyset_deep_vs_first": (1.25, True),
         "bulk_vs_executemany": (0.6, True),
@@ -75,6 +85,8 @@ def test_targets_are_ratios_of_the_same_run_with_a_verdict_each() -> None:
         "sampled_vs_plain_posts": (0.93, True),
         "traced_vs_plain_user": (0.5, None),  # reported, with no bound
         "traced_vs_plain_posts": (0.6, None),
+        "tail_gateway_64": (3.0, True),
+        "tail_gateway_256": (5.0, False),
     }
 
 
@@ -100,3 +112,107 @@ def test_a_ratio_pairs_the_runs_of_each_round() -> None:
 
     assert verdicts["users_vs_ceiling"] == 0.5  # the medians alone would say 0.45
     assert verdicts["bulk_vs_executemany"] == 0.5
+
+
+def _run(
+    server: str, connections: int, p50: float, p99: float, **runs: list[float]
+) -> dict[str, Any]:
+    return {
+        "label": f"{server} at {connections}",
+        "server": server,
+        "connections": connections,
+        "rps": 1_000.0,
+        "latency_ms": {"p50": p50, "p90": p50 * 2, "p99": p99, "max": p99 * 2},
+        "errors": {"read": 0},
+        **runs,
+    }
+
+
+def test_every_gateway_run_at_64_and_256_connections_has_its_p99_held_to_4_p50() -> None:
+    document = {
+        "throughput": {
+            "gateway_user": _run("gateway", 64, 10.0, 40.0),
+            "users_with_posts_256": _run("gateway", 256, 100.0, 401.0),
+            "obs_metrics_user": _run("metrics-gateway", 64, 10.0, 20.0),
+            "login": _run("gateway", 16, 300.0, 2_000.0),  # at neither count
+            "users": _run("users", 64, 10.0, 90.0),  # not a gateway
+            "nginx": _run("nginx", 64, 10.0, 90.0),
+        },
+        "concurrency": {
+            "gateway-httpx": [_run("gateway-httpx", 1, 1.0, 9.0), _run("gateway-httpx", 256, 5, 9)]
+        },
+    }
+
+    tails = {t["key"]: (t["value"], t["bound"], t["met"]) for t in targets(document) if "tail" in t}
+
+    assert tails == {
+        "tail_gateway_user": (4.0, "<= 4.0", True),
+        "tail_users_with_posts_256": (4.01, "<= 4.0", False),
+        "tail_obs_metrics_user": (2.0, "<= 4.0", True),
+        "tail_gateway-httpx_256": (1.8, "<= 4.0", True),
+    }
+
+
+def test_a_tail_pairs_each_rounds_p99_with_its_p50() -> None:
+    # Round 2's slow p50 and slow p99 belong together; the medians alone would say 45/10.
+    run = _run("gateway", 64, 10.0, 45.0, runs_p50=[10, 30, 5], runs_p99=[20, 90, 45])
+
+    (tail,) = [t for t in targets({"throughput": {"gateway_user": run}}) if "tail" in t]
+
+    assert tail["value"] == 3.0
+    assert tail["met"] is True
+
+
+def _document(**parts: Any) -> dict[str, Any]:
+    """A run's document as bench.run writes it, with `parts` (its scenarios) in it."""
+    machine = {
+        "cores": 2,
+        "cpu": "cpu",
+        "python": "3.11",
+        "postgres": "15",
+        "wrk": "wrk 4",
+        "nginx": "nginx/1.22.1",
+        "workers_per_server": 1,
+        "packages": {},
+    }
+    document = {
+        "started": "2026-01-01T00:00:00+00:00",
+        "seconds": 6,
+        "warmup": 3,
+        "connections": 64,
+        "machine": machine,
+        "scale": {"users": 1, "posts": 1, "comments": 1, "products": 1},
+        **parts,
+    }
+    document["targets"] = targets(document)
+    return document
+
+
+def test_the_report_shows_each_runs_percentiles_and_the_tail_targets(tmp_path: Path) -> None:
+    document = _document(
+        throughput={"gateway_user": _run("gateway", 64, 10.0, 50.0)},
+        concurrency={"gateway": [_run("gateway", 1, 1.0, 3.0), _run("gateway", 64, 10.0, 50.0)]},
+    )
+
+    write(document, tmp_path)
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "| gateway at 64 | 1,000 req/s | 10.00 | 20.00 | 50.00 | 100.00 | 0 |" in markdown
+    tail = "| gateway at 64, 64 connections | 1,000 req/s | 10.00 | 20.00 | 50.00 | 100.00 |"
+    assert f"{tail} 5.00 | MISSED |" in markdown
+    assert "nginx/1.22.1" in markdown
+    for chart in ("gateway-concurrency.png", "gateway-latency.png"):
+        assert f"]({chart})" in markdown
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_run_of_some_scenarios_keeps_charts_of_its_own(tmp_path: Path) -> None:
+    document = _document(concurrency={"gateway": [_run("gateway", 1, 1.0, 3.0)]})
+
+    write(document, tmp_path, "only-8")
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "only-8-gateway-concurrency.png",
+        "only-8-gateway-latency.png",
+        "only-8.md",
+    ]
