@@ -93,6 +93,11 @@ class ServiceSettings(BaseProcessSettings):
         "answer (rather than refuse) fails requests instead of holding them.",
     )
     sql_echo: bool = False
+    # How long a create's Idempotency-Key and first answer are kept (servicekit.idempotency):
+    # longer than any client goes on retrying a request.
+    idempotency_key_retention: int = Field(
+        default=24 * 3600, ge=60, description="Seconds an Idempotency-Key is kept."
+    )
 
     @property
     def migrator_url(self) -> str:
