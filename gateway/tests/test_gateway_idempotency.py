@@ -68,6 +68,23 @@ async def test_a_post_created_for_a_user_passes_its_key_on(gateway: httpx.AsyncC
     assert [p["author_id"] for p in (await gateway.get("/posts/")).json()] == [ada["id"]]
 
 
+async def test_every_create_and_stock_adjustment_documents_the_key(
+    gateway: httpx.AsyncClient,
+) -> None:
+    paths = (await gateway.get("/openapi.json")).json()["paths"]
+    writes = {
+        path: operations["post"]
+        for path, operations in paths.items()
+        if "post" in operations
+        and ("201" in operations["post"]["responses"] or path.endswith("/stock-adjustments"))
+    }
+
+    assert "/users/{user_id}/posts" in writes
+    assert "/products/{product_id}/stock-adjustments" in writes
+    for path, operation in writes.items():
+        assert KEY in [parameter["name"] for parameter in operation["parameters"]], path
+
+
 @asynccontextmanager
 async def gateway_waiting(
     gateway_settings: GatewaySettingsFactory, transport: str, headers: httpx.Headers

@@ -14,6 +14,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, String, Table, func, insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.app import create_service_app
 from servicekit.auth import PUBLIC
@@ -93,9 +94,12 @@ def notes_app(make_database: MakeDatabase, token_issuer: TokenIssuer) -> NotesAp
             routers=[router],
             idempotency_keys=KEYS,
         )
+        # The tables first: the app prunes keys as soon as it starts.
+        engine = create_async_engine(url)
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+        await engine.dispose()
         async with running(app), asgi_client(app) as client:
-            async with database_of(app).engine.begin() as connection:
-                await connection.run_sync(metadata.create_all)
             yield app, client
 
     return notes_app
