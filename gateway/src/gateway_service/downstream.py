@@ -9,7 +9,13 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from gateway_service.errors import BadGateway, GatewayTimeout, ServiceUnavailable, UpstreamResponse
+from gateway_service.errors import (
+    MAY_HAVE_BEEN_APPLIED,
+    BadGateway,
+    GatewayTimeout,
+    ServiceUnavailable,
+    UpstreamResponse,
+)
 from gateway_service.settings import GatewaySettings
 from servicekit.errors import BadRequest
 from servicekit.metrics import DURATION_BUCKETS
@@ -174,6 +180,7 @@ class Downstream:
             extensions={"timeout": self._timeout},
         )
         attempts = 2 if method in IDEMPOTENT_READS else 1
+        lost = "" if method in IDEMPOTENT_READS else MAY_HAVE_BEEN_APPLIED
         for attempt in range(1, attempts + 1):
             for listener in self.listeners:
                 listener(request)
@@ -183,17 +190,17 @@ class Downstream:
                 if attempt == attempts:
                     if _never_sent(exc):
                         raise ServiceUnavailable(f"the {service} service is unavailable") from exc
-                    raise BadGateway(f"the {service} service broke the connection") from exc
+                    raise BadGateway(f"the {service} service broke the connection{lost}") from exc
             except httpx.PoolTimeout as exc:
                 raise ServiceUnavailable(
                     f"the gateway has no free connection to the {service} service"
                 ) from exc
             except httpx.TimeoutException as exc:
-                raise GatewayTimeout(f"the {service} service did not answer in time") from exc
+                raise GatewayTimeout(f"the {service} service did not answer in time{lost}") from exc
             except (httpx.TransportError, aiohttp.ClientError) as exc:
                 # aiohttp's transport passes on some of aiohttp's own errors (a malformed
                 # status line or header, say) instead of mapping them to httpx's.
-                raise BadGateway(f"the {service} service broke the connection") from exc
+                raise BadGateway(f"the {service} service broke the connection{lost}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send(self, service: str, request: httpx.Request) -> httpx.Response:

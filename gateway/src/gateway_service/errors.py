@@ -4,6 +4,12 @@ import httpx
 
 from servicekit.errors import ServiceError
 
+# Added to a write's 502 or 504: its answer was lost, but the service may have applied it.
+MAY_HAVE_BEEN_APPLIED = (
+    "; the request may have been applied: repeat it with the same Idempotency-Key, which "
+    "applies it at most once"
+)
+
 
 class BadGateway(ServiceError):
     status_code = 502

@@ -99,9 +99,11 @@ def _derived_operation(
 
 # What the gateway itself may answer to any request it passes on (see Downstream.request).
 _GATEWAY_FAILURES = {
-    "502": "The service failed, or broke the connection once it had the request",
+    "502": "The service failed, or broke the connection once it had the request (a write may "
+    "have been applied: repeat it with the same Idempotency-Key)",
     "503": "The service, or its database, is unavailable",
-    "504": "The service did not answer in time",
+    "504": "The service did not answer in time (a write may have been applied: repeat it with "
+    "the same Idempotency-Key)",
 }
 
 

@@ -13,12 +13,29 @@ from gateway_service.errors import BadGateway
 from servicekit.auth import authenticate
 
 # Headers that mean something end to end; hop-by-hop and server-specific ones stay behind.
-# Authorization goes on unchanged: every service verifies the caller's token itself.
+# Authorization goes on unchanged: every service verifies the caller's token itself, and keeps
+# each caller's Idempotency-Keys apart.
 FORWARDED_REQUEST_HEADERS = frozenset(
-    {b"accept", b"authorization", b"content-type", b"if-match", b"if-none-match"}
+    {
+        b"accept",
+        b"authorization",
+        b"content-type",
+        b"if-match",
+        b"if-none-match",
+        b"idempotency-key",
+    }
 )
 RELAYED_RESPONSE_HEADERS = frozenset(
-    {b"content-type", b"etag", b"location", b"link", b"allow", b"retry-after", b"cache-control"}
+    {
+        b"content-type",
+        b"etag",
+        b"location",
+        b"link",
+        b"allow",
+        b"retry-after",
+        b"cache-control",
+        b"idempotent-replayed",
+    }
 )
 _URL_HEADERS = frozenset({b"location", b"link"})
 _CONVERTOR = re.compile(r"{(\w+):\w+}")

@@ -5,9 +5,11 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy import Table
 
 from servicekit import health, metrics
 from servicekit.auth import (
@@ -18,6 +20,7 @@ from servicekit.auth import (
 )
 from servicekit.database import Database
 from servicekit.errors import install_error_handlers
+from servicekit.idempotency import IdempotencyKeys, install_idempotency_keys
 from servicekit.inbound import guard_requests
 from servicekit.metrics import install_metrics, name_routes_in_scope
 from servicekit.observability import RequestContextMiddleware, configure_logging
@@ -74,6 +77,7 @@ def create_service_app(
     description: str = "",
     token_verifier: TokenVerifier | None = None,
     background: Sequence[Callable[[FastAPI], Coroutine[Any, Any, None]]] = (),
+    idempotency_keys: Table | None = None,
 ) -> FastAPI:
     """A FastAPI app with the database lifecycle, error model, health probes, request logging
     and metrics.
@@ -82,10 +86,16 @@ def create_service_app(
     `token_verifier` is given (the issuer verifies with its own keys); every route must
     declare an access rule (servicekit.auth). Each of `background` runs as a task for as long
     as the app serves (an event consumer, a pruner), once the database is set up; they are
-    cancelled before it is disposed of.
+    cancelled before it is disposed of. Routes that take an Idempotency-Key keep keys and
+    answers in `idempotency_keys` (servicekit.idempotency), pruned in the background.
     """
     configure_logging(name, settings.log_level)
     configure_tracing(name)
+    keys = None
+    if idempotency_keys is not None:
+        retention = timedelta(seconds=settings.idempotency_key_retention)
+        keys = IdempotencyKeys(idempotency_keys, retention)
+        background = [*background, keys.keep_pruned]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +125,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.health_details = {}  # name -> a callable giving details for /health/ready
     install_error_handlers(app, busy_retry_after=settings.busy_retry_after)
+    if keys is not None:
+        install_idempotency_keys(app, keys)
     guard_requests(
         app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
     )

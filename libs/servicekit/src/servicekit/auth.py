@@ -31,10 +31,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
-from fastapi.utils import create_model_field
 from jwt.algorithms import OKPAlgorithm
 
-from servicekit.errors import ServiceError, error_responses
+from servicekit.errors import ServiceError, add_error_responses
 from servicekit.schemas import MAX_ID
 
 logger = logging.getLogger("servicekit.auth")
@@ -519,13 +518,4 @@ def require_access_rules(routes: Iterable[Any]) -> None:
                 f"{sorted(route.methods or ())} {route.path} declares no access rule "
                 "(Caller, SignedIn or Admin)"
             )
-        for status_code, entry in error_responses(*_RULE_RESPONSES[rule]).items():
-            if status_code in route.responses:
-                continue
-            route.responses[status_code] = entry
-            # What APIRoute derives from `responses` when it is built, for the OpenAPI schema.
-            route.response_fields[status_code] = create_model_field(
-                name=f"Response_{status_code}_{route.unique_id}",
-                type_=entry["model"],
-                mode="serialization",
-            )
+        add_error_responses(route, *_RULE_RESPONSES[rule])

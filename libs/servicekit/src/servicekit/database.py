@@ -140,10 +140,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def insert_with_conflicts(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+def insert_with_conflicts(
+    bind: AsyncSession | Connection, table: Any
+) -> postgresql.Insert | sqlite.Insert:
     """An INSERT into `table` (a model or a Table) that takes ON CONFLICT clauses, in the
-    dialect of the session's database (both spell them the same way)."""
-    if session.get_bind().dialect.name == "postgresql":
+    dialect of the session's (or connection's) database (both spell them the same way)."""
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    if dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 

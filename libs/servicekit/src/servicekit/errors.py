@@ -8,6 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.utils import create_model_field
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -66,6 +68,20 @@ _DESCRIPTIONS = {
 def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting these error statuses and their body."""
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in status_codes}
+
+
+def add_error_responses(route: APIRoute, *status_codes: int) -> None:
+    """Document these error statuses on a built route, unless it documents them already."""
+    for status_code, entry in error_responses(*status_codes).items():
+        if status_code in route.responses:
+            continue
+        route.responses[status_code] = entry
+        # What APIRoute derives from `responses` when it is built, for the OpenAPI schema.
+        route.response_fields[status_code] = create_model_field(
+            name=f"Response_{status_code}_{route.unique_id}",
+            type_=entry["model"],
+            mode="serialization",
+        )
 
 
 def invalid_input(location: tuple[str, ...], message: str) -> RequestValidationError:

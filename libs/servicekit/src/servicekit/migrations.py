@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from alembic import context, op
 from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
@@ -121,6 +122,32 @@ def drop_substring_search_indexes(table: str, names: Iterable[str]) -> None:
         return
     for name in names:
         op.drop_index(name, table_name=table)
+
+
+def create_idempotency_keys_table() -> None:
+    """In a migration: the table of servicekit.idempotency, as it was first made.
+
+    Every service has one, the same. A later change to it is a migration of its own.
+    """
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("caller_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("request", sa.String(length=300), nullable=False),
+        sa.Column("body_digest", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.SmallInteger(), nullable=True),
+        sa.Column("headers", sa.JSON(), nullable=True),
+        sa.Column("body", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("caller_id", "key", name=op.f("pk_idempotency_keys")),
+    )
+    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+
+
+def drop_idempotency_keys_table() -> None:
+    """In a migration: undo create_idempotency_keys_table."""
+    op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
 
 
 def migration_lock_key(lock_name: str) -> int:

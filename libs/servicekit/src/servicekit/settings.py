@@ -107,6 +107,11 @@ class ServiceSettings(BaseProcessSettings):
         "while the database answers, it sees at most one probe connection per interval.",
     )
     sql_echo: bool = False
+    # How long a create's Idempotency-Key and first answer are kept (servicekit.idempotency):
+    # longer than any client goes on retrying a request.
+    idempotency_key_retention: int = Field(
+        default=24 * 3600, ge=60, description="Seconds an Idempotency-Key is kept."
+    )
 
     @property
     def migrator_url(self) -> str:

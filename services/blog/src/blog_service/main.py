@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from blog_service.events import follow_users_feed
+from blog_service.models import IDEMPOTENCY_KEYS
 from blog_service.router import comments_router, posts_router, tags_router
 from blog_service.settings import BlogSettings
 from servicekit.app import create_service_app
@@ -21,4 +22,5 @@ def create_app(settings: BlogSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[posts_router, comments_router, tags_router],
         background=[follow_users_feed] if settings.consume_events else [],
+        idempotency_keys=IDEMPOTENCY_KEYS,
     )

@@ -20,6 +20,7 @@ from servicekit.database import (
     updated_at_column,
 )
 from servicekit.events import consumer_tables
+from servicekit.idempotency import idempotency_keys_table
 
 TITLE_MAX_LENGTH = 200
 TAG_NAME_MAX_LENGTH = 50
@@ -119,3 +120,7 @@ class Author(Base):
 
 # Where blog is in users' event feed, and the events it could not apply (servicekit.events).
 EVENT_CURSORS, PARKED_EVENTS = consumer_tables(Base.metadata)
+
+
+# The Idempotency-Keys of creates and their first answers (servicekit.idempotency).
+IDEMPOTENCY_KEYS = idempotency_keys_table(Base.metadata)

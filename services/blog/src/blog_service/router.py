@@ -34,13 +34,13 @@ from blog_service.service import (
 from servicekit.auth import PUBLIC, SignedIn
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
-from servicekit.inbound import JsonBodyRoute
+from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
-posts_router = APIRouter(prefix="/posts", tags=["posts"], route_class=JsonBodyRoute)
+posts_router = APIRouter(prefix="/posts", tags=["posts"], route_class=IdempotentRoute)
 comments_router = APIRouter(prefix="/comments", tags=["comments"])
 tags_router = APIRouter(prefix="/tags", tags=["tags"])
 
@@ -97,6 +97,7 @@ def _with_etag(post: Post, response: Response) -> Post:
 
 @posts_router.post(
     "/",
+    dependencies=[IDEMPOTENT],
     status_code=status.HTTP_201_CREATED,
     response_model=PostRead,
     responses=error_responses(400, 404),
@@ -229,6 +230,7 @@ async def delete_post(
 
 @posts_router.post(
     "/{post_id:int}/comments",
+    dependencies=[IDEMPOTENT],
     status_code=status.HTTP_201_CREATED,
     response_model=CommentRead,
     responses=error_responses(400, 404),

@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 
+from catalog_service.models import IDEMPOTENCY_KEYS
 from catalog_service.router import categories_router, products_router
 from catalog_service.settings import CatalogSettings
 from servicekit.app import create_service_app
@@ -15,4 +16,5 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         description="Categories, products with images, bulk import and stock adjustments.",
         settings=settings or CatalogSettings(),
         routers=[categories_router, products_router],
+        idempotency_keys=IDEMPOTENCY_KEYS,
     )

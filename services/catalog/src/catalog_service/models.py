@@ -1,4 +1,4 @@
-"""The catalog tables: categories, products and product images."""
+"""The catalog tables: categories, products and product images, and the keys of creates."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -13,6 +13,7 @@ from servicekit.database import (
     substring_search_index,
     updated_at_column,
 )
+from servicekit.idempotency import idempotency_keys_table
 
 
 class Base(DeclarativeBase):
@@ -100,3 +101,7 @@ class ProductImage(Base):
         ),
         NEVER_REUSE_IDS,
     )
+
+
+# The Idempotency-Keys of creates and their first answers (servicekit.idempotency).
+IDEMPOTENCY_KEYS = idempotency_keys_table(Base.metadata)

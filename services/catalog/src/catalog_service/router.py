@@ -38,14 +38,16 @@ from catalog_service.service import (
 from servicekit.auth import ADMIN_ONLY, PUBLIC
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
-from servicekit.inbound import JsonBodyRoute
+from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
 from servicekit.pagination import PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text
 
-categories_router = APIRouter(prefix="/categories", tags=["categories"], route_class=JsonBodyRoute)
-products_router = APIRouter(prefix="/products", tags=["products"], route_class=JsonBodyRoute)
+categories_router = APIRouter(
+    prefix="/categories", tags=["categories"], route_class=IdempotentRoute
+)
+products_router = APIRouter(prefix="/products", tags=["products"], route_class=IdempotentRoute)
 
 CategoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
 ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -130,7 +132,7 @@ ProductFiltersDep = Annotated[ProductFilters, Depends(_product_filters)]
 
 @categories_router.post(
     "/",
-    dependencies=[ADMIN_ONLY],
+    dependencies=[ADMIN_ONLY, IDEMPOTENT],
     status_code=status.HTTP_201_CREATED,
     response_model=CategoryRead,
     responses=error_responses(400, 409),
@@ -234,7 +236,7 @@ async def list_category_products(
 
 @products_router.post(
     "/",
-    dependencies=[ADMIN_ONLY],
+    dependencies=[ADMIN_ONLY, IDEMPOTENT],
     status_code=status.HTTP_201_CREATED,
     response_model=ProductRead,
     responses=error_responses(400),
@@ -253,7 +255,7 @@ async def create_product(
 
 @products_router.post(
     "/bulk",
-    dependencies=[ADMIN_ONLY],
+    dependencies=[ADMIN_ONLY, IDEMPOTENT],
     status_code=status.HTTP_201_CREATED,
     response_model=list[ProductRead],
     responses=error_responses(400),
@@ -340,7 +342,7 @@ async def delete_product(product_id: ProductId, products: Products, if_match: If
 
 @products_router.post(
     "/{product_id:int}/stock-adjustments",
-    dependencies=[ADMIN_ONLY],
+    dependencies=[ADMIN_ONLY, IDEMPOTENT],
     response_model=ProductRead,
     responses=error_responses(400, 404, 409),
 )
@@ -374,7 +376,7 @@ async def list_images(
 
 @products_router.post(
     "/{product_id:int}/images",
-    dependencies=[ADMIN_ONLY],
+    dependencies=[ADMIN_ONLY, IDEMPOTENT],
     status_code=status.HTTP_201_CREATED,
     response_model=ImageRead,
     responses=error_responses(400, 404, 409),

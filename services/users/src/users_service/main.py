@@ -7,6 +7,7 @@ from servicekit.auth import LocalKeys, TokenVerifier
 from servicekit.metrics import metrics_of
 from users_service import events
 from users_service.keys import load_signing_keys
+from users_service.models import IDEMPOTENCY_KEYS
 from users_service.passwords import Passwords
 from users_service.router import auth_router, keys_router, router
 from users_service.service import LoginMetrics
@@ -34,6 +35,7 @@ def create_app(settings: UsersSettings | None = None) -> FastAPI:
             LocalKeys(keys), issuer=settings.auth_issuer, audience=settings.auth_audience
         ),
         background=[events.prune_events],
+        idempotency_keys=IDEMPOTENCY_KEYS,
     )
     app.state.service_token = settings.events_token.get_secret_value()
     app.state.signing_keys = keys

@@ -1,5 +1,5 @@
-"""The users table, the refresh tokens issued to users, the failed logins being counted, and the
-outbox of the events the service publishes."""
+"""The users table, the refresh tokens issued to users, the failed logins being counted, the
+outbox of the events the service publishes, and the keys of sign-ups."""
 
 from datetime import datetime
 
@@ -15,6 +15,7 @@ from servicekit.database import (
     updated_at_column,
 )
 from servicekit.events import outbox_tables
+from servicekit.idempotency import idempotency_keys_table
 
 
 class Base(DeclarativeBase):
@@ -87,3 +88,7 @@ class LoginFailure(Base):
 
 # The events users publishes (servicekit.events), written in the transaction of each change.
 OUTBOX_EVENTS, OUTBOX_HORIZON = outbox_tables(Base.metadata)
+
+
+# The Idempotency-Keys of creates and their first answers (servicekit.idempotency).
+IDEMPOTENCY_KEYS = idempotency_keys_table(Base.metadata)

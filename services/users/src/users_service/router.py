@@ -8,7 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from servicekit.auth import Admin, Caller, SignedIn, SigningKeys
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import ErrorBody, error_responses
-from servicekit.inbound import JsonBodyRoute
+from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
 from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
@@ -37,7 +37,7 @@ from users_service.service import (
 from users_service.settings import UsersSettings
 from users_service.tokens import AccessTokens
 
-router = APIRouter(prefix="/users", tags=["users"], route_class=JsonBodyRoute)
+router = APIRouter(prefix="/users", tags=["users"], route_class=IdempotentRoute)
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 keys_router = APIRouter(tags=["auth"])
 
@@ -92,6 +92,7 @@ def _sort_order(field: UserSortField, direction: Literal["asc", "desc"]) -> Sort
 
 @router.post(
     "/",
+    dependencies=[IDEMPOTENT],
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     responses=error_responses(400, 409),

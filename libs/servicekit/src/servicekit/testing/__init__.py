@@ -555,6 +555,17 @@ def process_metrics(process: ServiceProcess) -> Scrape:
     return Scrape.parse(response.text)
 
 
+def lock_waits(database_url: str | URL) -> int:
+    """How many locks the sessions of `database_url`'s database are waiting for now: a request
+    stalled on a row or table another transaction holds."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as database:
+        row = database.execute(
+            "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+            " WHERE NOT granted AND datname = current_database()"
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def poll(read: Callable[[], T], condition: Callable[[T], bool], timeout: float, what: str) -> T:
     """`read()` again until what it gives meets `condition`: a state another process reaches
     in its own time (fails after `timeout` seconds, naming `what`)."""

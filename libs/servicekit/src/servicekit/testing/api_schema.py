@@ -1,5 +1,6 @@
 """Schemathesis runs against a service's own OpenAPI schema, over real HTTP."""
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,10 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 # forged, and must be refused. Every check schemathesis has runs, none excluded.
 _SERVER_ISSUED_QUERY = ("after",)
 _SERVER_ISSUED_HEADERS = ("If-Match",)
+# A value the client must make unique for each request it means (servicekit.idempotency):
+# generated values repeat ("0", "!"), and a repeat with another body is rightly 422. A positive
+# request gets a fresh one; negative cases still send generated ones, malformed included.
+_CLIENT_UNIQUE_HEADERS = ("Idempotency-Key",)
 # What the positive data check accepts by default: schemathesis' own list.
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 
@@ -41,7 +46,7 @@ def schema_of(app: FastAPI, rejects_schema_valid_data: Sequence[str] = ()) -> Op
     return schemathesis.openapi.from_dict(app.openapi(), config=config)
 
 
-def _without_server_issued_values(case: schemathesis.Case[Any]) -> None:
+def _as_a_client_would_send(case: schemathesis.Case[Any]) -> None:
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return
     for name in _SERVER_ISSUED_QUERY:
@@ -51,6 +56,10 @@ def _without_server_issued_values(case: schemathesis.Case[Any]) -> None:
         if case.headers:
             for key in [key for key in case.headers if key.lower() == name.lower()]:
                 del case.headers[key]
+    for name in _CLIENT_UNIQUE_HEADERS:
+        if case.headers:
+            for key in [key for key in case.headers if key.lower() == name.lower()]:
+                case.headers[key] = str(uuid.uuid4())
 
 
 def call_and_validate(
@@ -62,5 +71,5 @@ def call_and_validate(
     `headers` are sent with it (an admin's token, so that every operation is reached past its
     access rule).
     """
-    _without_server_issued_values(case)
+    _as_a_client_would_send(case)
     case.call_and_validate(base_url=base_url, headers=headers)
