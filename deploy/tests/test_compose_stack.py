@@ -974,11 +974,15 @@ def test_make_logs_follows_the_containers(stack: Stack) -> None:
             assert gateway.get("/health/live", headers={"X-Request-ID": request_id}).is_success
 
         def request_logged() -> str | None:
+            # Every line read so far at each attempt: the containers' earlier lines come first,
+            # and poll's pause after each would add up.
             try:
                 line = lines.get(timeout=1)
+                while request_id not in line:
+                    line = lines.get_nowait()
             except queue.Empty:
                 return None
-            return line if request_id in line else None
+            return line
 
         line = poll(RECOVERY_DEADLINE, request_logged, "make logs shows the request's line")
         prefix, _, message = ANSI_COLOUR.sub("", line).partition("|")
