@@ -3,8 +3,9 @@
 One stack serves the whole module and the tests run in order, each a step of its life: `make up`
 builds the images from their Dockerfiles and starts the stack under a project name of its own, a
 client drives it through the published gateway, then the tests check its isolation, its database
-roles and its containers' confinement, break and restore a service and a database, restart it
-with `make down` and `make up`, follow `make logs`, and race two migration replicas on a fresh
+roles and its containers' confinement, break and restore a service and a database, stop a
+service with requests in flight, restart it with `make down` and `make up`, run a migration step
+on the next release's schema, follow `make logs`, and race two migration replicas on a fresh
 database. Whatever happens, everything the module created is removed at the end, volumes and
 images included.
 
@@ -29,6 +30,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -37,6 +40,10 @@ import httpx
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from psycopg import sql
+
+from servicekit.migrations import HISTORY_TABLE, parent_revisions
+from servicekit.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from deploy.tests.conftest import Process
@@ -54,6 +61,12 @@ SERVICE_DOWN_DEADLINE = 1.0
 # Long enough for a database that vanished to be noticed, short of the gateway's read timeout.
 DATABASE_DOWN_DEADLINE = 15.0
 MAKE_TIMEOUT = 1200.0
+# Requests held in flight while a service stops: each holds one connection of its pools (reads
+# and writes have one each), which the stack leaves at their default size.
+HELD_READS = HELD_WRITES = int(ServiceSettings.model_fields["pool_size"].default)
+HISTORY = sql.Identifier(HISTORY_TABLE)
+# What a migration records of each revision it applies, with its parent (servicekit.migrations).
+RECORD_REVISION = sql.SQL("INSERT INTO {} (revision, down_revision) VALUES ({}, {})")
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 MIGRATION_LINE = re.compile(r"Running upgrade (?P<step>\S* -> \S+),")
 # Connects to host:port from inside a container; exit status 0 when the connection opens.
@@ -131,9 +144,9 @@ class Stack:
         self.timings[f"make {target} #{len(self.timings)}"] = time.monotonic() - started
         assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
 
-    def compose(self, *arguments: str) -> str:
-        """Run the Compose command on this project; its output."""
-        result = subprocess.run(
+    def run_compose(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run the Compose command on this project, whatever its exit status."""
+        return subprocess.run(
             [*self.compose_command, *arguments],
             cwd=REPOSITORY,
             env=self.environment,
@@ -142,6 +155,21 @@ class Stack:
             timeout=MAKE_TIMEOUT,
             check=False,
         )
+
+    def start_compose(self, *arguments: str) -> subprocess.Popen[str]:
+        """Start the Compose command on this project without waiting for it."""
+        return subprocess.Popen(
+            [*self.compose_command, *arguments],
+            cwd=REPOSITORY,
+            env=self.environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def compose(self, *arguments: str) -> str:
+        """Run the Compose command on this project; its output."""
+        result = self.run_compose(*arguments)
         assert result.returncode == 0, f"{arguments} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
@@ -418,9 +446,13 @@ def recorded_revisions(stack: Stack, service: Process) -> list[str]:
     return output.split()
 
 
+def script_directory(service: Process) -> ScriptDirectory:
+    """The service's migrations, as its image holds them."""
+    return ScriptDirectory.from_config(Config(str(REPOSITORY / service.directory / "alembic.ini")))
+
+
 def head_revision(service: Process) -> str:
-    config = Config(str(REPOSITORY / service.directory / "alembic.ini"))
-    (head,) = ScriptDirectory.from_config(config).get_heads()
+    (head,) = script_directory(service).get_heads()
     return head
 
 
@@ -510,9 +542,12 @@ def test_service_reaches_its_own_database_and_no_other(
             assert probe.returncode != 0, f"{service.name} reaches {host}:5432"
 
 
-def psql_in_database(stack: Stack, service: Process, role: str, statement: str) -> str:
+def psql_in_database(
+    stack: Stack, service: Process, role: str, statement: str, *, check: bool = False
+) -> str:
     """Run a statement in the service's database as `role`, inside its container: its output,
-    or the server's error as `ERROR: ...`."""
+    or the server's error as `ERROR: ...` (with `check`, an error fails the test). Several
+    statements run in one transaction."""
     result = subprocess.run(
         [
             DOCKER, "exec", stack.container(f"{service.name}-db"),
@@ -524,6 +559,8 @@ def psql_in_database(stack: Stack, service: Process, role: str, statement: str) 
         timeout=60,
         check=False,
     )  # fmt: skip
+    if check:
+        assert result.returncode == 0, f"{statement}: {result.stderr}"
     return result.stdout.strip() if result.returncode == 0 else result.stderr.strip()
 
 
@@ -648,6 +685,117 @@ def test_a_killed_database_makes_its_service_unready_until_it_is_back(
     assert_still_there(stack, acknowledged)
 
 
+def locks_on(stack: Stack, service: Process, table: str, *, granted: bool) -> int:
+    """How many locks on a table of the service's database are held (or waited for)."""
+    query = sql.SQL("SELECT count(*) FROM pg_locks WHERE granted = {} AND relation = {}::regclass")
+    count = psql_in_database(
+        stack, service, "postgres", query.format(granted, table).as_string(), check=True
+    )
+    return int(count)
+
+
+def lock_table(stack: Stack, service: Process, table: str) -> subprocess.Popen[str]:
+    """A session of the service's database that takes an exclusive lock on a table: every
+    query of the table then waits until release_lock."""
+    session = subprocess.Popen(
+        [DOCKER, "exec", "--interactive", stack.container(f"{service.name}-db"),
+         "psql", "--username", "postgres", "--dbname", service.name, "--quiet",
+         "--set", "ON_ERROR_STOP=1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert session.stdin is not None
+    session.stdin.write(f"BEGIN;\nLOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\n")
+    session.stdin.flush()
+    return session
+
+
+def release_lock(session: subprocess.Popen[str]) -> None:
+    """End a lock_table session, rolling back; once ended, nothing."""
+    if session.returncode is None:
+        session.communicate("ROLLBACK;\n", timeout=RECOVERY_DEADLINE)
+
+
+def test_a_service_stopped_under_load_answers_the_requests_in_flight_and_refuses_new_ones(
+    stack: Stack, acknowledged: dict[str, dict[str, Any]], processes: tuple[Process, ...]
+) -> None:
+    """`docker compose stop catalog` with requests in flight through the gateway: each gets
+    its normal answer, every write is stored, and catalog refuses new connections meanwhile."""
+    catalog = next(process for process in processes if process.name == "catalog")
+    names = [f"Held {n}" for n in range(HELD_WRITES)]
+    with ExitStack() as cleanup:
+        client = cleanup.enter_context(
+            httpx.Client(base_url=stack.gateway_url, headers=stack.headers, timeout=30.0)
+        )
+        requests = cleanup.enter_context(ThreadPoolExecutor(HELD_READS + HELD_WRITES))
+        lock = lock_table(stack, catalog, "categories")
+        # Before the executor waits for its requests, which wait for the lock.
+        cleanup.callback(release_lock, lock)
+        poll(
+            RECOVERY_DEADLINE,
+            lambda: locks_on(stack, catalog, "categories", granted=True) or None,
+            "the lock on catalog's categories taken",
+        )
+        sent = time.monotonic()
+        reads = [requests.submit(client.get, "/categories/") for _ in range(HELD_READS)]
+        writes = [
+            requests.submit(client.post, "/categories/", json={"name": name}) for name in names
+        ]
+        poll(
+            RECOVERY_DEADLINE,
+            lambda: (
+                locks_on(stack, catalog, "categories", granted=False) == HELD_READS + HELD_WRITES
+                or None
+            ),
+            "every request waiting for the lock in catalog's database",
+        )
+
+        stopping = stack.start_compose("stop", catalog.name)
+        stop_sent = time.monotonic()
+        gateway = stack.container("gateway")
+
+        def refused() -> str | None:
+            probe = exec_python(gateway, CONNECT_PROBE, catalog.name, str(catalog.port))
+            return probe.stderr if probe.returncode != 0 else None
+
+        refusal = poll(RECOVERY_DEADLINE, refused, "catalog refusing new connections")
+        in_flight = not any(request.done() for request in reads + writes)
+        still_running = stack.inspect(stack.container(catalog.name))["State"]["Running"]
+        started = time.monotonic()
+        new_request = client.get("/categories/")
+        new_request_seconds = time.monotonic() - started
+
+        release_lock(lock)
+        answers = [request.result() for request in reads + writes]
+        stack.timings["requests held through compose stop"] = time.monotonic() - sent
+        stop_output, _ = stopping.communicate(timeout=RECOVERY_DEADLINE)
+        stack.timings["compose stop under load"] = time.monotonic() - stop_sent
+
+    assert "ConnectionRefusedError" in refusal, refusal
+    assert in_flight
+    assert still_running
+    assert new_request.status_code == 503, new_request.text
+    assert new_request.json() == {"detail": "the catalog service is unavailable"}
+    assert new_request_seconds <= SERVICE_DOWN_DEADLINE
+    assert [answer.status_code for answer in answers] == [200] * HELD_READS + [201] * HELD_WRITES
+    assert stopping.returncode == 0, stop_output
+    state = stack.inspect(stack.container(catalog.name))["State"]
+    # uvicorn, the container's PID 1, exits on its own once the requests are answered: Compose
+    # did not have to kill it (137) at the end of stop_grace_period.
+    assert (state["Running"], state["ExitCode"]) == (False, 0)
+
+    stack.compose("start", catalog.name)
+    wait_until_ready(stack)
+    with stack.gateway() as gateway_client:
+        for answer, name in zip(answers[HELD_READS:], names, strict=True):
+            stored = expect(gateway_client.get(answer.headers["Location"]), 200)
+            assert stored == answer.json()
+            assert stored["name"] == name
+            acknowledged[answer.headers["Location"]] = stored
+
+
 def test_make_down_and_make_up_keep_the_data_and_migrate_nothing_again(
     stack: Stack, acknowledged: dict[str, dict[str, Any]], processes: tuple[Process, ...]
 ) -> None:
@@ -683,6 +831,124 @@ def test_make_down_and_make_up_keep_the_data_and_migrate_nothing_again(
         assert recorded_revisions(stack, service) == [head_revision(service)]
 
 
+def migrate_again(stack: Stack, service: Process) -> subprocess.CompletedProcess[str]:
+    """The service's migration step run once more by Compose, as an operator runs it."""
+    return stack.run_compose("run", "--rm", "--no-deps", "-T", f"{service.name}-migrate")
+
+
+def migrate_by_hand(stack: Stack, service: Process, *statements: sql.Composable) -> None:
+    """Run statements in one transaction as the service's migrator, as a migration does."""
+    script = sql.SQL("; ").join(statements).as_string()
+    psql_in_database(stack, service, f"{service.name}_migrator", script, check=True)
+
+
+def revisions_and_schema(stack: Stack, service: Process) -> tuple[str, str]:
+    """alembic_version with the recorded history of revisions, and the schema as pg_dump
+    prints it: what a migration step may change."""
+    query = sql.SQL(
+        "SELECT (SELECT string_agg(version_num, ' ') FROM alembic_version) || ' / ' || ("
+        "SELECT string_agg(revision || ' <- ' || coalesce(down_revision, '') || ' at '"
+        " || applied_at, ', ' ORDER BY revision) FROM {})"
+    ).format(HISTORY)
+    revisions = psql_in_database(stack, service, "postgres", query.as_string(), check=True)
+    dump = docker(
+        "exec", stack.container(f"{service.name}-db"),
+        "pg_dump", "--username", "postgres", "--schema-only", service.name,
+    )  # fmt: skip
+    # pg_dump (17.6, 15.14 and later) frames each dump in \restrict lines with a random key.
+    schema = [
+        line for line in dump.splitlines() if not line.startswith(("\\restrict", "\\unrestrict"))
+    ]
+    return revisions, "\n".join(schema)
+
+
+def test_a_release_starts_on_the_next_ones_schema_and_refuses_another_lineage(
+    stack: Stack, processes: tuple[Process, ...]
+) -> None:
+    """The image's users-migrate on a database one release ahead of it, as the next release's
+    migration (an expand step) leaves it: it says so, changes nothing, and users starts on it
+    and serves. On a revision that does not follow its head, it fails and changes nothing."""
+    users = next(process for process in processes if process.name == "users")
+    head = head_revision(users)
+    (previous,) = parent_revisions(script_directory(users).get_revision(head))
+    newer, foreign = secrets.token_hex(6), secrets.token_hex(6)
+    migrate_by_hand(
+        stack,
+        users,
+        sql.SQL("ALTER TABLE users ADD COLUMN display_name VARCHAR(100)"),
+        RECORD_REVISION.format(HISTORY, newer, head),
+        sql.SQL("UPDATE alembic_version SET version_num = {}").format(newer),
+    )
+    ahead = revisions_and_schema(stack, users)
+    started = stack.inspect(stack.container(users.name))["State"]["StartedAt"]
+
+    step = migrate_again(stack, users)
+    after_step = revisions_and_schema(stack, users)
+    stack.compose("restart", users.name)
+    wait_until_ready(stack)
+    with stack.gateway() as gateway:
+        created = expect(
+            gateway.post(
+                "/users/",
+                json={
+                    "email": "hopper@example.com",
+                    "name": "Grace Hopper",
+                    "password": "flow-matic",
+                },
+            ),
+            201,
+        )
+        read_back = expect(gateway.get(f"/users/{created['id']}"), 200)
+    display_name_unset = psql_in_database(
+        stack,
+        users,
+        "postgres",
+        sql.SQL("SELECT display_name IS NULL FROM users WHERE id = {}")
+        .format(created["id"])
+        .as_string(),
+    )
+
+    output = step.stdout + step.stderr
+    assert step.returncode == 0, output
+    assert [line for line in output.splitlines() if " [servicekit." in line] == [
+        f"WARNI [servicekit.migrations] the database schema ({newer}) is newer than this release"
+        f" ({head}) and follows it: nothing to migrate, starting on it as it is"
+    ]
+    assert not MIGRATION_LINE.search(output)
+    assert after_step == ahead
+    assert recorded_revisions(stack, users) == [newer]
+    assert stack.inspect(stack.container(users.name))["State"]["StartedAt"] != started
+    assert (read_back["email"], read_back["name"]) == ("hopper@example.com", "Grace Hopper")
+    assert display_name_unset == "t"
+
+    # Another lineage: a revision that follows the head's parent instead of the head.
+    migrate_by_hand(
+        stack,
+        users,
+        RECORD_REVISION.format(HISTORY, foreign, previous),
+        sql.SQL("UPDATE alembic_version SET version_num = {}").format(foreign),
+    )
+    elsewhere = revisions_and_schema(stack, users)
+    refused = migrate_again(stack, users)
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (
+        f"FAILED: the database is at {foreign}, which this release (head {head}) does not know,"
+        f" and cannot be shown to follow it (its history bypasses {head}): refusing to start on it"
+    ) in refused.stdout + refused.stderr
+    assert revisions_and_schema(stack, users) == elsewhere
+
+    # Back to the image's release, as the next release's downgrade would take it.
+    migrate_by_hand(
+        stack,
+        users,
+        sql.SQL("DELETE FROM {} WHERE revision IN ({}, {})").format(HISTORY, newer, foreign),
+        sql.SQL("UPDATE alembic_version SET version_num = {}").format(head),
+        sql.SQL("ALTER TABLE users DROP COLUMN display_name"),
+    )
+    assert recorded_revisions(stack, users) == [head]
+
+
 def test_make_logs_follows_the_containers(stack: Stack) -> None:
     request_id = f"compose-stack-{secrets.token_hex(8)}"
     logs = subprocess.Popen(
@@ -708,11 +974,15 @@ def test_make_logs_follows_the_containers(stack: Stack) -> None:
             assert gateway.get("/health/live", headers={"X-Request-ID": request_id}).is_success
 
         def request_logged() -> str | None:
+            # Every line read so far at each attempt: the containers' earlier lines come first,
+            # and poll's pause after each would add up.
             try:
                 line = lines.get(timeout=1)
+                while request_id not in line:
+                    line = lines.get_nowait()
             except queue.Empty:
                 return None
-            return line if request_id in line else None
+            return line
 
         line = poll(RECOVERY_DEADLINE, request_logged, "make logs shows the request's line")
         prefix, _, message = ANSI_COLOUR.sub("", line).partition("|")
