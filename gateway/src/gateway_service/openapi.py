@@ -100,7 +100,9 @@ def _derived_operation(
 # What the gateway itself may answer to any request it passes on (see Downstream.request).
 _GATEWAY_FAILURES = {
     "502": "The service failed, or broke the connection once it had the request",
-    "503": "The service, or its database, is unavailable",
+    "503": "The service, or its database, is unavailable, or the gateway holds calls to it back "
+    "for now (its circuit is open, or it has too many calls in flight); the request did not "
+    "reach the service unless the service itself answered 503. Retry-After says when to retry",
     "504": "The service did not answer in time",
 }
 
