@@ -5,6 +5,7 @@ tested over real HTTP, and failure tests can stop a service and start it again.
 """
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from servicekit.testing import (
     TokenIssuer,
     asgi_client,
     running,
+    serving,
     started,
 )
 from servicekit.testing.plugin import MakeDatabase
@@ -156,3 +158,25 @@ async def impatient_gateway(
         asgi_client(app, base_url="http://gateway.test", headers=gateway.headers) as client,
     ):
         yield client, _record_calls(app)[0]
+
+
+ServeGateway = Callable[..., AbstractContextManager[tuple[str, FastAPI]]]
+
+
+@pytest.fixture
+def serve_gateway(
+    gateway_settings: GatewaySettingsFactory,
+    gateway: httpx.AsyncClient,
+    services: dict[str, ServiceProcess],
+) -> ServeGateway:
+    """A gateway of its own with these settings, served over HTTP by uvicorn in a thread (so a
+    test may block while it serves): its URL and its app. Every service is running and empty."""
+
+    @contextmanager
+    def serve(**overrides: object) -> Iterator[tuple[str, FastAPI]]:
+        keys = f"{services['users'].url}/.well-known/jwks.json"
+        app = create_app(gateway_settings(auth_jwks_url=keys, **overrides))
+        with serving(app) as url:
+            yield url, app
+
+    return serve

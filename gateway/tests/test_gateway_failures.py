@@ -5,8 +5,10 @@ differently underneath.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, asynccontextmanager
 from types import SimpleNamespace
 
 import httpx
@@ -17,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from starlette.requests import Request
 
+from gateway_service.circuit import CircuitState
 from gateway_service.errors import MAY_HAVE_BEEN_APPLIED as APPLIED
 from gateway_service.errors import BadGateway
 from gateway_service.main import create_app
@@ -30,12 +33,14 @@ from servicekit.testing import (
     asgi_client,
     locked_table,
     one_connection_per_pool,
+    poll,
     running,
     started,
 )
 
 Gateway = tuple[httpx.AsyncClient, list[httpx.Request]]
 GatewaySettingsFactory = Callable[..., GatewaySettings]
+ServeGateway = Callable[..., AbstractContextManager[tuple[str, FastAPI]]]
 
 
 async def test_a_stopped_service_gives_503_naming_it(
@@ -268,3 +273,75 @@ def test_idle_connections_are_dropped_before_the_services_drop_them() -> None:
     settings = GatewaySettings(environment="test", metrics_token=TEST_METRICS_TOKEN)
 
     assert settings.keepalive_expiry < services_idle_timeout
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_read_that_finds_no_free_connection_is_answered_once_its_wait_is_over(
+    serve_gateway: ServeGateway, services: dict[str, ServiceProcess], transport: str
+) -> None:
+    # One connection, which a call to the hung users service holds.
+    settings = {"http_transport": transport, "max_connections": 1, "pool_timeout": 0.5}
+    with serve_gateway(read_timeout=5, **settings) as (url, app), ThreadPoolExecutor(1) as pool:
+        sent: list[httpx.Request] = []
+        app.state.downstream.listeners.append(sent.append)
+        with services["users"].paused():
+            stalled = pool.submit(httpx.get, f"{url}/users/", timeout=30)
+            poll(lambda: len(sent), lambda count: count == 1, 10, "the call holding the pool")
+            started = time.monotonic()
+            response = httpx.get(f"{url}/categories/", timeout=30)
+            waited = time.monotonic() - started
+        assert stalled.result().status_code == 200
+        circuits = app.state.downstream.circuit_states()
+
+    assert [request.url.path for request in sent] == ["/users/", "/categories/"]  # not retried
+    assert waited < 2 * 0.5
+    assert (response.status_code, response.json()) == (
+        503,
+        {"detail": "the gateway has no free connection to the catalog service"},
+    )
+    assert circuits["catalog"] == CircuitState.CLOSED  # the gateway's pool is not catalog's fault
+
+
+@pytest.fixture
+async def silent_service() -> AsyncIterator[tuple[str, list[str]]]:
+    """A server on loopback that reads each request and never answers it; its URL, and the
+    method of each request that arrived."""
+    arrived: list[str] = []
+
+    async def say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        arrived.append(head.split(b" ", 1)[0].decode())
+        await reader.read()  # until the gateway gives up and closes the connection
+        writer.close()
+
+    async with loopback_server(say_nothing) as url:
+        yield url, arrived
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_call_that_timed_out_is_never_sent_again(
+    gateway_settings: GatewaySettingsFactory,
+    silent_service: tuple[str, list[str]],
+    transport: str,
+    token_issuer: TokenIssuer,
+) -> None:
+    url, arrived = silent_service
+    app = create_app(
+        gateway_settings(
+            users_url=url,
+            http_transport=transport,
+            read_timeout=0.3,
+            auth_jwks_url=token_issuer.jwks_url,
+        )
+    )
+    body = {"email": "a@example.com", "name": "A", "password": "correct horse battery"}
+    async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as gateway:
+        answers = [
+            await gateway.post("/users/", json=body),
+            await gateway.patch("/users/1", json={"name": "B"}),
+            await gateway.delete("/users/1"),
+            await gateway.get("/users/1"),
+        ]
+
+    assert [answer.status_code for answer in answers] == [504, 504, 504, 504]
+    assert arrived == ["POST", "PATCH", "DELETE", "GET"]

@@ -20,6 +20,21 @@ class ServiceUnavailable(ServiceError):
     headers = {"Retry-After": "1"}  # noqa: RUF012
 
 
+class CircuitOpen(ServiceUnavailable):
+    """The service's circuit is open: it kept failing, and the gateway does not call it now."""
+
+    def __init__(self, service: str, retry_after: int) -> None:
+        super().__init__(f"calls to the {service} service are paused: it has been failing")
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class TooManyCalls(ServiceUnavailable):
+    """The service has as many calls in flight as the gateway lets one service have."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"the {service} service has too many calls in flight")
+
+
 class GatewayTimeout(ServiceError):
     status_code = 504
 

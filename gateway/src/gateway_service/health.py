@@ -49,11 +49,14 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def service_states(downstream: Downstream) -> dict[str, str]:
-    """Each service's readiness by name ("ok" or why not), all asked at once."""
+    """Each service's readiness by name ("ok" or why not), all asked at once; each service's
+    circuit learns what its check found."""
     names = list(downstream.base_urls)
     states = await asyncio.gather(
         *(_service_state(downstream.client, downstream.base_urls[name]) for name in names)
     )
+    for name, state in zip(names, states, strict=True):
+        downstream.readiness_checked(name, state)
     return dict(zip(names, states, strict=True))
 
 

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from gateway_service import composed, health
 from gateway_service.downstream import (
+    CircuitStates,
     Downstream,
     DownstreamMetrics,
     create_http_client,
@@ -39,7 +40,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             app.state.downstream = Downstream(
                 client,
                 traced_transport(transport),
-                settings.service_urls(),
+                settings,
                 DownstreamMetrics(metrics_of(app).registry) if settings.request_metrics else None,
             )
             await app.state.token_verifier.keys.prefetch()
@@ -64,6 +65,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
     )
     metrics = install_metrics(app, readiness=health.every_service_ready)
+    metrics.registry.register(CircuitStates(app))
     app.add_middleware(
         RequestContextMiddleware, metrics=metrics.requests if settings.request_metrics else None
     )

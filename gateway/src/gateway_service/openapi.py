@@ -101,7 +101,9 @@ def _derived_operation(
 _GATEWAY_FAILURES = {
     "502": "The service failed, or broke the connection once it had the request (a write may "
     "have been applied: repeat it with the same Idempotency-Key)",
-    "503": "The service, or its database, is unavailable",
+    "503": "The service, or its database, is unavailable, or the gateway holds calls to it back "
+    "for now (its circuit is open, or it has too many calls in flight); the request did not "
+    "reach the service unless the service itself answered 503. Retry-After says when to retry",
     "504": "The service did not answer in time (a write may have been applied: repeat it with "
     "the same Idempotency-Key)",
 }

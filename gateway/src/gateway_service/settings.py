@@ -25,6 +25,26 @@ class GatewaySettings(BaseProcessSettings):
     keepalive_expiry: float = Field(
         default=4.0, gt=0, description="Seconds an idle connection to a service is kept."
     )
+    # A hung service holds each call for the read timeout; these let its clients learn of it at
+    # once, and keep its calls from taking the connections the other services need.
+    circuit_failures: int = Field(
+        default=5, ge=1, description="Consecutive failed calls to a service that open its circuit."
+    )
+    circuit_cooldown: float = Field(
+        default=5.0, gt=0, description="Seconds an open circuit refuses calls before a trial."
+    )
+    circuit_trial_calls: int = Field(
+        default=1, ge=1, description="Calls let through at once while a circuit is half-open."
+    )
+    max_calls_per_service: int = Field(
+        default=256, ge=1, description="Calls in flight to one service at most."
+    )
+    queue_timeout: float = Field(
+        default=0.1,
+        ge=0,
+        description="Seconds a call waits for its service's calls in flight to drop below the "
+        "limit (0: refused at once).",
+    )
     http_transport: Literal["httpx", "aiohttp"] = Field(
         default="aiohttp",
         description="httpx's own pool, or aiohttp's connector behind the httpx API.",

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -469,6 +470,17 @@ class ServiceProcess:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The process stopped by SIGSTOP for the block: it keeps its sockets and accepts
+        connections, but answers nothing (a hung service); it resumes after the block."""
+        assert self.process is not None, f"{self.name} is not running"
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     @property
     def is_running(self) -> bool:
