@@ -20,12 +20,22 @@ from typing import Any
 
 import yaml
 
+from gateway_service.settings import GatewaySettings
+
 DEPLOY = Path(__file__).parents[1]
 README = DEPLOY / "README.md"
 # Every image's Dockerfile shares this one's body (test_dockerfiles.py), its environment included.
 IMAGE_DOCKERFILE = DEPLOY.parent / "services" / "users" / "Dockerfile"
 # How long uvicorn lets the requests in flight at SIGTERM finish; without it, without limit.
 GRACEFUL_SHUTDOWN_VARIABLE = "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"
+# How long uvicorn keeps an idle connection open before it closes it.
+KEEP_ALIVE_VARIABLE = "UVICORN_TIMEOUT_KEEP_ALIVE"
+# How long the load balancers and Ingress controllers in front of the gateway keep an idle
+# connection to it (ingress-nginx's upstream-keepalive-timeout, AWS ALB's idle timeout).
+INGRESS_IDLE_SECONDS = 60
+# How much later than its caller a process closes an idle connection: the time its event loop
+# may be late to read a request that arrived just before its idle timer ran out.
+KEEP_ALIVE_MARGIN_SECONDS = 10
 # The oldest Kubernetes the manifests support (see deploy/README.md), and the newest schemas.
 KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 
@@ -465,6 +475,34 @@ def pods_finish_their_requests_before_they_are_killed(rendered: Rendered) -> lis
             problems.append(
                 f"{_name(deployment)} is killed {grace} s after its deletion starts, before "
                 f"{pre_stop} s of preStop and {graceful} s of uvicorn's graceful shutdown"
+            )
+    return problems
+
+
+@rule
+def processes_keep_idle_connections_longer_than_their_callers(rendered: Rendered) -> list[str]:
+    """The gateway keeps an idle connection open longer than the Ingress in front of it, and each
+    service longer than the gateway's pool: the caller always gives up a connection first, so
+    no request goes out on one the server is closing (lost without an answer or a log line)."""
+    problems = []
+    gateway = environment_of(
+        rendered.objects, main_container(one_of(rendered.objects, "Deployment", "gateway"))
+    )
+    default_expiry = GatewaySettings.model_fields["keepalive_expiry"].default
+    expiry = float(gateway.get("GATEWAY_KEEPALIVE_EXPIRY", default_expiry))
+    for deployment in all_of(rendered.objects, "Deployment"):
+        environment = environment_of(rendered.objects, main_container(deployment))
+        # uvicorn's default, when nothing sets it.
+        keep_alive = float(environment.get(KEEP_ALIVE_VARIABLE, 5))
+        caller, caller_seconds = (
+            ("the Ingress", INGRESS_IDLE_SECONDS)
+            if deployment["metadata"]["name"] == "gateway"
+            else ("the gateway", expiry)
+        )
+        if keep_alive < caller_seconds + KEEP_ALIVE_MARGIN_SECONDS:
+            problems.append(
+                f"{_name(deployment)} closes idle connections after {keep_alive:g} s, not "
+                f"{KEEP_ALIVE_MARGIN_SECONDS} s after {caller} does ({caller_seconds:g} s)"
             )
     return problems
 

@@ -307,6 +307,24 @@ EXPECTATIONS = (
         (rules.pods_finish_their_requests_before_they_are_killed,),
     ),
     Mutation(
+        "the gateway closing idle connections as soon as the Ingress may still use them",
+        "prod",
+        set_setting("gateway", rules.KEEP_ALIVE_VARIABLE, "60"),
+        (rules.processes_keep_idle_connections_longer_than_their_callers,),
+    ),
+    Mutation(
+        "a service closing idle connections as soon as the gateway's pool may still use them",
+        "dev",
+        set_setting("catalog", rules.KEEP_ALIVE_VARIABLE, "5"),
+        (rules.processes_keep_idle_connections_longer_than_their_callers,),
+    ),
+    Mutation(
+        "the gateway's pool keeping idle connections as long as the services do",
+        "prod",
+        set_setting("gateway", "GATEWAY_KEEPALIVE_EXPIRY", "75"),
+        (rules.processes_keep_idle_connections_longer_than_their_callers,),
+    ),
+    Mutation(
         "liveness follows the database",
         "prod",
         set_field(

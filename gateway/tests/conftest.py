@@ -4,6 +4,10 @@ Each service runs as its own uvicorn process, migrated by its own Alembic, so th
 tested over real HTTP, and failure tests can stop a service and start it again.
 """
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -20,6 +24,7 @@ from servicekit.testing import (
     ServiceProcess,
     TokenIssuer,
     asgi_client,
+    free_port,
     running,
     serving,
     started,
@@ -180,3 +185,43 @@ def serve_gateway(
             yield url, app
 
     return serve
+
+
+GatewayProcess = Callable[[Mapping[str, str], Path], AbstractContextManager[int]]
+
+
+@contextmanager
+def _gateway_process(environment: Mapping[str, str], log: Path) -> Iterator[int]:
+    port = free_port()
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "gateway_service.main:create_app", "--factory",
+                "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            ],
+            env={**os.environ, **environment},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start: {log.read_text()}")
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway_process() -> GatewayProcess:
+    """The gateway as uvicorn runs it in production, in a process of its own with these
+    environment variables (beside the test's), its log written to a file: its port."""
+    return _gateway_process

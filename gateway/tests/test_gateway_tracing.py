@@ -2,11 +2,8 @@
 spans over OTLP to a receiver in the test, as they would to a collector."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,32 +32,10 @@ class TracedSystem:
     services: Mapping[str, ServiceProcess]
 
 
-def _start_gateway(port: int, environment: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "uvicorn", "gateway_service.main:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            ],
-            env={**os.environ, **environment},
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the gateway did not start: {log.read_text()}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def traced(
     make_services: Callable[..., dict[str, ServiceProcess]],
+    gateway_process: Callable[..., AbstractContextManager[int]],
     token_issuer: TokenIssuer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TracedSystem]:
@@ -73,28 +48,22 @@ def traced(
         with started(processes):
             log = tmp_path_factory.mktemp("gateway") / "stderr.log"
             users, blog = processes["users"].url, processes["blog"].url
-            port = free_port()
-            gateway = _start_gateway(
-                port,
-                {
-                    **tracing,
-                    "GATEWAY_ENVIRONMENT": "test",
-                    "GATEWAY_METRICS_TOKEN": TEST_METRICS_TOKEN,
-                    "GATEWAY_USERS_URL": users,
-                    "GATEWAY_BLOG_URL": blog,
-                    "GATEWAY_CATALOG_URL": f"http://127.0.0.1:{free_port()}",  # not needed
-                    "GATEWAY_AUTH_JWKS_URL": f"{users}/.well-known/jwks.json",
-                },
-                log,
-            )
-            try:
-                with httpx.Client(
+            environment = {
+                **tracing,
+                "GATEWAY_ENVIRONMENT": "test",
+                "GATEWAY_METRICS_TOKEN": TEST_METRICS_TOKEN,
+                "GATEWAY_USERS_URL": users,
+                "GATEWAY_BLOG_URL": blog,
+                "GATEWAY_CATALOG_URL": f"http://127.0.0.1:{free_port()}",  # not needed
+                "GATEWAY_AUTH_JWKS_URL": f"{users}/.well-known/jwks.json",
+            }
+            with (
+                gateway_process(environment, log) as port,
+                httpx.Client(
                     base_url=f"http://127.0.0.1:{port}", headers=token_issuer.admin_headers()
-                ) as client:
-                    yield TracedSystem(client, receiver, log, processes)
-            finally:
-                gateway.terminate()
-                gateway.wait(timeout=10)
+                ) as client,
+            ):
+                yield TracedSystem(client, receiver, log, processes)
 
 
 def _server_span(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan | None:

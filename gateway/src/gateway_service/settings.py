@@ -20,8 +20,10 @@ class GatewaySettings(BaseProcessSettings):
     write_timeout: float = Field(default=10.0, gt=0, description="Seconds to send a request.")
     pool_timeout: float = Field(default=2.0, gt=0, description="Seconds to wait for a free slot.")
     max_connections: int = Field(default=512, ge=1, description="Open connections, all services.")
-    # Below the services' own idle timeout (uvicorn's default is 5 s): a connection the service
-    # is closing must not be picked for a request, which would then fail as if it were down.
+    # Well below the services' own idle timeout (UVICORN_TIMEOUT_KEEP_ALIVE, 75 s in the images
+    # and the Procfile; uvicorn's default is 5 s): a request sent on a connection the service is
+    # closing gets no answer, and a write is not retried (it may have been applied). The margin
+    # covers a service's event loop that is late to read, as one paused or starved of CPU is.
     keepalive_expiry: float = Field(
         default=4.0, gt=0, description="Seconds an idle connection to a service is kept."
     )
