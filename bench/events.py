@@ -19,11 +19,10 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import URL
 
 from bench.load import run_wrk
-from bench.run import SIGNING_KEYS, Server, _libpq, migrate_database, serve
+from bench.run import SIGNING_KEYS, Server, _libpq, database_url, recreate_databases, serve
 from servicekit.auth import SigningKey, SigningKeys
 
 TOKEN = "bench-events-credential"  # noqa: S105 - the bench's own, on its own databases
@@ -38,21 +37,11 @@ CHEAP_HASHING = {
 Say = Callable[[str], None]
 
 
+DATABASES = "bench_events"
+
+
 def _url(server: URL, service: str) -> str:
-    database = f"bench_events_{service}"
-    return server.set(drivername="postgresql+psycopg", database=database).render_as_string(
-        hide_password=False
-    )
-
-
-def _recreate(server: URL) -> None:
-    with psycopg.connect(_libpq(server), autocommit=True) as connection:
-        for service in ("users", "blog"):
-            name = sql.Identifier(f"bench_events_{service}")
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    for service in ("users", "blog"):
-        migrate_database(service, _url(server, service))
+    return database_url(server, service, DATABASES).render_as_string(hide_password=False)
 
 
 class System:
@@ -126,7 +115,7 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 120) -> float:
 
 def feed_throughput(system: System) -> float:
     """Events per second a client reads from the feed, in pages of 100."""
-    with psycopg.connect(_libpq(system.server.set(database="bench_events_users"))) as db:
+    with psycopg.connect(_libpq(database_url(system.server, "users", DATABASES))) as db:
         db.execute(
             "INSERT INTO outbox_events (txid, type, subject, data, time) "
             "SELECT pg_current_xact_id()::text::bigint, 'user.updated', g::text, "
@@ -272,7 +261,7 @@ def idle_cost(system: System, seconds: float, connections: int) -> dict[str, Any
 def run(server: URL, workers: int, seconds: float, connections: int, say: Say) -> dict[str, Any]:
     """Every measurement of the scenario."""
     say("10. events: fresh bench_events_users and bench_events_blog")
-    _recreate(server)
+    recreate_databases(server, DATABASES, ("users", "blog"))
     with ExitStack() as stack:
         system = System(server, stack, workers)
         say(f"10. events: reading {FEED_EVENTS:,} events from the feed")

@@ -27,7 +27,8 @@ from starlette.routing import Route
 
 from bench.ceiling import bare_app, connection_pool
 from gateway_service.composed import MAX_POSTS_PER_USER
-from servicekit.pagination import MAX_LIMIT, SortOrder, set_next_link
+from servicekit.keyset import SortOrder
+from servicekit.pagination import MAX_LIMIT, set_next_link
 from users_service.models import User
 
 DATABASE = "bench_monolith"

@@ -151,21 +151,23 @@ def postgres_server() -> Iterator[URL]:
     yield url
 
 
-def _database_url(server: URL, service: str) -> URL:
-    return server.set(drivername="postgresql+psycopg", database=f"bench_{service}")
+def database_url(server: URL, service: str, prefix: str = "bench") -> URL:
+    """The URL of `service`'s database on the server, named `<prefix>_<service>`."""
+    return server.set(drivername="postgresql+psycopg", database=f"{prefix}_{service}")
 
 
-def recreate_databases(server: URL) -> None:
-    """Drop and create the bench databases, then run each service's migrations."""
+def recreate_databases(
+    server: URL, prefix: str = "bench", services: Sequence[str] = SERVICES
+) -> None:
+    """Drop and create the databases `<prefix>_<service>`, then run each service's migrations."""
     with psycopg.connect(_libpq(server), autocommit=True) as connection:
-        for service in SERVICES:
-            name = sql.Identifier(f"bench_{service}")
+        for service in services:
+            name = sql.Identifier(f"{prefix}_{service}")
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
             connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    for service in SERVICES:
-        migrate_database(
-            service, _database_url(server, service).render_as_string(hide_password=False)
-        )
+    for service in services:
+        url = database_url(server, service, prefix)
+        migrate_database(service, url.render_as_string(hide_password=False))
 
 
 def _create_database(server: URL, name: str) -> None:
@@ -256,7 +258,7 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 def _service_environment(server: URL, service: str) -> dict[str, str]:
     prefix = service.upper()
     env = {
-        f"{prefix}_DATABASE_URL": _database_url(server, service).render_as_string(
+        f"{prefix}_DATABASE_URL": database_url(server, service).render_as_string(
             hide_password=False
         ),
         # The bulk scenario writes 1,000 rows a request; the default timeout stays.
@@ -293,7 +295,7 @@ def start_system(stack: ExitStack, server: URL, workers: int) -> dict[str, Serve
                 "/health/ready",
             )
         )
-    ceiling_dsn = _libpq(_database_url(server, "users"))
+    ceiling_dsn = _libpq(database_url(server, "users"))
     servers["ceiling"] = stack.enter_context(
         serve(
             "ceiling",
@@ -437,7 +439,7 @@ def _log_in(users: Server, account: tuple[str, str]) -> str:
 def sign_in(server: URL, users: Server) -> Accounts:
     """Make the bench's admin (as `make admin` would), sign the reader up, and log both in."""
     settings = UsersSettings(
-        database_url=_database_url(server, "users").render_as_string(hide_password=False)
+        database_url=database_url(server, "users").render_as_string(hide_password=False)
     )
     email, password = ADMIN_ACCOUNT
     asyncio.run(create_admin(settings, email=email, password=password, name="Bench"))
@@ -903,7 +905,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with postgres_server() as server, ExitStack() as stack:
         engines = {
-            service: create_engine(_database_url(server, service), pool_pre_ping=True)
+            service: create_engine(database_url(server, service), pool_pre_ping=True)
             for service in SERVICES
         }
         for engine in engines.values():
@@ -930,7 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fresh or (options.wants("12") and not copied):
             say(f"copying the users and posts into {monolith.DATABASE}")
             _create_database(server, monolith.DATABASE)
-            sources = {service: _libpq(_database_url(server, service)) for service in SERVICES}
+            sources = {service: _libpq(database_url(server, service)) for service in SERVICES}
             monolith.copy(_monolith_dsn(server), sources)
         start_anchors(stack, server, options, servers)
         accounts = sign_in(server, servers["users"])

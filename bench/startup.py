@@ -28,12 +28,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 from sqlalchemy.engine import URL
 
 from bench.processes import stop
-from bench.run import HOST, ROOT, SERVICES, _libpq, migrate_database, postgres_server, serve
+from bench.run import (
+    HOST,
+    ROOT,
+    SERVICES,
+    database_url,
+    postgres_server,
+    recreate_databases,
+    serve,
+)
 from servicekit.auth import SigningKey, SigningKeys
 from servicekit.testing import free_port
 
@@ -62,19 +68,11 @@ class Timings:
     ready: list[float] = field(default_factory=list)
 
 
+DATABASES = "startup"
+
+
 def _database_url(server: URL, service: str) -> str:
-    url = server.set(drivername="postgresql+psycopg", database=f"startup_{service}")
-    return url.render_as_string(hide_password=False)
-
-
-def _recreate(server: URL) -> None:
-    with psycopg.connect(_libpq(server), autocommit=True) as connection:
-        for service in SERVICES:
-            name = sql.Identifier(f"startup_{service}")
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    for service in SERVICES:
-        migrate_database(service, _database_url(server, service))
+    return database_url(server, service, DATABASES).render_as_string(hide_password=False)
 
 
 def _environments(server: URL, keys_file: Path, users_url: str) -> dict[str, dict[str, str]]:
@@ -159,7 +157,7 @@ def measure(
     server: URL, trees: Sequence[Tree], python: str, rounds: int, processes: Sequence[str]
 ) -> dict[tuple[str, str], Timings]:
     """Every process of every tree started `rounds` times, interleaved."""
-    _recreate(server)
+    recreate_databases(server, DATABASES)
     keys_file = ROOT / "var" / "startup-signing-keys.json"
     if not keys_file.exists():
         SigningKeys((SigningKey.generate(),)).write(keys_file)

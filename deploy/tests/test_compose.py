@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from sqlalchemy.engine import URL, make_url
 
 from deploy.tests.kubernetes_rules import GRACEFUL_SHUTDOWN_VARIABLE, image_environment
-from servicekit.settings import DEVELOPMENT_PASSWORDS, ServiceSettings
+from servicekit.database import ServiceSettings
+from servicekit.settings import DEVELOPMENT_PASSWORDS
 
 if TYPE_CHECKING:
     from deploy.tests.conftest import Process

@@ -42,8 +42,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from psycopg import sql
 
+from servicekit.database import ServiceSettings
 from servicekit.migrations import HISTORY_TABLE, parent_revisions
-from servicekit.settings import ServiceSettings
 
 if TYPE_CHECKING:
     from deploy.tests.conftest import Process

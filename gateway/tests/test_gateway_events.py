@@ -11,9 +11,8 @@ from typing import Any
 import httpx
 from sqlalchemy import MetaData
 
-from servicekit.database import Database
+from servicekit.database import Database, ServiceSettings
 from servicekit.events import Outbox, outbox_tables
-from servicekit.settings import ServiceSettings
 from servicekit.testing import ServiceProcess, caught_up, consumer_reaches
 
 

@@ -25,7 +25,7 @@ from gateway_service.errors import BadGateway
 from gateway_service.main import create_app
 from gateway_service.proxy import relay
 from gateway_service.settings import GatewaySettings
-from servicekit.errors import BUSY
+from servicekit.database_errors import BUSY
 from servicekit.testing import (
     TEST_METRICS_TOKEN,
     ServiceProcess,

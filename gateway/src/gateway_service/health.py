@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from gateway_service.downstream import Downstream
 from gateway_service.proxy import downstream_of
 from servicekit.auth import anyone
-from servicekit.health import Health
+from servicekit.schemas import Health
 
 router = APIRouter(prefix="/health", tags=["health"], dependencies=[Depends(anyone)])
 PROBE_TIMEOUT = 2.0

@@ -17,13 +17,13 @@ from gateway_service.errors import UpstreamResponse
 from gateway_service.openapi import SystemDocument, add_documentation_routes
 from gateway_service.proxy import ROUTE_TABLE, add_proxy_routes
 from gateway_service.settings import GatewaySettings
-from servicekit.app import collector_tuned_for_serving, include_routes, remote_token_verifier
-from servicekit.auth import install_token_verifier, require_access_rules
+from servicekit.auth import install_token_verifier, remote_token_verifier, require_access_rules
 from servicekit.errors import install_error_handlers
 from servicekit.inbound import guard_requests
 from servicekit.metrics import install_metrics, metrics_of, name_routes_in_scope
 from servicekit.metrics import router as metrics_router
 from servicekit.observability import RequestContextMiddleware, configure_logging
+from servicekit.serving import collector_tuned_for_serving, include_routes
 from servicekit.tracing import FASTAPI_TELEMETRY, configure_tracing, flush, traced_transport
 
 

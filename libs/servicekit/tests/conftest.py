@@ -5,8 +5,7 @@ from typing import Any
 
 import pytest
 
-from servicekit.database import Database
-from servicekit.settings import ServiceSettings
+from servicekit.database import Database, ServiceSettings
 from servicekit.testing.plugin import MakeDatabase
 
 

@@ -4,7 +4,7 @@ import gc
 
 from fastapi import APIRouter, FastAPI
 
-from servicekit.app import SERVING_GC_THRESHOLDS, collector_tuned_for_serving, include_routes
+from servicekit.serving import SERVING_GC_THRESHOLDS, collector_tuned_for_serving, include_routes
 from servicekit.testing import asgi_client
 
 

@@ -5,6 +5,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
+from servicekit.database_errors import install_database_error_handlers
 from servicekit.errors import install_error_handlers
 from servicekit.testing import asgi_client
 
@@ -28,6 +29,7 @@ async def test_a_transaction_the_database_undid_is_told_apart_from_an_outage(
 ) -> None:
     app = FastAPI()
     install_error_handlers(app)
+    install_database_error_handlers(app)
 
     @app.get("/write")
     async def write() -> None:

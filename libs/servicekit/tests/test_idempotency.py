@@ -18,9 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.app import create_service_app
 from servicekit.auth import PUBLIC
-from servicekit.database import SessionDep, make_metadata
+from servicekit.database import ServiceSettings, SessionDep, make_metadata
 from servicekit.idempotency import IDEMPOTENT, IdempotentRoute, idempotency_keys_table
-from servicekit.settings import ServiceSettings
 from servicekit.testing import TokenIssuer, asgi_client, database_of, running
 from servicekit.testing.idempotency import KEY, REPLAYED, answer_of, new_key
 from servicekit.testing.plugin import BACKENDS, MakeDatabase

@@ -12,7 +12,7 @@ from sqlalchemy import Column, Integer, Numeric, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from servicekit.database import UTCDateTime
-from servicekit.pagination import SortOrder
+from servicekit.keyset import SortOrder
 
 
 class Base(DeclarativeBase):

@@ -10,9 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from servicekit.database import Database
+from servicekit.database import Database, ServiceSettings
 from servicekit.pool import PooledConnection, ReadPool
-from servicekit.settings import ServiceSettings
 from servicekit.testing import libpq_url, terminate_backend
 from servicekit.testing.plugin import UNREACHABLE_DATABASE
 

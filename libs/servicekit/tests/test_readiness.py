@@ -15,9 +15,8 @@ from sqlalchemy import literal, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from servicekit.database import Database
+from servicekit.database import Database, ServiceSettings
 from servicekit.readiness import DatabaseProbe, sqlite_check
-from servicekit.settings import ServiceSettings
 from servicekit.testing import libpq_url
 from servicekit.testing.plugin import BACKENDS, MakeDatabase
 

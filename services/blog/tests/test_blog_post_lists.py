@@ -14,7 +14,7 @@ from blog_service import repository
 from blog_service.models import Post, Tag
 from blog_service.repository import PostFilter
 from servicekit.database import Database
-from servicekit.pagination import SortOrder
+from servicekit.keyset import SortOrder
 from servicekit.testing import (
     StatementLog,
     count_statements,

@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from servicekit.errors import BUSY
+from servicekit.database_errors import BUSY
 from servicekit.testing import (
     TEST_EVENTS_TOKEN,
     ServiceProcess,

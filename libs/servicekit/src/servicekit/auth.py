@@ -35,6 +35,7 @@ from jwt.algorithms import OKPAlgorithm
 
 from servicekit.errors import ServiceError, add_error_responses
 from servicekit.schemas import MAX_ID
+from servicekit.settings import BaseProcessSettings
 
 logger = logging.getLogger("servicekit.auth")
 
@@ -519,3 +520,12 @@ def require_access_rules(routes: Iterable[Any]) -> None:
                 "(Caller, SignedIn or Admin)"
             )
         add_error_responses(route, *_RULE_RESPONSES[rule])
+
+
+def remote_token_verifier(settings: BaseProcessSettings) -> TokenVerifier:
+    """A verifier of the users service's tokens, with its keys fetched from the JWKS URL."""
+    return TokenVerifier(
+        RemoteKeys(settings.auth_jwks_url),
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+    )

@@ -1,4 +1,5 @@
-"""Engine and session lifecycle: one engine per process, one session per request."""
+"""Engine and session lifecycle: one engine per process, one session per request, configured by
+ServiceSettings."""
 
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -9,6 +10,7 @@ from typing import Annotated, Any, Protocol
 
 import psycopg
 from fastapi import Depends, Request
+from pydantic import Field, model_validator
 from sqlalchemy import (
     DateTime,
     Dialect,
@@ -36,8 +38,13 @@ from sqlalchemy.types import TypeDecorator
 from servicekit.pool import PoolStatistics, ReadPool
 from servicekit.readiness import DatabaseProbe, postgres_check, sqlite_check
 from servicekit.reads import DriverReads, Row, on_psycopg
-from servicekit.settings import ServiceSettings
-from servicekit.tracing import instrument_engine
+from servicekit.settings import DEVELOPMENT_PASSWORDS, BaseProcessSettings
+from servicekit.tracing import (
+    DatabaseAddress,
+    end_statement_span,
+    start_statement_span,
+    tracing_active,
+)
 
 # Constraint names are part of the schema: migrations and error mapping refer to them.
 NAMING_CONVENTION = {
@@ -52,6 +59,75 @@ NAMING_CONVENTION = {
 _READ_ONLY = "servicekit_read_only"
 # When a pooled connection was last returned (ConnectionPoolEntry.info key).
 _IDLE_SINCE = "servicekit_idle_since"
+
+
+class ServiceSettings(BaseProcessSettings):
+    """Configuration of a service and its database; subclasses set the env prefix and default."""
+
+    database_url: str
+    # Migrations connect with their own role, which owns the schema, where the service's role
+    # may only read and write rows (deploy/README.md, "The database roles"); only the migration
+    # step is given this URL. Unset, migrations use database_url (`make run`, SQLite).
+    migration_database_url: str | None = None
+    pool_size: int = Field(default=10, ge=1)
+    # Connections beyond pool_size are closed as soon as they are returned, so under a steady
+    # load above pool_size every burst opens new ones; waiting briefly for a pooled connection
+    # is cheaper than a new Postgres backend.
+    max_overflow: int = Field(default=0, ge=0)
+    pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a connection.")
+    # A request that waited pool_timeout for a connection is a 503 telling the client to retry
+    # this much later: the database answers, the process is busy.
+    busy_retry_after: int = Field(
+        default=1,
+        ge=1,
+        description="Seconds of the Retry-After of a 503 answered when no database connection "
+        "became free within pool_timeout.",
+    )
+    pool_recycle: int = Field(default=1800, description="Seconds before a connection is replaced.")
+    pool_pre_ping: bool = True
+    pool_pre_ping_idle: float = Field(
+        default=5.0,
+        ge=0,
+        description="Test a pooled connection before use only once it has been idle this long; "
+        "0 tests it at every checkout.",
+    )
+    statement_timeout_ms: int = Field(default=15_000, ge=0, description="Postgres only; 0 = off.")
+    connect_timeout: int = Field(
+        default=5,
+        ge=2,  # libpq's least
+        description="Postgres only: seconds to open a connection, so a server that does not "
+        "answer (rather than refuse) fails requests instead of holding them.",
+    )
+    readiness_interval: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a successful readiness check is reused (servicekit.readiness): "
+        "while the database answers, it sees at most one probe connection per interval.",
+    )
+    sql_echo: bool = False
+    # How long a create's Idempotency-Key and first answer are kept (servicekit.idempotency):
+    # longer than any client goes on retrying a request.
+    idempotency_key_retention: int = Field(
+        default=24 * 3600, ge=60, description="Seconds an Idempotency-Key is kept."
+    )
+
+    @property
+    def migrator_url(self) -> str:
+        """The URL migrations connect with: migration_database_url, else database_url."""
+        return self.migration_database_url or self.database_url
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets_outside_development(self) -> "ServiceSettings":
+        if self.environment == "development":
+            return self
+        for name in ("database_url", "migration_database_url"):
+            value = getattr(self, name)
+            password = None if value is None else make_url(value).password
+            if password is not None and password in DEVELOPMENT_PASSWORDS:
+                raise ValueError(
+                    f"{name} uses a development password; set a real one for {self.environment}"
+                )
+        return self
 
 
 def make_metadata() -> MetaData:
@@ -276,6 +352,34 @@ def _connect_args(settings: ServiceSettings, url: URL) -> dict[str, Any]:
     if settings.statement_timeout_ms:
         arguments["options"] = f"-c statement_timeout={settings.statement_timeout_ms}"
     return arguments
+
+
+def instrument_engine(engine: AsyncEngine) -> None:
+    """A span for each statement `engine` runs (when tracing is on: servicekit.tracing)."""
+    if not tracing_active():
+        return
+    url = engine.url
+    database = DatabaseAddress(url.get_backend_name(), url.database, url.host, url.port)
+
+    # The engine's own listeners, not SQLAlchemyInstrumentor: that one also patches
+    # create_engine and Engine.connect for the whole process, adding a span per connect.
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def start(_c: Any, _cursor: Any, sql: str, _p: Any, execution: Any, _many: bool) -> None:
+        span = start_statement_span(sql, database)
+        if span is not None:
+            execution._servicekit_span = span
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def end(_c: Any, _cursor: Any, _sql: str, _p: Any, execution: Any, _many: bool) -> None:
+        span = getattr(execution, "_servicekit_span", None)
+        if span is not None:
+            end_statement_span(span)
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def failed(error: ExceptionContext) -> None:
+        span = getattr(error.execution_context, "_servicekit_span", None)
+        if span is not None:
+            end_statement_span(span, error.original_exception)
 
 
 def create_engine(settings: ServiceSettings) -> AsyncEngine:

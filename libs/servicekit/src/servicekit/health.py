@@ -10,20 +10,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from servicekit.auth import anyone
 from servicekit.database import get_database
+from servicekit.schemas import Health
 
 router = APIRouter(prefix="/health", tags=["health"], dependencies=[Depends(anyone)])
-
-
-class Health(BaseModel):
-    status: str
-    checks: dict[str, str] = {}
-    # What background work reports (an event consumer's cursor, lag and parked events): shown,
-    # not judged, since a service whose consumer lags still serves its requests.
-    details: dict[str, Any] = {}
 
 
 @router.get("/live", response_model=Health)

@@ -162,3 +162,13 @@ class ResponseModel(BaseModel):
     """Base of response bodies, readable straight from ORM objects."""
 
     model_config = ConfigDict(from_attributes=True)
+
+
+# The body of every process's probes, GET /health/live and /health/ready (no docstring: it
+# would become the schema's description in every OpenAPI document).
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+    # What background work reports (an event consumer's cursor, lag and parked events): shown,
+    # not judged, since a service whose consumer lags still serves its requests.
+    details: dict[str, Any] = {}

@@ -1,10 +1,12 @@
-"""Settings base: every service reads its configuration from environment variables."""
+"""Settings base: every process reads its configuration from environment variables.
+
+A service's database settings extend these (servicekit.database.ServiceSettings).
+"""
 
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 Environment = Literal["development", "test", "production"]
 
@@ -60,75 +62,6 @@ class BaseProcessSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_development_metrics_token_outside_development(self) -> "BaseProcessSettings":
         refuse_weak_token("metrics_token", self.metrics_token, self.environment)
-        return self
-
-
-class ServiceSettings(BaseProcessSettings):
-    """Configuration of a service and its database; subclasses set the env prefix and default."""
-
-    database_url: str
-    # Migrations connect with their own role, which owns the schema, where the service's role
-    # may only read and write rows (deploy/README.md, "The database roles"); only the migration
-    # step is given this URL. Unset, migrations use database_url (`make run`, SQLite).
-    migration_database_url: str | None = None
-    pool_size: int = Field(default=10, ge=1)
-    # Connections beyond pool_size are closed as soon as they are returned, so under a steady
-    # load above pool_size every burst opens new ones; waiting briefly for a pooled connection
-    # is cheaper than a new Postgres backend.
-    max_overflow: int = Field(default=0, ge=0)
-    pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a connection.")
-    # A request that waited pool_timeout for a connection is a 503 telling the client to retry
-    # this much later: the database answers, the process is busy.
-    busy_retry_after: int = Field(
-        default=1,
-        ge=1,
-        description="Seconds of the Retry-After of a 503 answered when no database connection "
-        "became free within pool_timeout.",
-    )
-    pool_recycle: int = Field(default=1800, description="Seconds before a connection is replaced.")
-    pool_pre_ping: bool = True
-    pool_pre_ping_idle: float = Field(
-        default=5.0,
-        ge=0,
-        description="Test a pooled connection before use only once it has been idle this long; "
-        "0 tests it at every checkout.",
-    )
-    statement_timeout_ms: int = Field(default=15_000, ge=0, description="Postgres only; 0 = off.")
-    connect_timeout: int = Field(
-        default=5,
-        ge=2,  # libpq's least
-        description="Postgres only: seconds to open a connection, so a server that does not "
-        "answer (rather than refuse) fails requests instead of holding them.",
-    )
-    readiness_interval: float = Field(
-        default=2.0,
-        ge=0,
-        description="Seconds a successful readiness check is reused (servicekit.readiness): "
-        "while the database answers, it sees at most one probe connection per interval.",
-    )
-    sql_echo: bool = False
-    # How long a create's Idempotency-Key and first answer are kept (servicekit.idempotency):
-    # longer than any client goes on retrying a request.
-    idempotency_key_retention: int = Field(
-        default=24 * 3600, ge=60, description="Seconds an Idempotency-Key is kept."
-    )
-
-    @property
-    def migrator_url(self) -> str:
-        """The URL migrations connect with: migration_database_url, else database_url."""
-        return self.migration_database_url or self.database_url
-
-    @model_validator(mode="after")
-    def _refuse_development_secrets_outside_development(self) -> "ServiceSettings":
-        if self.environment == "development":
-            return self
-        for name in ("database_url", "migration_database_url"):
-            value = getattr(self, name)
-            password = None if value is None else make_url(value).password
-            if password is not None and password in DEVELOPMENT_PASSWORDS:
-                raise ValueError(
-                    f"{name} uses a development password; set a real one for {self.environment}"
-                )
         return self
 
 

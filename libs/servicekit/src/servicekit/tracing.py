@@ -9,8 +9,9 @@ rest itself: `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, the sampler
 (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`), the batch processor (`OTEL_BSP_*`), the
 exporter's headers and timeouts (`OTEL_EXPORTER_OTLP_*`).
 
-Otherwise nothing is instrumented: no middleware, no engine listener, no exporter thread, so
-a process that does not trace pays one boolean test where a span would start.
+Otherwise nothing is instrumented: no middleware, no engine listener (servicekit.database), no
+exporter thread, so a process that does not trace pays one boolean test where a span would
+start.
 """
 
 import contextlib
@@ -27,9 +28,6 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import Link, SpanKind
-from sqlalchemy import event
-from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Scope
 
 # Requests that are not worth a trace: probes and scrapes every few seconds, and the event
@@ -241,14 +239,16 @@ def traced_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTran
 
 
 @dataclass(frozen=True)
-class _Database:
+class DatabaseAddress:
+    """Which database a statement is sent to, as its spans describe it."""
+
     system: str
     name: str | None
     host: str | None
     port: int | None
 
 
-def _start_statement_span(sql: str, database: _Database) -> trace.Span | None:
+def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | None:
     """A client span for one statement, named `<first word> <database>` as OpenTelemetry's
     database conventions name it; none where it would not be recorded."""
     if not is_instrumentation_enabled() or _unsampled_child(trace.get_current_span()):
@@ -269,43 +269,21 @@ def _start_statement_span(sql: str, database: _Database) -> trace.Span | None:
     return span
 
 
-def instrument_engine(engine: AsyncEngine) -> None:
-    """A span for each statement `engine` runs (when tracing is on)."""
-    if not _active:
-        return
-    url = engine.url
-    database = _Database(url.get_backend_name(), url.database, url.host, url.port)
-
-    # The engine's own listeners, not SQLAlchemyInstrumentor: that one also patches
-    # create_engine and Engine.connect for the whole process, adding a span per connect.
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def start(_c: Any, _cursor: Any, sql: str, _p: Any, execution: Any, _many: bool) -> None:
-        span = _start_statement_span(sql, database)
-        if span is not None:
-            execution._servicekit_span = span
-
-    @event.listens_for(engine.sync_engine, "after_cursor_execute")
-    def end(_c: Any, _cursor: Any, _sql: str, _p: Any, execution: Any, _many: bool) -> None:
-        span = getattr(execution, "_servicekit_span", None)
-        if span is not None:
-            span.end()
-
-    @event.listens_for(engine.sync_engine, "handle_error")
-    def failed(error: ExceptionContext) -> None:
-        span = getattr(error.execution_context, "_servicekit_span", None)
-        if span is not None:
-            span.set_status(trace.StatusCode.ERROR, str(error.original_exception))
-            span.end()
+def end_statement_span(span: trace.Span, error: BaseException | None = None) -> None:
+    """End a span of start_statement_span, marked failed if the statement raised `error`."""
+    if error is not None:
+        span.set_status(trace.StatusCode.ERROR, str(error))
+    span.end()
 
 
 @contextlib.contextmanager
 def statement_span(sql: str, connection_info: Any) -> Iterator[None]:
     """A client span for one statement sent to Postgres outside SQLAlchemy's execution,
     named and described as the engine's statements are."""
-    database = _Database(
+    database = DatabaseAddress(
         "postgresql", connection_info.dbname, connection_info.host, connection_info.port
     )
-    span = _start_statement_span(sql, database)
+    span = start_statement_span(sql, database)
     if span is None:
         yield
         return

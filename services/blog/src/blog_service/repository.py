@@ -30,7 +30,8 @@ from sqlalchemy.orm import selectinload
 
 from blog_service.models import Author, Comment, Post, Tag, post_tags
 from servicekit.database import Database, insert_with_conflicts
-from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
+from servicekit.keyset import Page, SortOrder, fetch_page
+from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 
 POSTS = Post.__table__

@@ -35,7 +35,8 @@ from servicekit.auth import PUBLIC, SignedIn
 from servicekit.database import SessionDep, get_database
 from servicekit.errors import error_responses, invalid_input
 from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
-from servicekit.pagination import MAX_LIMIT, PageDep, SortOrder, set_next_link
+from servicekit.keyset import SortOrder
+from servicekit.pagination import MAX_LIMIT, PageDep, set_next_link
 from servicekit.preconditions import IfMatchDep, etag, not_modified
 from servicekit.reads import Row
 from servicekit.schemas import MAX_ID, Id, Text

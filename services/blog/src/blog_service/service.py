@@ -21,7 +21,8 @@ from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
 from servicekit.auth import Forbidden, Principal
 from servicekit.database import utcnow
 from servicekit.errors import NotFound
-from servicekit.pagination import Page, PageRequest, SortOrder
+from servicekit.keyset import Page, SortOrder
+from servicekit.pagination import PageRequest
 from servicekit.preconditions import IfMatch
 from servicekit.reads import Row
 

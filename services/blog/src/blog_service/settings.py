@@ -3,7 +3,8 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import EventFeedSettings, ServiceSettings
+from servicekit.database import ServiceSettings
+from servicekit.settings import EventFeedSettings
 
 
 class BlogSettings(ServiceSettings, EventFeedSettings):

@@ -11,7 +11,8 @@ from sqlalchemy.orm import selectinload
 
 from catalog_service.models import Category, Product, ProductImage
 from servicekit.database import Database
-from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
+from servicekit.keyset import Page, SortOrder, fetch_page
+from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 from servicekit.writes import insert_many
 

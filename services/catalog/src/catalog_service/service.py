@@ -23,7 +23,8 @@ from catalog_service.schemas import (
     ProductUpdate,
 )
 from servicekit.errors import Conflict, NotFound, invalid_input
-from servicekit.pagination import Page, PageRequest, SortOrder
+from servicekit.keyset import Page, SortOrder
+from servicekit.pagination import PageRequest
 from servicekit.preconditions import IfMatch
 from servicekit.reads import Row
 

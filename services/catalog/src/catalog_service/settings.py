@@ -2,7 +2,7 @@
 
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import ServiceSettings
+from servicekit.database import ServiceSettings
 
 
 class CatalogSettings(ServiceSettings):

@@ -12,7 +12,8 @@ from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.database import Database
-from servicekit.pagination import Page, PageRequest, SortOrder, fetch_page
+from servicekit.keyset import Page, SortOrder, fetch_page
+from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
 from users_service.models import LoginFailure, RefreshToken, User
 from users_service.schemas import UserStats

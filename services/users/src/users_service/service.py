@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from servicekit.auth import Forbidden, Principal, Unauthorized
 from servicekit.database import Database, utcnow
 from servicekit.errors import Conflict, NotFound, ServiceError, invalid_input
-from servicekit.pagination import Page, PageRequest, SortOrder
+from servicekit.keyset import Page, SortOrder
+from servicekit.pagination import PageRequest
 from servicekit.preconditions import IfMatch
 from servicekit.reads import Row
 from users_service.events import UserEvents

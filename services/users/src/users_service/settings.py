@@ -5,7 +5,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from servicekit.settings import EventFeedSettings, ServiceSettings
+from servicekit.database import ServiceSettings
+from servicekit.settings import EventFeedSettings
 
 
 class UsersSettings(ServiceSettings, EventFeedSettings):

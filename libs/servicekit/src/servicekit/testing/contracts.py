@@ -23,8 +23,8 @@ from fastapi import FastAPI
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from servicekit.database import ServiceSettings
 from servicekit.migrations import alembic_config, migration_lock_key
-from servicekit.settings import ServiceSettings
 from servicekit.testing import (
     METRICS_CREDENTIAL,
     Scrape,
