@@ -255,6 +255,9 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not become ready within 60 s")
 
 
+BENCH_TOKEN_LIFETIME = 4 * 3600  # seconds
+
+
 def _service_environment(server: URL, service: str) -> dict[str, str]:
     prefix = service.upper()
     env = {
@@ -267,6 +270,8 @@ def _service_environment(server: URL, service: str) -> dict[str, str]:
     # Users signs tokens and is started first; the others verify them with its keys.
     if service == "users":
         env["USERS_SIGNING_KEYS_FILE"] = str(SIGNING_KEYS)
+        # The bench signs in once, at the start: its tokens must outlast the whole run.
+        env["USERS_ACCESS_TOKEN_LIFETIME"] = str(BENCH_TOKEN_LIFETIME)
     else:
         env[f"{prefix}_AUTH_JWKS_URL"] = f"http://{HOST}:{PORTS['users']}/.well-known/jwks.json"
     if service == "blog":  # it follows users' event feed, as deployed
