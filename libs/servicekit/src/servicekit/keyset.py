@@ -13,7 +13,6 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, bindparam, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from servicekit.errors import invalid_input
@@ -181,15 +180,6 @@ def _page_of(rows: Sequence[T], order: SortOrder, page: PageRequest) -> Page[T]:
     items = list(rows[: page.limit])
     has_more = len(rows) > page.limit
     return Page(items, order.cursor_after(items[-1]) if has_more and items else None)
-
-
-async def paginate(
-    session: AsyncSession, statement: Select[T], order: SortOrder, page: PageRequest
-) -> Page[T]:
-    """Run an ORM `statement` for one page in `order`, and the cursor of the next page."""
-    statement = _page_statement(statement, order, page.after is not None)
-    rows = (await session.scalars(statement, _page_parameters(order, page))).all()
-    return _page_of(rows, order, page)
 
 
 # The page statements of a shape (a statement defined once, see servicekit.reads), kept as
