@@ -18,7 +18,6 @@ from typing import Any, LiteralString
 import httpx
 import psycopg
 import pydantic_core
-from fastapi.exceptions import RequestValidationError
 from psycopg import sql
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +26,7 @@ from starlette.routing import Route
 
 from bench.ceiling import bare_app, connection_pool
 from gateway_service.composed import MAX_POSTS_PER_USER
+from servicekit.domain import InvalidInput
 from servicekit.keyset import SortOrder
 from servicekit.pagination import MAX_LIMIT, set_next_link
 from users_service.models import User
@@ -207,7 +207,7 @@ def _whole_number(query: Mapping[str, str], name: str, default: int, most: int) 
 
 def _page_asked(query: Mapping[str, str]) -> tuple[int, int, int]:
     """The id the page starts after, its size and the posts shown per user, as the gateway
-    takes them; ValueError or RequestValidationError (a bad cursor) if they are not valid."""
+    takes them; ValueError or InvalidInput (a bad cursor) if they are not valid."""
     limit = _whole_number(query, "limit", DEFAULT_LIMIT, MAX_LIMIT)
     per_user = _whole_number(query, "posts_per_user", DEFAULT_POSTS_PER_USER, MAX_POSTS_PER_USER)
     cursor = query.get("after")
@@ -222,7 +222,7 @@ def create_app() -> Starlette:
     async def page(request: Request) -> Response:
         try:
             after, limit, per_user = _page_asked(request.query_params)
-        except (ValueError, RequestValidationError):
+        except (ValueError, InvalidInput):
             return Response('{"detail":"invalid page"}', 422, media_type="application/json")
         async with pool.connection() as connection:
             result = await connection.execute(

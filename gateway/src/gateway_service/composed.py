@@ -15,7 +15,8 @@ from gateway_service.openapi import DocumentedBy
 from gateway_service.proxy import downstream_of, forward, forwarded_headers, relay
 from gateway_service.schemas import PostWithAuthorAndComments, UserWithPosts
 from servicekit.auth import PUBLIC, SignedIn
-from servicekit.errors import error_responses, invalid_input
+from servicekit.domain import InvalidInput
+from servicekit.errors import error_responses
 from servicekit.pagination import MAX_LIMIT, PageDep, PageRequest, set_next_link
 from servicekit.schemas import MAX_ID
 
@@ -154,7 +155,7 @@ async def create_post_for_user(
     404 if that user was deleted."""
     body, post = await _json_object(request)
     if post is not None and "author_id" in post:
-        raise invalid_input(("body", "author_id"), "the author is the user in the path")
+        raise InvalidInput.at(("body", "author_id"), "the author is the user in the path")
     # Blog judges the body as the client sent it, with the author added.
     content = _with_author(body, user_id, post) if post is not None else body
     answer = await downstream.request(

@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from servicekit.app import create_service_app
 from servicekit.auth import PUBLIC
 from servicekit.database import Database, ServiceSettings
-from servicekit.errors import NotFound
+from servicekit.domain import NotFound
 from servicekit.events import ConsumerStatus
 from servicekit.metrics import metrics_of
 from servicekit.settings import BaseProcessSettings

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from servicekit.errors import PreconditionFailed
+from servicekit.domain import StaleVersion
 from servicekit.preconditions import IfMatch, etag, is_not_modified, not_modified
 from servicekit.schemas import PatchModel, RequestModel, Text
 
@@ -18,7 +18,7 @@ def test_if_match_accepts_absent_any_or_the_current_tag(header: str | None) -> N
 
 @pytest.mark.parametrize("header", ['"2"', "3", 'W/"3"', "", "null"])
 def test_if_match_refuses_other_weak_or_malformed_tags(header: str) -> None:
-    with pytest.raises(PreconditionFailed):
+    with pytest.raises(StaleVersion):
         IfMatch(header).check(3)
 
 

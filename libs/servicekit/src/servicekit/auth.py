@@ -33,6 +33,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 from jwt.algorithms import OKPAlgorithm
 
+from servicekit.domain import Forbidden
 from servicekit.errors import ServiceError, add_error_responses
 from servicekit.schemas import MAX_ID
 from servicekit.settings import BaseProcessSettings
@@ -54,12 +55,6 @@ class Unauthorized(ServiceError):
         super().__init__(detail)
         challenge = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
         self.headers = {"WWW-Authenticate": challenge}
-
-
-class Forbidden(ServiceError):
-    """Valid credentials that do not allow this."""
-
-    status_code = 403
 
 
 class KeysUnavailable(ServiceError):

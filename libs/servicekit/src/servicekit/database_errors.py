@@ -9,7 +9,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
-from servicekit.errors import error_response, invalid_input, logger, validation_error
+from servicekit.domain import InvalidInput
+from servicekit.errors import domain_error, error_response, logger
 
 BUSY = "the service is busy: no database connection became free in time; retry later"
 
@@ -66,8 +67,8 @@ def _pool_exhausted(retry_after: int) -> Callable[[Request, Exception], Awaitabl
 
 async def _data_error(request: Request, _exc: Exception) -> JSONResponse:
     # Validation should catch these first; the database is the last line of defence.
-    return await validation_error(
-        request, invalid_input(("body",), "a value is out of range or malformed")
+    return await domain_error(
+        request, InvalidInput.at(("body",), "a value is out of range or malformed")
     )
 
 

@@ -17,11 +17,22 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from servicekit.domain import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StaleVersion,
+    Throttled,
+)
+
 logger = logging.getLogger("servicekit.errors")
 
 
 class ServiceError(Exception):
-    """An error the client can act on: its status code and detail go out as they are."""
+    """An error of the HTTP layer itself (credentials, media types, upstreams): its status code
+    and detail go out as they are. The services' own rules raise servicekit.domain's errors."""
 
     status_code: ClassVar[int] = 500
     headers: dict[str, str] | None = None
@@ -33,18 +44,6 @@ class ServiceError(Exception):
 
 class BadRequest(ServiceError):
     status_code = 400
-
-
-class NotFound(ServiceError):
-    status_code = 404
-
-
-class Conflict(ServiceError):
-    status_code = 409
-
-
-class PreconditionFailed(ServiceError):
-    status_code = 412
 
 
 class ErrorBody(BaseModel):
@@ -84,9 +83,14 @@ def add_error_responses(route: APIRoute, *status_codes: int) -> None:
         )
 
 
-def invalid_input(location: tuple[str, ...], message: str) -> RequestValidationError:
-    """A 422 for input only the application can judge, shaped like FastAPI's own."""
-    return RequestValidationError([{"type": "value_error", "loc": location, "msg": message}])
+# The one place a refusal of the domain becomes an HTTP status.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    StaleVersion: 412,
+    Forbidden: 403,
+    Throttled: 429,
+}
 
 
 def error_response(
@@ -99,6 +103,17 @@ def error_response(
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
     return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to a refusal of the domain: its status, and a 422 shaped like FastAPI's own."""
+    assert isinstance(exc, DomainError)
+    if isinstance(exc, InvalidInput):
+        problems = [{"type": "value_error", "loc": loc, "msg": msg} for loc, msg in exc.problems]
+        return await validation_error(request, RequestValidationError(problems))
+    status_code = next(code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind))
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return error_response(status_code, exc.detail, headers)
 
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -158,6 +173,7 @@ def install_error_handlers(app: FastAPI) -> None:
     A service also registers servicekit.database_errors' handlers for its database's errors.
     """
     app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -54,7 +54,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from servicekit.database import Database, UTCDateTime, insert_with_conflicts, utcnow
-from servicekit.errors import ServiceError, invalid_input
+from servicekit.domain import InvalidInput
+from servicekit.errors import ServiceError
 from servicekit.tracing import consumer_span, current_traceparent
 
 logger = logging.getLogger("servicekit.events")
@@ -91,7 +92,7 @@ class Position:
         """The position a cursor names; 422 if it is not one the feed gave."""
         match = _CURSOR.match(cursor)
         if match is None or max(int(match[1]), int(match[2])) > MAX_POSITION:
-            raise invalid_input(
+            raise InvalidInput.at(
                 ("query", "after"), "invalid cursor: use one from the feed's Link header"
             )
         return cls(int(match[1]), int(match[2]))

@@ -62,7 +62,8 @@ from servicekit.database import (
     insert_with_conflicts,
     utcnow,
 )
-from servicekit.errors import Conflict, add_error_responses, invalid_input
+from servicekit.domain import Conflict, InvalidInput
+from servicekit.errors import add_error_responses
 from servicekit.inbound import JsonBodyRoute
 
 logger = logging.getLogger("servicekit.idempotency")
@@ -124,7 +125,7 @@ class KeyInProgress(Conflict):
         super().__init__(
             f"a request with this {HEADER} is still in progress; repeat it later, with the same key"
         )
-        self.headers = {"Retry-After": "1"}
+        self.retry_after = 1
 
 
 @dataclass(frozen=True)
@@ -218,13 +219,13 @@ class Claim:
 
     def _check_same_request(self, request: str, body_digest: str) -> None:
         if request != self.request:
-            raise invalid_input(
+            raise InvalidInput.at(
                 ("header", HEADER),
                 f"this key was used for {request}: a key names one request, so send this one "
                 "with a new key",
             )
         if body_digest != self.body_digest:
-            raise invalid_input(
+            raise InvalidInput.at(
                 ("header", HEADER),
                 "this key was used with another body: repeat that request with the same body, "
                 "or send this one with a new key",
@@ -281,7 +282,7 @@ async def _idempotency_key(
     if key is None:
         return
     if len(request.headers.getlist(HEADER)) > 1:
-        raise invalid_input(("header", HEADER), f"send one {HEADER}")
+        raise InvalidInput.at(("header", HEADER), f"send one {HEADER}")
     keys: IdempotencyKeys = request.app.state.idempotency_keys
     claim = Claim(
         keys,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, Select, bindparam, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
-from servicekit.errors import invalid_input
+from servicekit.domain import InvalidInput
 from servicekit.pagination import PageRequest
 from servicekit.reads import Row
 
@@ -89,6 +89,12 @@ class SortOrder:
     descending: bool = False
     sorted_by: tuple[ColumnElement[Any], ...] | None = None
 
+    @classmethod
+    def by(cls, field: str, direction: str, *columns: InstrumentedAttribute[Any]) -> "SortOrder":
+        """An ordering a client chose: `columns` (the last one unique) ascending or, with
+        `direction` "desc", descending; named `field:direction` in its cursors."""
+        return cls(f"{field}:{direction}", columns, descending=direction == "desc")
+
     def spelled_in(self, *columns: ColumnElement[Any]) -> "SortOrder":
         """This ordering, sorted and compared on `columns` (one for each of its own)."""
         if len(columns) != len(self.columns):
@@ -131,7 +137,7 @@ class SortOrder:
             InvalidOperation,
             OverflowError,
         ) as exc:
-            raise invalid_input(
+            raise InvalidInput.at(
                 ("query", "after"),
                 "invalid cursor: use the one from the previous page's Link header "
                 "with the same sort order",

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request, Response, status
 
-from servicekit.errors import PreconditionFailed
+from servicekit.domain import StaleVersion
 
 
 def etag(version: int) -> str:
@@ -32,7 +32,7 @@ class IfMatch:
             return
         tags = _listed_tags(self.header)
         if "*" not in tags and etag(version) not in tags:
-            raise PreconditionFailed(
+            raise StaleVersion(
                 f"the resource is at version {version}; fetch it again before changing it"
             )
 

@@ -33,7 +33,8 @@ from blog_service.service import (
 )
 from servicekit.auth import PUBLIC, SignedIn
 from servicekit.database import SessionDep, get_database
-from servicekit.errors import error_responses, invalid_input
+from servicekit.domain import InvalidInput
+from servicekit.errors import error_responses
 from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
 from servicekit.keyset import SortOrder
 from servicekit.pagination import MAX_LIMIT, PageDep, set_next_link
@@ -145,13 +146,13 @@ async def list_posts(
         set_next_link(request, response, result.next_cursor)
         return result.items
     if not author_ids:
-        raise invalid_input(
+        raise InvalidInput.at(
             ("query", "per_author"),
             "per_author needs at least one author_id: it reads the newest posts of each one",
         )
     paging = [name for name in _PAGE_PARAMETERS if name in request.query_params]
     if paging:
-        raise invalid_input(
+        raise InvalidInput.at(
             ("query", "per_author"),
             "per_author reads a bounded batch ordered by author, then newest first, not a page: "
             f"it cannot be combined with {', '.join(paging)}",

@@ -18,9 +18,9 @@ from blog_service.repository import (
     TagRepository,
 )
 from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
-from servicekit.auth import Forbidden, Principal
+from servicekit.auth import Principal
 from servicekit.database import utcnow
-from servicekit.errors import NotFound
+from servicekit.domain import Forbidden, NotFound
 from servicekit.keyset import Page, SortOrder
 from servicekit.pagination import PageRequest
 from servicekit.preconditions import IfMatch

@@ -6,14 +6,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, String, bindparam, exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from catalog_service.models import Category, Product, ProductImage
-from servicekit.database import Database
+from servicekit.domain import found
 from servicekit.keyset import Page, SortOrder, fetch_page
 from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
+from servicekit.repository import Reads, Repository
 from servicekit.writes import insert_many
 
 # What a product response shows, loaded with one query per relation for a whole page.
@@ -73,11 +73,10 @@ _LISTS = Criteria(
 )
 
 
-class ProductReads:
+class ProductReads(Reads):
     """Queries that only read products: rows as dicts, as product responses show them."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    noun = "product"
 
     async def get(self, product_id: int) -> Row | None:
         """A product with its category and images."""
@@ -90,23 +89,23 @@ class ProductReads:
         result = await fetch_page(self.database, statement, order, page, parameters)
         return Page(await self._shown(result.items), result.next_cursor)
 
-    async def category_exists(self, category_id: int) -> bool:
-        found = await self.database.fetch_one(_CATEGORY_EXISTS, {"category_id": category_id})
-        return found is not None
-
-    async def exists(self, product_id: int) -> bool:
-        return (
-            await self.database.fetch_one(_PRODUCT_EXISTS, {"product_id": product_id}) is not None
-        )
+    async def of_category(self, category_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
+        """One page of a category's products; NotFound if there is no such category."""
+        category = await self.database.fetch_one(_CATEGORY_EXISTS, {"category_id": category_id})
+        found(category, "category", category_id)
+        return await self.page(page, order, ProductFilters(category_id=category_id))
 
     async def images(self, product_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
-        """One page of a product's images in `order`."""
+        """One page of a product's images in `order`; NotFound if there is no such product."""
         parameters = {"product_id": product_id}
+        found(await self.database.fetch_one(_PRODUCT_EXISTS, parameters), self.noun, product_id)
         return await fetch_page(self.database, _IMAGES_OF_PRODUCT, order, page, parameters)
 
-    async def image(self, product_id: int, image_id: int) -> Row | None:
+    async def image(self, product_id: int, image_id: int) -> Row:
+        """An image of a product; NotFound if the product has no such image."""
         parameters = {"product_id": product_id, "image_id": image_id}
-        return await self.database.fetch_one(_IMAGE_OF_PRODUCT, parameters)
+        image = await self.database.fetch_one(_IMAGE_OF_PRODUCT, parameters)
+        return found(image, "image", f"{image_id} of product {product_id}")
 
     async def _shown(self, products: list[Row]) -> list[Row]:
         """The products with their category and images: one more query for all of them."""
@@ -125,11 +124,10 @@ class ProductReads:
         return products
 
 
-class CategoryReads:
+class CategoryReads(Reads):
     """Queries that only read categories: rows as dicts."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    noun = "category"
 
     async def get(self, category_id: int) -> Row | None:
         return await self.database.fetch_one(_CATEGORY_BY_ID, {"category_id": category_id})
@@ -138,12 +136,9 @@ class CategoryReads:
         return await fetch_page(self.database, _CATEGORIES, order, page)
 
 
-class CategoryRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, category_id: int) -> Category | None:
-        return await self.session.get(Category, category_id)
+class CategoryRepository(Repository[Category]):
+    model = Category
+    noun = "category"
 
     async def get_many(self, category_ids: Collection[int]) -> dict[int, Category]:
         """The categories among `category_ids` that exist, by id, in one query."""
@@ -152,43 +147,22 @@ class CategoryRepository:
         )
         return {category.id: category for category in categories}
 
-    async def add(self, category: Category) -> Category:
-        """Insert a category now, so a conflicting name surfaces here rather than at commit."""
-        self.session.add(category)
-        await self.session.flush()
-        return category
 
-    async def flush(self) -> None:
-        await self.session.flush()
+class ProductRepository(Repository[Product]):
+    model = Product
+    noun = "product"
 
-    async def delete(self, category: Category) -> None:
-        await self.session.delete(category)
-        await self.session.flush()
-
-
-class ProductRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, product_id: int) -> Product | None:
-        """A product with its category and images."""
-        return await self.session.scalar(
+    async def shown(self, product_id: int) -> Product:
+        """A product with its category and images, as responses show it; NotFound if none."""
+        product = await self.session.scalar(
             select(Product).where(Product.id == product_id).options(*PRODUCT_RELATIONS)
         )
-
-    async def get_bare(self, product_id: int) -> Product | None:
-        """A product without its relations, for changes that do not show it."""
-        return await self.session.get(Product, product_id)
+        return found(product, self.noun, product_id)
 
     async def any_in_category(self, category_id: int) -> bool:
         return bool(
             await self.session.scalar(select(exists().where(Product.category_id == category_id)))
         )
-
-    async def add(self, product: Product) -> Product:
-        self.session.add(product)
-        await self.session.flush()
-        return product
 
     async def add_many(
         self, rows: Sequence[dict[str, Any]], categories: dict[int, Category]
@@ -249,19 +223,14 @@ class ProductRepository:
             .execution_options(synchronize_session=False)
         )
 
-    async def flush(self) -> None:
-        await self.session.flush()
-
-    async def delete(self, product: Product) -> None:
-        await self.session.delete(product)
-        await self.session.flush()
-
-    async def image(self, product_id: int, image_id: int) -> ProductImage | None:
-        return await self.session.scalar(
+    async def image(self, product_id: int, image_id: int) -> ProductImage:
+        """An image of a product; NotFound if the product has no such image."""
+        image = await self.session.scalar(
             select(ProductImage).where(
                 ProductImage.id == image_id, ProductImage.product_id == product_id
             )
         )
+        return found(image, "image", f"{image_id} of product {product_id}")
 
     async def image_count(self, product_id: int) -> int:
         statement = select(func.count()).where(ProductImage.product_id == product_id)

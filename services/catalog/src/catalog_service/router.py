@@ -1,8 +1,8 @@
 """HTTP endpoints of the catalog service."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 
 from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import (
@@ -29,34 +29,23 @@ from catalog_service.schemas import (
     SortDirection,
     StockAdjustment,
 )
-from catalog_service.service import (
-    CategoryQueries,
-    CategoryService,
-    ProductQueries,
-    ProductService,
-)
+from catalog_service.service import CategoryService, ProductService
 from servicekit.auth import ADMIN_ONLY, PUBLIC
-from servicekit.database import SessionDep, get_database
-from servicekit.errors import error_responses, invalid_input
+from servicekit.database import SessionDep
+from servicekit.domain import InvalidInput
+from servicekit.errors import error_responses
 from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
 from servicekit.keyset import SortOrder
-from servicekit.pagination import PageDep, set_next_link
-from servicekit.preconditions import IfMatchDep, etag, not_modified
+from servicekit.preconditions import IfMatchDep, etag
 from servicekit.reads import Row
-from servicekit.schemas import MAX_ID, Id, Text
+from servicekit.routes import NOT_MODIFIED, IdPath, IfNoneMatch, PagingDep, created, versioned
+from servicekit.schemas import Id, Text
 
 categories_router = APIRouter(
     prefix="/categories", tags=["categories"], route_class=IdempotentRoute
 )
 products_router = APIRouter(prefix="/products", tags=["products"], route_class=IdempotentRoute)
 
-CategoryId = Annotated[int, Path(ge=1, le=MAX_ID)]
-ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
-ImageId = Annotated[int, Path(ge=1, le=MAX_ID)]
-IfNoneMatch = Annotated[str | None, Header(max_length=1024)]
-NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not modified (If-None-Match)"}
-}
 IMAGES_BY_ID = SortOrder("id", (ProductImage.id,))
 
 
@@ -64,29 +53,23 @@ async def _category_writer(session: SessionDep) -> CategoryService:
     return CategoryService(CategoryRepository(session), ProductRepository(session))
 
 
-async def _category_reader(request: Request) -> CategoryQueries:
-    return CategoryQueries(CategoryReads(get_database(request)))
-
-
 async def _product_writer(session: SessionDep) -> ProductService:
     return ProductService(ProductRepository(session), CategoryRepository(session))
 
 
-async def _product_reader(request: Request) -> ProductQueries:
-    return ProductQueries(ProductReads(get_database(request)))
-
-
 Categories = Annotated[CategoryService, Depends(_category_writer)]
-CategoriesReader = Annotated[CategoryQueries, Depends(_category_reader)]
+CategoriesReader = Annotated[CategoryReads, Depends(CategoryReads.of)]
+FoundCategory = Annotated[Row, Depends(CategoryReads.found_by("category_id"))]
 Products = Annotated[ProductService, Depends(_product_writer)]
-ProductsReader = Annotated[ProductQueries, Depends(_product_reader)]
+ProductsReader = Annotated[ProductReads, Depends(ProductReads.of)]
+FoundProduct = Annotated[Row, Depends(ProductReads.found_by("product_id"))]
 
 
 def _sort_order(
     model: type[Category] | type[Product], field: str, direction: SortDirection
 ) -> SortOrder:
     columns = (model.id,) if field == "id" else (getattr(model, field), model.id)
-    return SortOrder(f"{field}:{direction}", columns, descending=direction == "desc")
+    return SortOrder.by(field, direction, *columns)
 
 
 async def _category_order(
@@ -118,7 +101,7 @@ async def _product_filters(
     ] = None,
 ) -> ProductFilters:
     if min_price is not None and max_price is not None and min_price > max_price:
-        raise invalid_input(("query", "min_price"), "must not be greater than max_price")
+        raise InvalidInput.at(("query", "min_price"), "must not be greater than max_price")
     return ProductFilters(
         category_id=category_id,
         min_price=min_price,
@@ -143,25 +126,16 @@ async def create_category(
 ) -> Category:
     """Create a category. 409 if the name exists in any letter case."""
     category = await categories.create(data)
-    response.headers["Location"] = str(
-        request.app.url_path_for("get_category", category_id=category.id)
-    )
-    response.headers["ETag"] = etag(category.version)
+    created(request, response, category.version, "get_category", category_id=category.id)
     return category
 
 
 @categories_router.get("/", dependencies=[PUBLIC], response_model=list[CategoryRead])
 async def list_categories(
-    categories: CategoriesReader,
-    page: PageDep,
-    order: CategoryOrder,
-    request: Request,
-    response: Response,
+    categories: CategoriesReader, paging: PagingDep, order: CategoryOrder
 ) -> list[Row]:
     """Categories, a page at a time, sorted by id or name."""
-    result = await categories.list(page, order)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    return paging.answer(await categories.page(paging.page, order))
 
 
 @categories_router.get(
@@ -171,16 +145,9 @@ async def list_categories(
     responses={**NOT_MODIFIED, **error_responses(404)},
 )
 async def get_category(
-    category_id: CategoryId,
-    categories: CategoriesReader,
-    response: Response,
-    if_none_match: IfNoneMatch = None,
+    category: FoundCategory, response: Response, if_none_match: IfNoneMatch = None
 ) -> Row | Response:
-    category = await categories.get(category_id)
-    if unchanged := not_modified(if_none_match, category["version"]):
-        return unchanged
-    response.headers["ETag"] = etag(category["version"])
-    return category
+    return versioned(category, response, if_none_match)
 
 
 @categories_router.patch(
@@ -190,7 +157,7 @@ async def get_category(
     responses=error_responses(400, 404, 409, 412),
 )
 async def update_category(
-    category_id: CategoryId,
+    category_id: IdPath,
     data: CategoryUpdate,
     categories: Categories,
     if_match: IfMatchDep,
@@ -209,7 +176,7 @@ async def update_category(
     responses=error_responses(404, 409, 412),
 )
 async def delete_category(
-    category_id: CategoryId, categories: Categories, if_match: IfMatchDep
+    category_id: IdPath, categories: Categories, if_match: IfMatchDep
 ) -> None:
     """Delete a category that has no products (409 while it has)."""
     await categories.delete(category_id, if_match)
@@ -222,17 +189,10 @@ async def delete_category(
     responses=error_responses(404),
 )
 async def list_category_products(
-    category_id: CategoryId,
-    products: ProductsReader,
-    page: PageDep,
-    order: ProductOrder,
-    request: Request,
-    response: Response,
+    category_id: IdPath, products: ProductsReader, paging: PagingDep, order: ProductOrder
 ) -> list[Row]:
     """The products of a category, a page at a time, with their images."""
-    result = await products.of_category(category_id, page, order)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    return paging.answer(await products.of_category(category_id, paging.page, order))
 
 
 @products_router.post(
@@ -247,10 +207,7 @@ async def create_product(
 ) -> Product:
     """Create a product in an existing category (422 naming `category_id` otherwise)."""
     product = await products.create(data)
-    response.headers["Location"] = str(
-        request.app.url_path_for("get_product", product_id=product.id)
-    )
-    response.headers["ETag"] = etag(product.version)
+    created(request, response, product.version, "get_product", product_id=product.id)
     return product
 
 
@@ -279,17 +236,10 @@ async def create_products(
 
 @products_router.get("/", dependencies=[PUBLIC], response_model=list[ProductRead])
 async def list_products(
-    products: ProductsReader,
-    page: PageDep,
-    order: ProductOrder,
-    filters: ProductFiltersDep,
-    request: Request,
-    response: Response,
+    products: ProductsReader, paging: PagingDep, order: ProductOrder, filters: ProductFiltersDep
 ) -> list[Row]:
     """Products matching every filter given, a page at a time, with their images."""
-    result = await products.list(page, order, filters)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    return paging.answer(await products.page(paging.page, order, filters))
 
 
 @products_router.get(
@@ -299,16 +249,9 @@ async def list_products(
     responses={**NOT_MODIFIED, **error_responses(404)},
 )
 async def get_product(
-    product_id: ProductId,
-    products: ProductsReader,
-    response: Response,
-    if_none_match: IfNoneMatch = None,
+    product: FoundProduct, response: Response, if_none_match: IfNoneMatch = None
 ) -> Row | Response:
-    product = await products.get(product_id)
-    if unchanged := not_modified(if_none_match, product["version"]):
-        return unchanged
-    response.headers["ETag"] = etag(product["version"])
-    return product
+    return versioned(product, response, if_none_match)
 
 
 @products_router.patch(
@@ -318,7 +261,7 @@ async def get_product(
     responses=error_responses(400, 404, 409, 412),
 )
 async def update_product(
-    product_id: ProductId,
+    product_id: IdPath,
     data: ProductUpdate,
     products: Products,
     if_match: IfMatchDep,
@@ -336,7 +279,7 @@ async def update_product(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404, 409, 412),
 )
-async def delete_product(product_id: ProductId, products: Products, if_match: IfMatchDep) -> None:
+async def delete_product(product_id: IdPath, products: Products, if_match: IfMatchDep) -> None:
     """Delete a product and its images; with If-Match, only if it is still at that version."""
     await products.delete(product_id, if_match)
 
@@ -348,7 +291,7 @@ async def delete_product(product_id: ProductId, products: Products, if_match: If
     responses=error_responses(400, 404, 409),
 )
 async def adjust_stock(
-    product_id: ProductId, data: StockAdjustment, products: Products, response: Response
+    product_id: IdPath, data: StockAdjustment, products: Products, response: Response
 ) -> Product:
     """Add or remove stock atomically; 409, changing nothing, if the stock would go below 0."""
     product = await products.adjust_stock(product_id, data.delta)
@@ -362,17 +305,9 @@ async def adjust_stock(
     response_model=list[ImageRead],
     responses=error_responses(404),
 )
-async def list_images(
-    product_id: ProductId,
-    products: ProductsReader,
-    page: PageDep,
-    request: Request,
-    response: Response,
-) -> list[Row]:
+async def list_images(product_id: IdPath, products: ProductsReader, paging: PagingDep) -> list[Row]:
     """The images of a product, oldest first."""
-    result = await products.images(product_id, page, IMAGES_BY_ID)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    return paging.answer(await products.images(product_id, paging.page, IMAGES_BY_ID))
 
 
 @products_router.post(
@@ -383,7 +318,7 @@ async def list_images(
     responses=error_responses(400, 404, 409),
 )
 async def add_image(
-    product_id: ProductId,
+    product_id: IdPath,
     data: ImageCreate,
     products: Products,
     request: Request,
@@ -391,9 +326,7 @@ async def add_image(
 ) -> ProductImage:
     """Add an image by its http(s) URL; a new primary image makes the previous one ordinary."""
     image = await products.add_image(product_id, data)
-    response.headers["Location"] = str(
-        request.app.url_path_for("get_image", product_id=product_id, image_id=image.id)
-    )
+    created(request, response, None, "get_image", product_id=product_id, image_id=image.id)
     return image
 
 
@@ -403,7 +336,7 @@ async def add_image(
     response_model=ImageRead,
     responses=error_responses(404),
 )
-async def get_image(product_id: ProductId, image_id: ImageId, products: ProductsReader) -> Row:
+async def get_image(product_id: IdPath, image_id: IdPath, products: ProductsReader) -> Row:
     return await products.image(product_id, image_id)
 
 
@@ -414,7 +347,7 @@ async def get_image(product_id: ProductId, image_id: ImageId, products: Products
     responses=error_responses(400, 404),
 )
 async def update_image(
-    product_id: ProductId, image_id: ImageId, data: ImageUpdate, products: Products
+    product_id: IdPath, image_id: IdPath, data: ImageUpdate, products: Products
 ) -> ProductImage:
     """Change an image; making it primary makes the previous primary image ordinary."""
     return await products.update_image(product_id, image_id, data)
@@ -426,6 +359,6 @@ async def update_image(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404),
 )
-async def delete_image(product_id: ProductId, image_id: ImageId, products: Products) -> None:
+async def delete_image(product_id: IdPath, image_id: IdPath, products: Products) -> None:
     """Delete an image of a product."""
     await products.delete_image(product_id, image_id)

@@ -2,15 +2,11 @@
 
 from collections.abc import Sequence
 
-from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError
 
 from catalog_service.models import Category, Product, ProductImage
 from catalog_service.repository import (
-    CategoryReads,
     CategoryRepository,
-    ProductFilters,
-    ProductReads,
     ProductRepository,
 )
 from catalog_service.schemas import (
@@ -22,9 +18,7 @@ from catalog_service.schemas import (
     ProductCreate,
     ProductUpdate,
 )
-from servicekit.errors import Conflict, NotFound, invalid_input
-from servicekit.keyset import Page, SortOrder
-from servicekit.pagination import PageRequest
+from servicekit.domain import Conflict, InvalidInput, found, not_found
 from servicekit.preconditions import IfMatch
 from servicekit.reads import Row
 
@@ -38,69 +32,8 @@ def _category_in_use(category_id: int) -> Conflict:
     )
 
 
-def _category_not_found(category_id: int) -> NotFound:
-    return NotFound(f"category {category_id} not found")
-
-
-def _product_not_found(product_id: int) -> NotFound:
-    return NotFound(f"product {product_id} not found")
-
-
-def _image_not_found(product_id: int, image_id: int) -> NotFound:
-    return NotFound(f"image {image_id} of product {product_id} not found")
-
-
 def _unknown_category(category_id: int) -> str:
     return f"category {category_id} does not exist"
-
-
-class ProductQueries:
-    """Reading products."""
-
-    def __init__(self, products: ProductReads) -> None:
-        self.products = products
-
-    async def get(self, product_id: int) -> Row:
-        product = await self.products.get(product_id)
-        if product is None:
-            raise _product_not_found(product_id)
-        return product
-
-    async def list(self, page: PageRequest, order: SortOrder, filters: ProductFilters) -> Page[Row]:
-        return await self.products.page(page, order, filters)
-
-    async def of_category(self, category_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
-        """The products of a category; 404 if there is no such category."""
-        if not await self.products.category_exists(category_id):
-            raise _category_not_found(category_id)
-        return await self.products.page(page, order, ProductFilters(category_id=category_id))
-
-    async def images(self, product_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
-        if not await self.products.exists(product_id):
-            raise _product_not_found(product_id)
-        return await self.products.images(product_id, page, order)
-
-    async def image(self, product_id: int, image_id: int) -> Row:
-        image = await self.products.image(product_id, image_id)
-        if image is None:
-            raise _image_not_found(product_id, image_id)
-        return image
-
-
-class CategoryQueries:
-    """Reading categories."""
-
-    def __init__(self, categories: CategoryReads) -> None:
-        self.categories = categories
-
-    async def get(self, category_id: int) -> Row:
-        category = await self.categories.get(category_id)
-        if category is None:
-            raise _category_not_found(category_id)
-        return category
-
-    async def list(self, page: PageRequest, order: SortOrder) -> Page[Row]:
-        return await self.categories.page(page, order)
 
 
 class CategoryService:
@@ -114,14 +47,8 @@ class CategoryService:
         except IntegrityError as exc:
             raise Conflict(NAME_TAKEN) from exc
 
-    async def get(self, category_id: int) -> Category:
-        category = await self.categories.get(category_id)
-        if category is None:
-            raise _category_not_found(category_id)
-        return category
-
     async def update(self, category_id: int, data: CategoryUpdate, if_match: IfMatch) -> Category:
-        category = await self.get(category_id)
+        category = await self.categories.require(category_id)
         if_match.check(category.version)
         renamed = "name" in data.changes() and data.name != category.name
         for field, value in data.changes().items():
@@ -136,7 +63,7 @@ class CategoryService:
         return category
 
     async def delete(self, category_id: int, if_match: IfMatch) -> None:
-        category = await self.get(category_id)
+        category = await self.categories.require(category_id)
         if_match.check(category.version)
         if await self.products.any_in_category(category_id):
             raise _category_in_use(category_id)
@@ -154,7 +81,7 @@ class ProductService:
     async def _category(self, category_id: int) -> Category:
         category = await self.categories.get(category_id)
         if category is None:
-            raise invalid_input(("body", "category_id"), _unknown_category(category_id))
+            raise InvalidInput.at(("body", "category_id"), _unknown_category(category_id))
         return category
 
     async def create(self, data: ProductCreate) -> Product:
@@ -166,26 +93,16 @@ class ProductService:
         """Create every product or none; unknown categories are named with the item's index."""
         categories = await self.categories.get_many({item.category_id for item in items})
         unknown = [
-            {
-                "type": "value_error",
-                "loc": ("body", index, "category_id"),
-                "msg": _unknown_category(item.category_id),
-            }
+            (("body", index, "category_id"), _unknown_category(item.category_id))
             for index, item in enumerate(items)
             if item.category_id not in categories
         ]
         if unknown:
-            raise RequestValidationError(unknown)
+            raise InvalidInput(unknown)
         return await self.products.add_many([item.model_dump() for item in items], categories)
 
-    async def get(self, product_id: int) -> Product:
-        product = await self.products.get(product_id)
-        if product is None:
-            raise _product_not_found(product_id)
-        return product
-
     async def update(self, product_id: int, data: ProductUpdate, if_match: IfMatch) -> Product:
-        product = await self.get(product_id)
+        product = await self.products.shown(product_id)
         if_match.check(product.version)
         changes = data.changes()
         if "category_id" in changes:
@@ -196,9 +113,7 @@ class ProductService:
         return product
 
     async def delete(self, product_id: int, if_match: IfMatch) -> None:
-        product = await self.products.get_bare(product_id)
-        if product is None:
-            raise _product_not_found(product_id)
+        product = await self.products.require(product_id)
         if_match.check(product.version)
         await self.products.delete(product)
 
@@ -207,9 +122,7 @@ class ProductService:
         product = await self.products.adjust_stock(product_id, delta, MAX_STOCK)
         if product is not None:
             return product
-        stock = await self.products.stock_of(product_id)
-        if stock is None:
-            raise _product_not_found(product_id)
+        stock = found(await self.products.stock_of(product_id), "product", product_id)
         if stock + delta < 0:
             raise Conflict(
                 f"insufficient stock: product {product_id} has {stock} in stock, "
@@ -220,13 +133,7 @@ class ProductService:
     async def _lock(self, product_id: int) -> None:
         # Changes to a product's images are serialised per product, and change its ETag.
         if not await self.products.touch(product_id):
-            raise _product_not_found(product_id)
-
-    async def image(self, product_id: int, image_id: int) -> ProductImage:
-        image = await self.products.image(product_id, image_id)
-        if image is None:
-            raise _image_not_found(product_id, image_id)
-        return image
+            raise not_found("product", product_id)
 
     async def add_image(self, product_id: int, data: ImageCreate) -> ProductImage:
         """Add an image; a new primary image replaces the previous one as primary."""
@@ -246,9 +153,9 @@ class ProductService:
     async def update_image(self, product_id: int, image_id: int, data: ImageUpdate) -> ProductImage:
         changes = data.changes()
         if not changes:
-            return await self.image(product_id, image_id)
+            return await self.products.image(product_id, image_id)
         await self._lock(product_id)
-        image = await self.image(product_id, image_id)
+        image = await self.products.image(product_id, image_id)
         if changes.get("is_primary"):
             await self.products.demote_primary_image(product_id)
         if "image_url" in changes:
@@ -260,4 +167,4 @@ class ProductService:
 
     async def delete_image(self, product_id: int, image_id: int) -> None:
         await self._lock(product_id)
-        await self.products.delete_image(await self.image(product_id, image_id))
+        await self.products.delete_image(await self.products.image(product_id, image_id))

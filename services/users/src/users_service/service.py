@@ -5,14 +5,13 @@ import math
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import ClassVar
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import IntegrityError
 
-from servicekit.auth import Forbidden, Principal, Unauthorized
+from servicekit.auth import Principal, Unauthorized
 from servicekit.database import Database, utcnow
-from servicekit.errors import Conflict, NotFound, ServiceError, invalid_input
+from servicekit.domain import Conflict, Forbidden, InvalidInput, NotFound, Throttled
 from servicekit.keyset import Page, SortOrder
 from servicekit.pagination import PageRequest
 from servicekit.preconditions import IfMatch
@@ -34,18 +33,9 @@ EMAIL_TAKEN = "a user with this email already exists"
 BAD_CREDENTIALS = "incorrect email or password"
 BAD_REFRESH_TOKEN = "the refresh token is invalid, expired, revoked or already used"  # noqa: S105
 MAX_PASSWORD_LENGTH = 128
+TOO_MANY_ATTEMPTS = "too many failed logins; try again later"
 PROFILE_FIELDS = tuple(UserProfile.model_fields)
 ADMIN_FIELDS = frozenset({"is_active", "is_admin"})
-
-
-class TooManyAttempts(ServiceError):
-    """Too many failed logins lately: 429, with the seconds to wait in Retry-After."""
-
-    status_code: ClassVar[int] = 429
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("too many failed logins; try again later")
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 def _not_found(user_id: int) -> NotFound:
@@ -163,7 +153,7 @@ class UserService:
 
     async def _check_current_password(self, user: User, current_password: str | None) -> None:
         if current_password is None:
-            raise invalid_input(
+            raise InvalidInput.at(
                 ("body", "current_password"), "the current password is needed to change it"
             )
         if not await self.passwords.verify(current_password, user.password_hash):
@@ -271,7 +261,7 @@ class Authentication:
                 waits.append((latest[-1] + window - now).total_seconds())
         if waits:
             self.metrics.throttled.inc()
-            raise TooManyAttempts(max(1, math.ceil(max(waits))))
+            raise Throttled(TOO_MANY_ATTEMPTS, max(1, math.ceil(max(waits))))
 
     async def refresh(self, refresh_token: str) -> TokenAnswer:
         """New tokens for a live refresh token, which is spent by this.
