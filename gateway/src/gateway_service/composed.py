@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 import pydantic_core
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from gateway_service.downstream import Downstream
 from gateway_service.errors import UpstreamResponse
@@ -18,7 +18,7 @@ from servicekit.auth import PUBLIC, SignedIn
 from servicekit.domain import InvalidInput
 from servicekit.errors import error_responses
 from servicekit.pagination import MAX_LIMIT, PageDep, PageRequest, set_next_link
-from servicekit.schemas import MAX_ID
+from servicekit.routes import IdPath
 
 router = APIRouter()
 T = TypeVar("T")
@@ -29,8 +29,6 @@ async def _downstream(request: Request) -> Downstream:
 
 
 DownstreamDep = Annotated[Downstream, Depends(_downstream)]
-UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
-PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
 MAX_POSTS_PER_USER = 49  # blog answers at most 50 per author; one more tells if there are more
 
 # The composed views that pass a request on to blog take their documentation from blog's.
@@ -122,7 +120,7 @@ async def users_with_posts(
     tags=["composed"],
     responses=error_responses(404, 503),
 )
-async def posts_of_user(user_id: UserId, request: Request, downstream: DownstreamDep) -> Response:
+async def posts_of_user(user_id: IdPath, request: Request, downstream: DownstreamDep) -> Response:
     """A user's posts, with blog's filters, sorting and pagination; 404 if the user is unknown."""
     params = [
         (name, value)
@@ -149,7 +147,7 @@ async def posts_of_user(user_id: UserId, request: Request, downstream: Downstrea
     responses=error_responses(404, 503),
 )
 async def create_post_for_user(
-    user_id: UserId, request: Request, downstream: DownstreamDep, _caller: SignedIn
+    user_id: IdPath, request: Request, downstream: DownstreamDep, _caller: SignedIn
 ) -> Response:
     """Create a post authored by the user in the path (themselves, or anyone for an admin);
     404 if that user was deleted."""
@@ -205,7 +203,7 @@ def _expansions(expand: Expansion | None) -> frozenset[str]:
     },
 )
 async def get_post(
-    post_id: PostId,
+    post_id: IdPath,
     request: Request,
     downstream: DownstreamDep,
     expand: Annotated[

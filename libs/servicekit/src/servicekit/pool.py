@@ -1,10 +1,10 @@
 """The connection pool of the read path: psycopg connections lent and taken back in asyncio.
 
 Every read borrows a connection, so the pool's own cost is paid on every request. SQLAlchemy's
-pool lends through greenlets, checkout events and its queue; measured on `GET /users/{id}`,
-that was 150 µs of a 600 µs request, and psycopg_pool's, about 100 µs. psycopg_pool also makes
-a caller wait for its background reconnection while the server refuses connections, up to the
-whole pool timeout, where a read should fail at once (503) and the next one should reconnect.
+pool lends through greenlets, checkout events and its queue, and psycopg_pool's costs most of
+that too (docs/performance.md has the figures). psycopg_pool also makes a caller wait for its
+background reconnection while the server refuses connections, up to the whole pool timeout,
+where a read should fail at once (503) and the next one should reconnect.
 
 So this pool keeps SQLAlchemy's rules (size and overflow, a wait bounded by the pool timeout,
 recycling, tests of connections that idled, every connection of an age replaced once one was

@@ -8,11 +8,10 @@ A route reads as its resource's rule, and these do the HTTP around it the same w
 """
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Header, Path, Request, Response
 
-from servicekit.keyset import Page
 from servicekit.pagination import PageDep, PageRequest, set_next_link
 from servicekit.preconditions import etag, not_modified
 from servicekit.schemas import MAX_ID
@@ -45,6 +44,14 @@ def created(
         response.headers["ETag"] = etag(version)
 
 
+class _Page(Protocol):
+    # servicekit.keyset.Page, named by its shape: this module serves processes without SQL.
+    @property
+    def items(self) -> list[Any]: ...
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Paging:
     """The page a list was asked for, and how its answer links to the next one."""
@@ -53,7 +60,7 @@ class Paging:
     request: Request
     response: Response
 
-    def answer(self, result: Page[Any]) -> list[Any]:
+    def answer(self, result: _Page) -> list[Any]:
         """The page's items, with a Link to the next page when there is one."""
         set_next_link(self.request, self.response, result.next_cursor)
         return result.items

@@ -18,11 +18,9 @@ def collector_tuned_for_serving() -> Iterator[None]:
     """Garbage collection for a running server; the interpreter's own settings again after.
 
     Modules, routes, models and schemas live as long as the process, yet every full
-    collection traverses them all: about 94,000 objects, 35-43 ms for a service, during
-    which no request moves. `gc.freeze()` moves what exists once the app has started to a
-    generation the collector leaves alone. SERVING_GC_THRESHOLDS then collects less often:
-    with 256 requests in flight through the gateway and a service, the collector cost
-    116-125 us of CPU per request with Python's thresholds (38-60 us at 64 in flight).
+    collection traverses them all, and no request moves meanwhile. `gc.freeze()` moves what
+    exists once the app has started to a generation the collector leaves alone;
+    SERVING_GC_THRESHOLDS then collects less often under load (docs/performance.md).
     """
     thresholds = gc.get_threshold()
     gc.collect()
