@@ -10,9 +10,12 @@ PROJECTS := libs/servicekit $(addprefix services/,$(SERVICES)) gateway deploy be
 # than Docker's): `COMPOSE="docker-compose" IMAGE_BUILD="podman build" make up`.
 COMPOSE ?= docker compose
 IMAGE_BUILD ?= docker build
-# The images `make images` builds, as docker-compose.yml names them: <directory>=<image>.
-IMAGES := services/users=users-service services/catalog=catalog-service \
-	services/blog=blog-service gateway=gateway
+# The images `make images` builds from the one Dockerfile, as docker-compose.yml names and builds
+# them: <image>,<project directory>,<app factory>,<port>, each image named after its distribution.
+IMAGES := users-service,services/users,users_service.main:create_app,8001 \
+	catalog-service,services/catalog,catalog_service.main:create_app,8002 \
+	blog-service,services/blog,blog_service.main:create_app,8003 \
+	gateway,gateway,gateway_service.main:create_app,8000
 PYTHON_IMAGE ?= python:3.11-slim-bookworm
 IMAGE_TAG ?= dev
 
@@ -63,8 +66,11 @@ bench: install  ## Benchmarks on Postgres: seed, drive every scenario with wrk, 
 
 images:  ## Build the four images with IMAGE_BUILD (default: docker build)
 	@for image in $(IMAGES); do \
-	  $(IMAGE_BUILD) -f "$${image%%=*}/Dockerfile" -t "$(IMAGE_PREFIX)$${image#*=}:$(IMAGE_TAG)" \
-	    --build-arg PYTHON_IMAGE="$(PYTHON_IMAGE)" . || exit 1; \
+	  IFS=, read -r distribution project app port <<< "$$image"; \
+	  $(IMAGE_BUILD) -f Dockerfile -t "$(IMAGE_PREFIX)$$distribution:$(IMAGE_TAG)" \
+	    --build-arg PYTHON_IMAGE="$(PYTHON_IMAGE)" --build-arg PROJECT="$$project" \
+	    --build-arg DISTRIBUTION="$$distribution" --build-arg APP="$$app" --build-arg PORT="$$port" \
+	    . || exit 1; \
 	done
 
 up: images  ## Build the images and start the system in Docker, gateway on 127.0.0.1:8000

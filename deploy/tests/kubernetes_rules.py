@@ -24,8 +24,8 @@ from gateway_service.settings import GatewaySettings
 
 DEPLOY = Path(__file__).parents[1]
 README = DEPLOY / "README.md"
-# Every image's Dockerfile shares this one's body (test_dockerfiles.py), its environment included.
-IMAGE_DOCKERFILE = DEPLOY.parent / "services" / "users" / "Dockerfile"
+# The one Dockerfile every image is built from, its environment included.
+IMAGE_DOCKERFILE = DEPLOY.parent / "Dockerfile"
 # How long uvicorn lets the requests in flight at SIGTERM finish; without it, without limit.
 GRACEFUL_SHUTDOWN_VARIABLE = "UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"
 # How long uvicorn keeps an idle connection open before it closes it.

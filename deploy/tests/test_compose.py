@@ -172,19 +172,19 @@ def test_service_migrates_to_completion_before_it_starts(
     }
 
 
-def test_containers_are_built_from_their_dockerfiles(
+def test_containers_are_built_from_the_dockerfile_with_their_projects_arguments(
     process: Process, containers: dict[str, Container]
 ) -> None:
     container = containers[process.name]
     assert container["build"]["context"] == "."
-    assert container["build"]["dockerfile"] == f"{process.directory}/Dockerfile"
+    assert container["build"]["dockerfile"] == "Dockerfile"
+    arguments = container["build"]["args"]
+    assert arguments == {**process.build_arguments, "PYTHON_IMAGE": ANY}
     assert interpolate(container["image"], {}) == f"{process.image}:dev"
     assert interpolate(
         container["image"], {"IMAGE_PREFIX": "registry.example.com/", "IMAGE_TAG": "1.0"}
     ) == (f"registry.example.com/{process.image}:1.0")
-    assert interpolate(container["build"]["args"]["PYTHON_IMAGE"], {}) == (
-        "python:3.11-slim-bookworm"
-    )
+    assert interpolate(arguments["PYTHON_IMAGE"], {}) == "python:3.11-slim-bookworm"
 
 
 def test_services_are_reachable_only_on_internal_networks(

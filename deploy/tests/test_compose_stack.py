@@ -1,7 +1,7 @@
 """docker-compose.yml booted for real: built, started, used, broken, restarted and migrated.
 
 One stack serves the whole module and the tests run in order, each a step of its life: `make up`
-builds the images from their Dockerfiles and starts the stack under a project name of its own, a
+builds the images from the Dockerfile and starts the stack under a project name of its own, a
 client drives it through the published gateway, then the tests check its isolation, its database
 roles and its containers' confinement, break and restore a service and a database, stop a
 service with requests in flight, restart it with `make down` and `make up`, run a migration step

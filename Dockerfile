@@ -1,18 +1,13 @@
-# The users service. Build from the repository root:
-#   docker build -f services/users/Dockerfile -t users-service .
-# The same image migrates its database:
+# The image of each process, a service or the gateway, which build arguments name. Build from the
+# repository root; docker-compose.yml and the Makefile's `images` give each image its arguments:
+#   docker build --build-arg PROJECT=services/users --build-arg DISTRIBUTION=users-service \
+#     --build-arg APP=users_service.main:create_app --build-arg PORT=8001 -t users-service .
+# An image installs its own distribution and what uv.lock gives it alone: the gateway's holds no
+# SQLAlchemy, Alembic or database driver. A service's image also migrates its database:
 #   docker run --rm -e USERS_DATABASE_URL=... users-service python -m servicekit.migrate services/users/alembic.ini
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG DISTRIBUTION=users-service
-ARG PROJECT_DIR=services/users
-ARG APP=users_service.main:create_app
-ARG PORT=8001
-
-# ---- Below this line every image's Dockerfile is the same (deploy/tests checks it). ----
 
 FROM ${PYTHON_IMAGE} AS build
-ARG DISTRIBUTION
-ARG PROJECT_DIR
 # uv from PyPI, the version scripts/bootstrap-uv installs: the build reaches no registry but the
 # base image's and PyPI, and uv's built-in build backend builds the workspace packages offline.
 ARG UV_VERSION=0.13.9
@@ -23,6 +18,15 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
 
+# The project's directory, its distribution, its app factory and the port it serves on. None has
+# a default: a build that leaves one out stops here, before it installs anything.
+ARG PROJECT
+ARG DISTRIBUTION
+ARG APP
+ARG PORT
+RUN test -n "${PROJECT}" && test -n "${DISTRIBUTION}" && test -n "${APP}" && test -n "${PORT}" \
+    || { echo "build arguments PROJECT, DISTRIBUTION, APP and PORT are required" >&2; exit 1; }
+
 # Third-party dependencies first, from the lock alone: this layer is reused until uv.lock changes.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -31,14 +35,14 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # Then the shared library and this project, installed as wheels (not editable): the runtime
 # stage copies /app alone.
 COPY libs libs
-COPY ${PROJECT_DIR} ${PROJECT_DIR}
+COPY ${PROJECT} ${PROJECT}
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package "${DISTRIBUTION}"
 
 # A service's migrations travel in its image, so the image that serves also migrates.
-RUN if [ -f "${PROJECT_DIR}/alembic.ini" ]; then \
-      mkdir -p "/app/${PROJECT_DIR}" \
-      && cp -r "${PROJECT_DIR}/alembic.ini" "${PROJECT_DIR}/migrations" "/app/${PROJECT_DIR}/"; \
+RUN if [ -f "${PROJECT}/alembic.ini" ]; then \
+      mkdir -p "/app/${PROJECT}" \
+      && cp -r "${PROJECT}/alembic.ini" "${PROJECT}/migrations" "/app/${PROJECT}/"; \
     fi
 
 FROM ${PYTHON_IMAGE}
