@@ -9,14 +9,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.database import Database
 from servicekit.keyset import Page, SortOrder, fetch_page
 from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
+from servicekit.repository import Reads, Repository
 from users_service.models import LoginFailure, RefreshToken, User
-from users_service.schemas import UserStats
 
 USERS = User.__table__
 REFRESH_TOKENS = cast("Table", RefreshToken.__table__)
@@ -34,17 +32,16 @@ _LISTS = Criteria(
     name=USERS.c.name.icontains(bindparam("name"), escape=LIKE_ESCAPE),
     active_only=USERS.c.is_active,
 )
-_STATS = select(
+_COUNTS = select(
     func.count().label("total"),
     func.coalesce(func.sum(case((USERS.c.is_active, 1), else_=0)), 0).label("active"),
 ).select_from(USERS)
 
 
-class UserReads:
-    """Queries that only read."""
+class UserReads(Reads):
+    """Queries that only read users: rows as dicts, without the password hash."""
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+    noun = "user"
 
     async def get(self, user_id: int) -> Row | None:
         return await self.database.fetch_one(_BY_ID, {"user_id": user_id})
@@ -68,21 +65,18 @@ class UserReads:
         )
         return await fetch_page(self.database, statement, order, page, parameters)
 
-    async def stats(self) -> UserStats:
-        row = await self.database.fetch_one(_STATS)
+    async def counts(self) -> tuple[int, int]:
+        """How many users there are, and how many of them are active."""
+        row = await self.database.fetch_one(_COUNTS)
         assert row is not None  # an aggregate always has a row
-        total, active = int(row["total"]), int(row["active"])
-        return UserStats(total_users=total, active_users=active, inactive_users=total - active)
+        return int(row["total"]), int(row["active"])
 
 
-class UserRepository:
-    """Changes, in the ORM session of the request's transaction."""
+class UserRepository(Repository[User]):
+    """Changes to users, in the ORM session of the request's transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, user_id: int) -> User | None:
-        return await self.session.get(User, user_id)
+    model = User
+    noun = "user"
 
     async def get_by_email(self, email: str) -> User | None:
         """The user with this email in any letter case (the unique index's expression)."""
@@ -90,29 +84,12 @@ class UserRepository:
         user: User | None = await self.session.scalar(statement)
         return user
 
-    async def add(self, user: User) -> User:
-        """Insert a user now, so a conflicting email surfaces here rather than at commit."""
-        self.session.add(user)
-        await self.session.flush()
-        return user
 
-    async def flush(self) -> None:
-        await self.session.flush()
-
-    async def delete(self, user: User) -> None:
-        await self.session.delete(user)
-        await self.session.flush()
-
-
-class RefreshTokenRepository:
+class RefreshTokenRepository(Repository[RefreshToken]):
     """Refresh tokens by the SHA-256 of their value, in the session's transaction."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, token: RefreshToken) -> None:
-        self.session.add(token)
-        await self.session.flush()
+    model = RefreshToken
+    noun = "refresh token"
 
     async def use(self, token_hash: str, now: datetime) -> tuple[int, str] | None:
         """Mark a live token used; its (user_id, family_id), or None if it was not live.
@@ -156,11 +133,11 @@ class RefreshTokenRepository:
         await self.session.execute(statement)
 
 
-class LoginFailureRepository:
+class LoginFailureRepository(Repository[LoginFailure]):
     """Failed logins, counted per key (an account or a client address) within a window."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    model = LoginFailure
+    noun = "login failure"
 
     async def latest(self, key: str, since: datetime, limit: int) -> list[datetime]:
         """The times of the key's latest `limit` failures after `since`, newest first."""

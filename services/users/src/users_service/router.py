@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from servicekit.auth import Admin, Caller, SignedIn, SigningKeys
@@ -10,10 +10,11 @@ from servicekit.database import SessionDep, get_database
 from servicekit.errors import ErrorBody, error_responses
 from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
 from servicekit.keyset import SortOrder
-from servicekit.pagination import MAX_LIMIT, PageDep, set_next_link
-from servicekit.preconditions import IfMatchDep, etag, not_modified
+from servicekit.pagination import MAX_LIMIT
+from servicekit.preconditions import IfMatchDep, etag
 from servicekit.reads import Row
-from servicekit.schemas import MAX_ID, Id, Text
+from servicekit.routes import NOT_MODIFIED, IdPath, IfNoneMatch, PagingDep, created, versioned
+from servicekit.schemas import Id, Text
 from users_service.events import UserEvents
 from users_service.models import User
 from users_service.passwords import Passwords
@@ -30,7 +31,6 @@ from users_service.schemas import (
 from users_service.service import (
     Authentication,
     LoginMetrics,
-    UserQueries,
     UserService,
     check_may_sort_by,
     view_of,
@@ -42,7 +42,6 @@ router = APIRouter(prefix="/users", tags=["users"], route_class=IdempotentRoute)
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 keys_router = APIRouter(tags=["auth"])
 
-UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 SearchText = Annotated[Annotated[str, Text(max_length=254)] | None, Query()]
 RefreshTokenField = Annotated[str, Form(min_length=1, max_length=256)]
 BY_ID = SortOrder("id", (User.id,))
@@ -67,10 +66,6 @@ async def _writer(session: SessionDep, request: Request) -> UserService:
     )
 
 
-async def _reader(request: Request) -> UserQueries:
-    return UserQueries(UserReads(get_database(request)))
-
-
 async def _authentication(request: Request) -> Authentication:
     state = request.app.state
     access_tokens: AccessTokens = state.access_tokens
@@ -82,13 +77,14 @@ async def _authentication(request: Request) -> Authentication:
 
 
 Users = Annotated[UserService, Depends(_writer)]
-UsersReader = Annotated[UserQueries, Depends(_reader)]
+UsersReader = Annotated[UserReads, Depends(UserReads.of)]
+FoundUser = Annotated[Row, Depends(UserReads.found_by("user_id"))]
 Auth = Annotated[Authentication, Depends(_authentication)]
 
 
 def _sort_order(field: UserSortField, direction: Literal["asc", "desc"]) -> SortOrder:
     columns = (User.id,) if field == "id" else (getattr(User, field), User.id)
-    return SortOrder(f"{field}:{direction}", columns, descending=direction == "desc")
+    return SortOrder.by(field, direction, *columns)
 
 
 @router.post(
@@ -103,17 +99,14 @@ async def create_user(
 ) -> User:
     """Sign up (anyone). 409 if the email exists in any letter case."""
     user = await users.create(data)
-    response.headers["Location"] = str(request.app.url_path_for("get_user", user_id=user.id))
-    response.headers["ETag"] = etag(user.version)
+    created(request, response, user.version, "get_user", user_id=user.id)
     return user
 
 
 @router.get("/", response_model=list[UserView])
 async def list_users(
     users: UsersReader,
-    page: PageDep,
-    request: Request,
-    response: Response,
+    paging: PagingDep,
     caller: Caller,
     ids: Annotated[
         list[Id],
@@ -125,17 +118,14 @@ async def list_users(
     Each user is the whole record for that user and admins, the public profile (id, name,
     created_at) for anyone else.
     """
-    result = await users.list(page, BY_ID, ids=ids)
-    set_next_link(request, response, result.next_cursor)
-    return [view_of(user, caller) for user in result.items]
+    result = await users.page(paging.page, BY_ID, ids=ids)
+    return [view_of(user, caller) for user in paging.answer(result)]
 
 
 @router.get("/search", response_model=list[UserRead])
 async def search_users(
     users: UsersReader,
-    page: PageDep,
-    request: Request,
-    response: Response,
+    paging: PagingDep,
     _admin: Admin,
     email: SearchText = None,
     name: SearchText = None,
@@ -145,23 +135,21 @@ async def search_users(
 
     Only active users unless `active_only=false`, as in the tutorial.
     """
-    result = await users.list(page, BY_ID, email=email, name=name, active_only=active_only)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    result = await users.page(paging.page, BY_ID, email=email, name=name, active_only=active_only)
+    return paging.answer(result)
 
 
 @router.get("/stats", response_model=UserStats)
 async def user_stats(users: UsersReader, _admin: Admin) -> UserStats:
     """How many users there are, active and inactive (admins only)."""
-    return await users.stats()
+    total, active = await users.counts()
+    return UserStats(total_users=total, active_users=active, inactive_users=total - active)
 
 
 @router.get("/sorted", response_model=list[UserView], responses=error_responses(403))
 async def sorted_users(
     users: UsersReader,
-    page: PageDep,
-    request: Request,
-    response: Response,
+    paging: PagingDep,
     caller: Caller,
     sort_by: UserSortField = "name",
     order: Literal["asc", "desc"] = "asc",
@@ -172,39 +160,32 @@ async def sorted_users(
     profile for anyone else. Sorting by email is for admins only (403 for anyone else).
     """
     check_may_sort_by(sort_by, caller)
-    result = await users.list(page, _sort_order(sort_by, order))
-    set_next_link(request, response, result.next_cursor)
-    return [view_of(user, caller) for user in result.items]
+    result = await users.page(paging.page, _sort_order(sort_by, order))
+    return [view_of(user, caller) for user in paging.answer(result)]
 
 
 @router.get("/me", response_model=UserRead, responses=error_responses(404))
-async def get_me(users: UsersReader, caller: SignedIn, response: Response) -> Row:
+async def get_me(users: UsersReader, caller: SignedIn, response: Response) -> Row | Response:
     """The caller's own record; 404 if their account no longer exists."""
-    user = await users.get(caller.user_id)
-    response.headers["ETag"] = etag(user["version"])
-    return user
+    return versioned(await users.require(caller.user_id), response, if_none_match=None)
 
 
 # `:int` keeps /users/search, /users/stats, /users/sorted and /users/me out of these routes.
 @router.get(
     "/{user_id:int}",
     response_model=UserView,
-    responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404)},
+    responses={**NOT_MODIFIED, **error_responses(404)},
 )
 async def get_user(
-    user_id: UserId,
-    users: UsersReader,
-    response: Response,
-    caller: Caller,
-    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+    caller: Caller, user: FoundUser, response: Response, if_none_match: IfNoneMatch = None
 ) -> Row | Response:
     """A user: the whole record for that user and admins, the public profile for others."""
-    user = await users.get(user_id)
-    if unchanged := not_modified(if_none_match, user["version"]):
-        return unchanged
-    response.headers["ETag"] = etag(user["version"])
+    answer = versioned(user, response, if_none_match)
+    if isinstance(answer, Response):
+        return answer
+    # What the body shows depends on who asks.
     response.headers["Vary"] = "Authorization"
-    return view_of(user, caller)
+    return view_of(answer, caller)
 
 
 @router.patch(
@@ -213,7 +194,7 @@ async def get_user(
     responses=error_responses(400, 404, 409, 412),
 )
 async def update_user(
-    user_id: UserId,
+    user_id: IdPath,
     data: UserUpdate,
     users: Users,
     if_match: IfMatchDep,
@@ -236,7 +217,7 @@ async def update_user(
     responses=error_responses(404, 409, 412),
 )
 async def delete_user(
-    user_id: UserId, users: Users, if_match: IfMatchDep, caller: SignedIn
+    user_id: IdPath, users: Users, if_match: IfMatchDep, caller: SignedIn
 ) -> None:
     """Delete a user (that user or an admin); with If-Match, only if still at that version."""
     await users.delete(caller, user_id, if_match)

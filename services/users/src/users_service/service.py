@@ -3,7 +3,7 @@ logins, and the life of refresh tokens."""
 
 import math
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, Counter
@@ -11,21 +11,14 @@ from sqlalchemy.exc import IntegrityError
 
 from servicekit.auth import Principal, Unauthorized
 from servicekit.database import Database, utcnow
-from servicekit.domain import Conflict, Forbidden, InvalidInput, NotFound, Throttled
-from servicekit.keyset import Page, SortOrder
-from servicekit.pagination import PageRequest
+from servicekit.domain import Conflict, Forbidden, InvalidInput, Throttled
 from servicekit.preconditions import IfMatch
 from servicekit.reads import Row
 from users_service.events import UserEvents
 from users_service.models import RefreshToken, User
 from users_service.passwords import Passwords
-from users_service.repository import (
-    LoginFailureRepository,
-    RefreshTokenRepository,
-    UserReads,
-    UserRepository,
-)
-from users_service.schemas import TokenAnswer, UserCreate, UserProfile, UserStats, UserUpdate
+from users_service.repository import LoginFailureRepository, RefreshTokenRepository, UserRepository
+from users_service.schemas import TokenAnswer, UserCreate, UserProfile, UserUpdate
 from users_service.settings import UsersSettings
 from users_service.tokens import AccessTokens, new_refresh_token, refresh_token_hash
 
@@ -36,10 +29,6 @@ MAX_PASSWORD_LENGTH = 128
 TOO_MANY_ATTEMPTS = "too many failed logins; try again later"
 PROFILE_FIELDS = tuple(UserProfile.model_fields)
 ADMIN_FIELDS = frozenset({"is_active", "is_admin"})
-
-
-def _not_found(user_id: int) -> NotFound:
-    return NotFound(f"user {user_id} not found")
 
 
 def view_of(user: Row, caller: Principal | None) -> Row:
@@ -55,50 +44,14 @@ def check_may_sort_by(field: str, caller: Principal | None) -> None:
         raise Forbidden("only an admin may sort users by email")
 
 
-class UserQueries:
-    """Reading users."""
-
-    def __init__(self, reads: UserReads) -> None:
-        self.reads = reads
-
-    async def get(self, user_id: int) -> Row:
-        user = await self.reads.get(user_id)
-        if user is None:
-            raise _not_found(user_id)
-        return user
-
-    async def list(
-        self,
-        page: PageRequest,
-        order: SortOrder,
-        *,
-        ids: Sequence[int] = (),
-        email: str | None = None,
-        name: str | None = None,
-        active_only: bool = False,
-    ) -> Page[Row]:
-        return await self.reads.page(
-            page, order, ids=ids, email=email, name=name, active_only=active_only
-        )
-
-    async def stats(self) -> UserStats:
-        return await self.reads.stats()
-
-
+@dataclass(frozen=True, slots=True)
 class UserService:
     """Creating, changing and deleting users."""
 
-    def __init__(
-        self,
-        repository: UserRepository,
-        refresh_tokens: RefreshTokenRepository,
-        passwords: Passwords,
-        events: UserEvents,
-    ) -> None:
-        self.repository = repository
-        self.refresh_tokens = refresh_tokens
-        self.passwords = passwords
-        self.events = events
+    repository: UserRepository
+    refresh_tokens: RefreshTokenRepository
+    passwords: Passwords
+    events: UserEvents
 
     async def create(self, data: UserCreate) -> User:
         fields = data.model_dump(exclude={"password"})
@@ -108,12 +61,6 @@ class UserService:
         except IntegrityError as exc:
             raise Conflict(EMAIL_TAKEN) from exc
         await self.events.created(user)
-        return user
-
-    async def _get(self, user_id: int) -> User:
-        user = await self.repository.get(user_id)
-        if user is None:
-            raise _not_found(user_id)
         return user
 
     async def update(
@@ -129,7 +76,7 @@ class UserService:
         changes = data.changes()
         if ADMIN_FIELDS & changes.keys() and not caller.is_admin:
             raise Forbidden("only an admin may change is_active or is_admin")
-        user = await self._get(user_id)
+        user = await self.repository.require(user_id)
         if_match.check(user.version)
         new_password = changes.pop("password", None)
         current_password = changes.pop("current_password", None)
@@ -165,7 +112,7 @@ class UserService:
         What they wrote elsewhere goes when the other services apply the user.deleted event.
         """
         _check_may_act_for(caller, user_id)
-        user = await self._get(user_id)
+        user = await self.repository.require(user_id)
         if_match.check(user.version)
         await self.repository.delete(user)  # refresh_tokens rows: ON DELETE CASCADE
         await self.events.deleted(user_id)
@@ -192,6 +139,7 @@ class LoginMetrics:
         )
 
 
+@dataclass(frozen=True, slots=True)
 class Authentication:
     """Logins, refresh token rotation and logout.
 
@@ -200,19 +148,11 @@ class Authentication:
     hashed.
     """
 
-    def __init__(
-        self,
-        database: Database,
-        passwords: Passwords,
-        access_tokens: AccessTokens,
-        settings: UsersSettings,
-        metrics: LoginMetrics,
-    ) -> None:
-        self.database = database
-        self.passwords = passwords
-        self.access_tokens = access_tokens
-        self.settings = settings
-        self.metrics = metrics
+    database: Database
+    passwords: Passwords
+    access_tokens: AccessTokens
+    settings: UsersSettings
+    metrics: LoginMetrics
 
     async def login(self, email: str, password: str, address: str) -> TokenAnswer:
         """Tokens for a correct email and password of an active user; 401 otherwise.

@@ -24,8 +24,8 @@ class UsersSettings(ServiceSettings, EventFeedSettings):
     )
 
     # argon2id cost: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane). One lane keeps a
-    # hash on one thread: with argon2-cffi's 4 lanes, each hash took every core of a small
-    # machine, and a storm of logins starved the requests that only read (docs/performance.md).
+    # hash on one thread, so a storm of logins cannot take every core from the requests that
+    # only read (docs/performance.md).
     # Hashes made with other parameters still verify: each hash carries its own.
     password_hash_time_cost: int = Field(default=2, ge=1)
     password_hash_memory_cost: int = Field(default=19_456, ge=8, description="KiB.")
