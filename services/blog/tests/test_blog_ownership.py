@@ -242,25 +242,15 @@ async def test_a_missing_post_is_401_without_a_token(
 # Deleting comments.
 
 
-async def test_the_comment_author_may_delete_their_comment(
-    reader: httpx.AsyncClient, client: httpx.AsyncClient
-) -> None:
-    post = await _post_by(client, AUTHOR_ID)
-    comment = await _comment_by(reader, post["id"], READER_ID)
-
-    response = await reader.delete(f"/comments/{comment['id']}")
-
-    assert response.status_code == 204
-    assert await _stored_comments(client, post["id"]) == []
-
-
-async def test_the_post_author_may_delete_a_comment_on_their_post(
-    author: httpx.AsyncClient, reader: httpx.AsyncClient, client: httpx.AsyncClient
+@pytest.mark.parametrize("deleter", ["comment-author", "post-author", "admin"])
+async def test_the_comment_author_the_post_author_or_an_admin_may_delete_a_comment(
+    deleter: str, author: httpx.AsyncClient, reader: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:
     post = await _post_by(author, AUTHOR_ID)
     comment = await _comment_by(reader, post["id"], READER_ID)
+    deleting = {"comment-author": reader, "post-author": author, "admin": client}[deleter]
 
-    response = await author.delete(f"/comments/{comment['id']}")
+    response = await deleting.delete(f"/comments/{comment['id']}")
 
     assert response.status_code == 204
     assert await _stored_comments(client, post["id"]) == []
@@ -289,16 +279,6 @@ async def test_the_comment_author_may_not_delete_other_comments_on_the_same_post
 
     assert response.status_code == 403
     assert len(await _stored_comments(client, post["id"])) == 2
-
-
-async def test_an_admin_may_delete_any_comment(client: httpx.AsyncClient) -> None:
-    post = await _post_by(client, AUTHOR_ID)
-    comment = await _comment_by(client, post["id"], READER_ID)
-
-    response = await client.delete(f"/comments/{comment['id']}")
-
-    assert response.status_code == 204
-    assert await _stored_comments(client, post["id"]) == []
 
 
 async def test_deleting_a_missing_comment_is_404_for_any_user(reader: httpx.AsyncClient) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import MappedColumn, mapped_column
+from sqlalchemy.orm import Mapped, MappedColumn, declared_attr, mapped_column
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.types import TypeDecorator
 
@@ -214,6 +214,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None or value.tzinfo is not None:
             return value
         return value.replace(tzinfo=UTC)
+
+
+class Versioned:
+    """The columns of a resource that clients change and cache: when it was created and last
+    changed, and its version, which each update increments, and which the ORM checks was not
+    changed by another update first (the resource's ETag; If-Match compares it).
+
+    Mixed into a model before its declarative base, `class Post(Versioned, Base)`, which puts
+    these columns last; its indexes name them as strings ("created_at").
+    """
+
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805 - given the class
+        return {"version_id_col": cls.version}
 
 
 def insert_with_conflicts(

@@ -14,10 +14,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from servicekit.database import (
     NEVER_REUSE_IDS,
     UTCDateTime,
+    Versioned,
     created_at_column,
     make_metadata,
     substring_search_index,
-    updated_at_column,
 )
 from servicekit.events import consumer_tables
 from servicekit.idempotency import idempotency_keys_table
@@ -57,7 +57,7 @@ class Tag(Base):
     __table_args__ = (NEVER_REUSE_IDS,)
 
 
-class Post(Base):
+class Post(Versioned, Base):
     __tablename__ = "posts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -65,9 +65,6 @@ class Post(Base):
     content: Mapped[str] = mapped_column(Text)
     author_id: Mapped[int] = mapped_column()
     published: Mapped[bool] = mapped_column(default=False, server_default=false())
-    created_at: Mapped[datetime] = created_at_column()
-    updated_at: Mapped[datetime] = updated_at_column()
-    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     # lazy="raise": every query says what it loads, so a forgotten eager load fails loudly
     # instead of becoming one query per post. passive_deletes leaves the rows of a deleted
@@ -79,12 +76,11 @@ class Post(Base):
         cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
 
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
     __table_args__ = (
-        Index("ix_posts_author_id_created_at_id", author_id, created_at, id),
-        Index("ix_posts_created_at_id", created_at, id),
-        Index("ix_posts_updated_at_id", updated_at, id),
-        Index("ix_posts_title_id", title, id),
+        Index("ix_posts_author_id_created_at_id", "author_id", "created_at", "id"),
+        Index("ix_posts_created_at_id", "created_at", "id"),
+        Index("ix_posts_updated_at_id", "updated_at", "id"),
+        Index("ix_posts_title_id", "title", "id"),
         # ?q= matches a substring of the title or the content, in any letter case.
         substring_search_index("ix_posts_title_trgm", "title"),
         substring_search_index("ix_posts_content_trgm", "content"),

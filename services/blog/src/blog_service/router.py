@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from blog_service.models import Comment, Post
 from blog_service.repository import (
@@ -23,31 +23,23 @@ from blog_service.schemas import (
     TagName,
     TagRead,
 )
-from blog_service.service import (
-    CommentQueries,
-    CommentService,
-    PostQueries,
-    PostService,
-    TagQueries,
-    post_service,
-)
+from blog_service.service import CommentService, PostService, post_service
 from servicekit.auth import PUBLIC, SignedIn
 from servicekit.database import SessionDep, get_database
 from servicekit.domain import InvalidInput
 from servicekit.errors import error_responses
 from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
 from servicekit.keyset import SortOrder
-from servicekit.pagination import MAX_LIMIT, PageDep, set_next_link
-from servicekit.preconditions import IfMatchDep, etag, not_modified
+from servicekit.pagination import MAX_LIMIT
+from servicekit.preconditions import IfMatchDep, etag
 from servicekit.reads import Row
-from servicekit.schemas import MAX_ID, Id, Text
+from servicekit.routes import NOT_MODIFIED, IdPath, IfNoneMatch, PagingDep, created, versioned
+from servicekit.schemas import Id, Text
 
 posts_router = APIRouter(prefix="/posts", tags=["posts"], route_class=IdempotentRoute)
 comments_router = APIRouter(prefix="/comments", tags=["comments"])
 tags_router = APIRouter(prefix="/tags", tags=["tags"])
 
-PostId = Annotated[int, Path(ge=1, le=MAX_ID)]
-CommentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 AuthorIds = Annotated[
     list[Id],
     Query(alias="author_id", max_length=MAX_LIMIT, description="Only posts by these authors."),
@@ -62,39 +54,21 @@ async def _post_writer(session: SessionDep) -> PostService:
     return post_service(session)
 
 
-async def _post_reader(request: Request) -> PostQueries:
-    return PostQueries(PostReads(get_database(request)))
-
-
 async def _comment_writer(session: SessionDep) -> CommentService:
     return CommentService(CommentRepository(session), AuthorRepository(session))
 
 
-async def _comment_reader(request: Request) -> CommentQueries:
-    database = get_database(request)
-    return CommentQueries(CommentReads(database), PostReads(database))
-
-
-async def _tag_reader(request: Request) -> TagQueries:
-    return TagQueries(TagReads(get_database(request)))
+async def _tag_reader(request: Request) -> TagReads:
+    return TagReads(get_database(request))
 
 
 Posts = Annotated[PostService, Depends(_post_writer)]
-PostsReader = Annotated[PostQueries, Depends(_post_reader)]
+PostsReader = Annotated[PostReads, Depends(PostReads.of)]
+FoundPost = Annotated[Row, Depends(PostReads.found_by("post_id"))]
 Comments = Annotated[CommentService, Depends(_comment_writer)]
-CommentsReader = Annotated[CommentQueries, Depends(_comment_reader)]
-TagsReader = Annotated[TagQueries, Depends(_tag_reader)]
-
-
-def _sort_order(field: PostSortField, direction: Literal["asc", "desc"]) -> SortOrder:
-    return SortOrder(
-        f"{field}:{direction}", (getattr(Post, field), Post.id), descending=direction == "desc"
-    )
-
-
-def _with_etag(post: Post, response: Response) -> Post:
-    response.headers["ETag"] = etag(post.version)
-    return post
+CommentsReader = Annotated[CommentReads, Depends(CommentReads.of)]
+FoundComment = Annotated[Row, Depends(CommentReads.found_by("comment_id"))]
+TagsReader = Annotated[TagReads, Depends(_tag_reader)]
 
 
 @posts_router.post(
@@ -110,16 +84,15 @@ async def create_post(
     """Create a post by the caller (or, by an admin, by the `author_id` named); 404 if that
     user was deleted. Its tags are created on first use."""
     post = await posts.create(data, caller)
-    response.headers["Location"] = str(request.app.url_path_for("get_post", post_id=post.id))
-    return _with_etag(post, response)
+    created(request, response, post.version, "get_post", post_id=post.id)
+    return post
 
 
 @posts_router.get("/", dependencies=[PUBLIC], response_model=list[PostRead])
 async def list_posts(
     posts: PostsReader,
-    page: PageDep,
+    paging: PagingDep,
     request: Request,
-    response: Response,
     author_ids: AuthorIds = [],  # noqa: B006 - FastAPI copies defaults
     tag: Annotated[TagName | None, Query(description="Only posts with this tag.")] = None,
     published: Annotated[bool | None, Query(description="Only (un)published posts.")] = None,
@@ -142,20 +115,19 @@ async def list_posts(
     """Posts, newest first by default, a page at a time; `?author_id=1&author_id=2` is a batch."""
     post_filter = PostFilter(author_ids=author_ids, tag=tag, published=published, text=q)
     if per_author is None:
-        result = await posts.list(page, _sort_order(sort_by, order), post_filter)
-        set_next_link(request, response, result.next_cursor)
-        return result.items
+        sort_order = SortOrder.by(sort_by, order, getattr(Post, sort_by), Post.id)
+        return paging.answer(await posts.page(paging.page, sort_order, post_filter))
     if not author_ids:
         raise InvalidInput.at(
             ("query", "per_author"),
             "per_author needs at least one author_id: it reads the newest posts of each one",
         )
-    paging = [name for name in _PAGE_PARAMETERS if name in request.query_params]
-    if paging:
+    page_parameters = [name for name in _PAGE_PARAMETERS if name in request.query_params]
+    if page_parameters:
         raise InvalidInput.at(
             ("query", "per_author"),
             "per_author reads a bounded batch ordered by author, then newest first, not a page: "
-            f"it cannot be combined with {', '.join(paging)}",
+            f"it cannot be combined with {', '.join(page_parameters)}",
         )
     return await posts.newest_by_author(per_author, post_filter)
 
@@ -184,19 +156,12 @@ async def delete_posts_by_authors(
     "/{post_id:int}",
     dependencies=[PUBLIC],
     response_model=PostRead,
-    responses={304: {"description": "Not modified (If-None-Match)"}, **error_responses(404)},
+    responses={**NOT_MODIFIED, **error_responses(404)},
 )
 async def get_post(
-    post_id: PostId,
-    posts: PostsReader,
-    response: Response,
-    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+    post: FoundPost, response: Response, if_none_match: IfNoneMatch = None
 ) -> Row | Response:
-    post = await posts.get(post_id)
-    if unchanged := not_modified(if_none_match, post["version"]):
-        return unchanged
-    response.headers["ETag"] = etag(post["version"])
-    return post
+    return versioned(post, response, if_none_match)
 
 
 @posts_router.patch(
@@ -206,7 +171,7 @@ async def get_post(
 )
 async def update_post(
     caller: SignedIn,
-    post_id: PostId,
+    post_id: IdPath,
     data: PostUpdate,
     posts: Posts,
     if_match: IfMatchDep,
@@ -214,7 +179,9 @@ async def update_post(
 ) -> Post:
     """Change some fields of a post, as its author or an admin; `tags` replaces its set of tags.
     With If-Match, only if the post is still at that version."""
-    return _with_etag(await posts.update(post_id, data, if_match, caller), response)
+    post = await posts.update(post_id, data, if_match, caller)
+    response.headers["ETag"] = etag(post.version)
+    return post
 
 
 @posts_router.delete(
@@ -223,7 +190,7 @@ async def update_post(
     responses=error_responses(404, 409, 412),
 )
 async def delete_post(
-    caller: SignedIn, post_id: PostId, posts: Posts, if_match: IfMatchDep
+    caller: SignedIn, post_id: IdPath, posts: Posts, if_match: IfMatchDep
 ) -> None:
     """Delete a post with its comments, as its author or an admin; with If-Match, only if the
     post is still at that version."""
@@ -240,7 +207,7 @@ async def delete_post(
 )
 async def create_comment(
     caller: SignedIn,
-    post_id: PostId,
+    post_id: IdPath,
     data: CommentCreate,
     comments: Comments,
     request: Request,
@@ -249,9 +216,7 @@ async def create_comment(
     """Comment on a post, as the caller (or, by an admin, as the `author_id` named); 404 if the
     post does not exist or that user was deleted."""
     comment = await comments.create(post_id, data, caller)
-    response.headers["Location"] = str(
-        request.app.url_path_for("get_comment", comment_id=comment.id)
-    )
+    created(request, response, None, "get_comment", comment_id=comment.id)
     return comment
 
 
@@ -262,17 +227,9 @@ async def create_comment(
     responses=error_responses(404),
     tags=["comments"],
 )
-async def list_comments(
-    post_id: PostId,
-    comments: CommentsReader,
-    page: PageDep,
-    request: Request,
-    response: Response,
-) -> list[Row]:
+async def list_comments(post_id: IdPath, comments: CommentsReader, paging: PagingDep) -> list[Row]:
     """A post's comments, oldest first, a page at a time."""
-    result = await comments.list(post_id, page, OLDEST_FIRST)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    return paging.answer(await comments.of_post(post_id, paging.page, OLDEST_FIRST))
 
 
 @comments_router.get(
@@ -281,8 +238,8 @@ async def list_comments(
     response_model=CommentRead,
     responses=error_responses(404),
 )
-async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Row:
-    return await comments.get(comment_id)
+async def get_comment(comment: FoundComment) -> Row:
+    return comment
 
 
 @comments_router.delete(
@@ -290,16 +247,12 @@ async def get_comment(comment_id: CommentId, comments: CommentsReader) -> Row:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(404),
 )
-async def delete_comment(caller: SignedIn, comment_id: CommentId, comments: Comments) -> None:
+async def delete_comment(caller: SignedIn, comment_id: IdPath, comments: Comments) -> None:
     """Delete a comment, as its author, the author of its post, or an admin."""
     await comments.delete(comment_id, caller)
 
 
 @tags_router.get("/", dependencies=[PUBLIC], response_model=list[TagRead])
-async def list_tags(
-    tags: TagsReader, page: PageDep, request: Request, response: Response
-) -> list[Row]:
+async def list_tags(tags: TagsReader, paging: PagingDep) -> list[Row]:
     """Tags with the number of posts using each, most used first, then by name."""
-    result = await tags.list(page)
-    set_next_link(request, response, result.next_cursor)
-    return result.items
+    return paging.answer(await tags.page(paging.page))

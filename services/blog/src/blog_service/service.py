@@ -9,36 +9,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from blog_service.models import Comment, Post
 from blog_service.repository import (
     AuthorRepository,
-    CommentReads,
     CommentRepository,
-    PostFilter,
-    PostReads,
     PostRepository,
-    TagReads,
     TagRepository,
 )
 from blog_service.schemas import CommentCreate, PostCreate, PostUpdate
 from servicekit.auth import Principal
 from servicekit.database import utcnow
-from servicekit.domain import Forbidden, NotFound
-from servicekit.keyset import Page, SortOrder
-from servicekit.pagination import PageRequest
+from servicekit.domain import Forbidden, not_found
 from servicekit.preconditions import IfMatch
-from servicekit.reads import Row
-
-
-def _post_not_found(post_id: int) -> NotFound:
-    return NotFound(f"post {post_id} not found")
-
-
-def _comment_not_found(comment_id: int) -> NotFound:
-    return NotFound(f"comment {comment_id} not found")
 
 
 async def _lock_author(authors: AuthorRepository, author_id: int) -> None:
-    """Hold the author against deletion for the rest of the transaction; 404 if deleted."""
+    """Hold the author against deletion for the rest of the transaction; NotFound if deleted."""
     if not await authors.lock_for_writing(author_id):
-        raise NotFound(f"user {author_id} not found")
+        raise not_found("user", author_id)
 
 
 def _author(caller: Principal, author_id: int | None) -> int:
@@ -53,44 +38,6 @@ def _author(caller: Principal, author_id: int | None) -> int:
 def _check_may_change(caller: Principal, post: Post) -> None:
     if not caller.may_act_for(post.author_id):
         raise Forbidden(f"only the author of post {post.id} or an admin may change it")
-
-
-class PostQueries:
-    """Reading posts."""
-
-    def __init__(self, posts: PostReads) -> None:
-        self.posts = posts
-
-    async def get(self, post_id: int) -> Row:
-        post = await self.posts.get(post_id)
-        if post is None:
-            raise _post_not_found(post_id)
-        return post
-
-    async def newest_by_author(self, per_author: int, post_filter: PostFilter) -> list[Row]:
-        return await self.posts.newest_by_author(per_author, post_filter)
-
-    async def list(self, page: PageRequest, order: SortOrder, post_filter: PostFilter) -> Page[Row]:
-        return await self.posts.page(page, order, post_filter)
-
-
-class CommentQueries:
-    """Reading comments."""
-
-    def __init__(self, comments: CommentReads, posts: PostReads) -> None:
-        self.comments = comments
-        self.posts = posts
-
-    async def list(self, post_id: int, page: PageRequest, order: SortOrder) -> Page[Row]:
-        if not await self.posts.exists(post_id):
-            raise _post_not_found(post_id)
-        return await self.comments.page(post_id, page, order)
-
-    async def get(self, comment_id: int) -> Row:
-        comment = await self.comments.get(comment_id)
-        if comment is None:
-            raise _comment_not_found(comment_id)
-        return comment
 
 
 class PostService:
@@ -109,7 +56,8 @@ class PostService:
         self.authors = authors
 
     async def create(self, data: PostCreate, caller: Principal) -> Post:
-        """A post by the caller, or by the author an admin names; 404 if that user was deleted."""
+        """A post by the caller, or by the author an admin names; NotFound if that user was
+        deleted."""
         author_id = _author(caller, data.author_id)
         await _lock_author(self.authors, author_id)  # first: see AuthorRepository
         tags = await self.tags.get_or_create(data.tags)
@@ -117,17 +65,11 @@ class PostService:
         fields = data.model_dump(exclude={"tags", "author_id"})
         return await self.posts.add(Post(**fields, author_id=author_id, tags=tags))
 
-    async def get(self, post_id: int) -> Post:
-        post = await self.posts.get(post_id)
-        if post is None:
-            raise _post_not_found(post_id)
-        return post
-
     async def update(
         self, post_id: int, data: PostUpdate, if_match: IfMatch, caller: Principal
     ) -> Post:
         """Change a post, as its author or an admin; its version is told to them alone."""
-        post = await self.get(post_id)
+        post = await self.posts.require(post_id)
         _check_may_change(caller, post)
         if_match.check(post.version)
         changes = data.changes()
@@ -147,7 +89,7 @@ class PostService:
 
     async def delete(self, post_id: int, if_match: IfMatch, caller: Principal) -> None:
         """Delete a post, as its author or an admin."""
-        post = await self.get(post_id)
+        post = await self.posts.require(post_id)
         _check_may_change(caller, post)
         if_match.check(post.version)
         await self.tags.lock(tag.id for tag in post.tags)
@@ -197,8 +139,8 @@ class CommentService:
         self.authors = authors
 
     async def create(self, post_id: int, data: CommentCreate, caller: Principal) -> Comment:
-        """A comment by the caller, or by the author an admin names; 404 if that user was
-        deleted, or the post does not exist."""
+        """A comment by the caller, or by the author an admin names; NotFound if that user
+        was deleted, or the post does not exist."""
         author_id = _author(caller, data.author_id)
         await _lock_author(self.authors, author_id)
         comment = Comment(post_id=post_id, author_id=author_id, content=data.content)
@@ -206,27 +148,14 @@ class CommentService:
             return await self.comments.add(comment)
         except IntegrityError as exc:
             # The only constraint a comment can break is its post's foreign key.
-            raise _post_not_found(post_id) from exc
+            raise not_found("post", post_id) from exc
 
     async def delete(self, comment_id: int, caller: Principal) -> None:
         """Delete a comment, as its author, the author of its post, or an admin."""
-        found = await self.comments.get_with_post_author(comment_id)
-        if found is None:
-            raise _comment_not_found(comment_id)
-        comment, post_author_id = found
+        comment, post_author_id = await self.comments.with_post_author(comment_id)
         if not (caller.may_act_for(comment.author_id) or caller.user_id == post_author_id):
             raise Forbidden(
                 f"only the author of comment {comment_id}, the author of its post "
                 "or an admin may delete it"
             )
         await self.comments.delete(comment)
-
-
-class TagQueries:
-    """Reading tags."""
-
-    def __init__(self, tags: TagReads) -> None:
-        self.tags = tags
-
-    async def list(self, page: PageRequest) -> Page[Row]:
-        return await self.tags.page(page)
