@@ -53,7 +53,7 @@ _TAGS_OF_POSTS = (
 
 # A tag on at most this many posts is rare, and on at most TAG_SET_POSTS is read as a set: see
 # PostFilter.reading. Each is about where, on the bench's data, the next way began to cost less
-# (README.md, "Performance notes").
+# (docs/performance.md, "Blog's post lists").
 RARE_TAG_POSTS = 2_000
 TAG_SET_POSTS = 20_000
 

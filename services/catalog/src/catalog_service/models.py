@@ -8,10 +8,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from servicekit.database import (
     NEVER_REUSE_IDS,
+    Versioned,
     created_at_column,
     make_metadata,
     substring_search_index,
-    updated_at_column,
 )
 from servicekit.idempotency import idempotency_keys_table
 
@@ -20,17 +20,13 @@ class Base(DeclarativeBase):
     metadata = make_metadata()
 
 
-class Category(Base):
+class Category(Versioned, Base):
     __tablename__ = "categories"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     description: Mapped[str | None] = mapped_column(String(1000))
-    created_at: Mapped[datetime] = created_at_column()
-    updated_at: Mapped[datetime] = updated_at_column()
-    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
     __table_args__ = (
         # "Books" and "books" would be one category to a shopper; the database decides races.
         Index("uq_categories_name_lower", func.lower(name), unique=True),
@@ -39,7 +35,7 @@ class Category(Base):
     )
 
 
-class Product(Base):
+class Product(Versioned, Base):
     __tablename__ = "products"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -50,9 +46,6 @@ class Product(Base):
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id", ondelete="RESTRICT"))
     stock_quantity: Mapped[int] = mapped_column(default=0, server_default="0")
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
-    created_at: Mapped[datetime] = created_at_column()
-    updated_at: Mapped[datetime] = updated_at_column()
-    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     # lazy="raise": every query states what it loads, so a forgotten eager load fails loudly
     # instead of becoming one query per product.
@@ -64,7 +57,6 @@ class Product(Base):
         passive_deletes=True,  # the database's ON DELETE CASCADE removes them
     )
 
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
     __table_args__ = (
         CheckConstraint("price >= 0", name="price_not_negative"),
         CheckConstraint("stock_quantity >= 0", name="stock_quantity_not_negative"),
@@ -73,7 +65,7 @@ class Product(Base):
         Index("ix_products_category_id_price_id", category_id, price, id),
         Index("ix_products_price_id", price, id),
         Index("ix_products_name_id", name, id),
-        Index("ix_products_created_at_id", created_at, id),
+        Index("ix_products_created_at_id", "created_at", id),
         # ?name= matches a substring of the name, in any letter case.
         substring_search_index("ix_products_name_trgm", "name"),
         NEVER_REUSE_IDS,

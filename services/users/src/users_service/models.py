@@ -9,10 +9,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from servicekit.database import (
     NEVER_REUSE_IDS,
     UTCDateTime,
+    Versioned,
     created_at_column,
     make_metadata,
     substring_search_index,
-    updated_at_column,
 )
 from servicekit.events import outbox_tables
 from servicekit.idempotency import idempotency_keys_table
@@ -22,7 +22,7 @@ class Base(DeclarativeBase):
     metadata = make_metadata()
 
 
-class User(Base):
+class User(Versioned, Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -32,18 +32,14 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
     # An argon2id hash; None for accounts created before passwords, which cannot log in.
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
-    created_at: Mapped[datetime] = created_at_column()
-    updated_at: Mapped[datetime] = updated_at_column()
-    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
-    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
     __table_args__ = (
         # Emails are unique whatever their letter case; the database decides under concurrency.
         Index("uq_users_email_lower", func.lower(email), unique=True),
         # Pages sorted by a field read its index in order (keyset pagination by field, id).
         Index("ix_users_name_id", name, id),
         Index("ix_users_email_id", email, id),
-        Index("ix_users_created_at_id", created_at, id),
+        Index("ix_users_created_at_id", "created_at", id),
         # /users/search matches a substring of either, in any letter case.
         substring_search_index("ix_users_email_trgm", "email"),
         substring_search_index("ix_users_name_trgm", "name"),
