@@ -1,8 +1,9 @@
 """The two halves every resource's data access is made of.
 
-`Repository` changes entities in the ORM session of the request's transaction; `Reads` runs
-Core SELECTs on the database's read path and returns rows as dicts (servicekit.reads). A
-service subclasses them per resource and adds only the queries that resource needs.
+`Repository` changes entities in the ORM session of the request's transaction; `Reads` (and
+`ResourceReads`, for a resource with an id) runs Core SELECTs on the database's read path and
+returns rows as dicts (servicekit.reads). A service subclasses them per resource and adds only
+the queries that resource needs.
 """
 
 import inspect
@@ -53,13 +54,22 @@ class Repository(Generic[M]):
         await self.session.flush()
 
 
-class Reads(ABC):
-    """Queries that only read one kind of resource. Subclasses set `noun` and define `get`."""
-
-    noun: ClassVar[str]
+class Reads:
+    """Queries that only read, on the database's read path."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
+
+    @classmethod
+    def of(cls, request: Request) -> Self:
+        """A dependency: these reads on the process's database."""
+        return cls(get_database(request))
+
+
+class ResourceReads(Reads, ABC):
+    """Reads of one kind of resource with an id. Subclasses set `noun` and define `get`."""
+
+    noun: ClassVar[str]
 
     @abstractmethod
     async def get(self, key: int) -> Row | None:
@@ -67,11 +77,6 @@ class Reads(ABC):
 
     async def require(self, key: int) -> Row:
         return found(await self.get(key), self.noun, key)
-
-    @classmethod
-    def of(cls, request: Request) -> Self:
-        """A dependency: these reads on the process's database."""
-        return cls(get_database(request))
 
     @classmethod
     def found_by(cls, parameter: str) -> Callable[..., Awaitable[Row]]:

@@ -34,7 +34,7 @@ from servicekit.domain import found
 from servicekit.keyset import Page, SortOrder, fetch_page
 from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
-from servicekit.repository import Reads, Repository
+from servicekit.repository import Reads, Repository, ResourceReads
 
 POSTS = Post.__table__
 COMMENTS = Comment.__table__
@@ -316,7 +316,7 @@ def _carrying_tag_names(statement: Select[Any]) -> Select[Any]:
 _POST_WITH_TAGS_BY_ID = _carrying_tag_names(_POST_BY_ID)
 
 
-class PostReads(Reads):
+class PostReads(ResourceReads):
     """Queries that only read posts: rows as dicts, each post with its `tags` by name."""
 
     noun = "post"
@@ -396,7 +396,7 @@ class PostReads(Reads):
         return posts
 
 
-class CommentReads(Reads):
+class CommentReads(ResourceReads):
     """Queries that only read comments."""
 
     noun = "comment"
@@ -517,11 +517,8 @@ BY_USE = TagsByUse("use", (Tag.post_count, Tag.name))
 _TAGS = select(TAGS.c.id, TAGS.c.name, TAGS.c.post_count)
 
 
-class TagReads:
+class TagReads(Reads):
     """Queries that only read tags."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
 
     async def page(self, page: PageRequest) -> Page[Row]:
         """One page of tags with the number of posts using each, most used first."""

@@ -25,7 +25,7 @@ from blog_service.schemas import (
 )
 from blog_service.service import CommentService, PostService, post_service
 from servicekit.auth import PUBLIC, SignedIn
-from servicekit.database import SessionDep, get_database
+from servicekit.database import SessionDep
 from servicekit.domain import InvalidInput
 from servicekit.errors import error_responses
 from servicekit.idempotency import IDEMPOTENT, IdempotentRoute
@@ -58,17 +58,13 @@ async def _comment_writer(session: SessionDep) -> CommentService:
     return CommentService(CommentRepository(session), AuthorRepository(session))
 
 
-async def _tag_reader(request: Request) -> TagReads:
-    return TagReads(get_database(request))
-
-
 Posts = Annotated[PostService, Depends(_post_writer)]
 PostsReader = Annotated[PostReads, Depends(PostReads.of)]
 FoundPost = Annotated[Row, Depends(PostReads.found_by("post_id"))]
 Comments = Annotated[CommentService, Depends(_comment_writer)]
 CommentsReader = Annotated[CommentReads, Depends(CommentReads.of)]
 FoundComment = Annotated[Row, Depends(CommentReads.found_by("comment_id"))]
-TagsReader = Annotated[TagReads, Depends(_tag_reader)]
+TagsReader = Annotated[TagReads, Depends(TagReads.of)]
 
 
 @posts_router.post(

@@ -13,7 +13,7 @@ from servicekit.domain import found
 from servicekit.keyset import Page, SortOrder, fetch_page
 from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
-from servicekit.repository import Reads, Repository
+from servicekit.repository import Repository, ResourceReads
 from servicekit.writes import insert_many
 
 # What a product response shows, loaded with one query per relation for a whole page.
@@ -73,7 +73,7 @@ _LISTS = Criteria(
 )
 
 
-class ProductReads(Reads):
+class ProductReads(ResourceReads):
     """Queries that only read products: rows as dicts, as product responses show them."""
 
     noun = "product"
@@ -124,7 +124,7 @@ class ProductReads(Reads):
         return products
 
 
-class CategoryReads(Reads):
+class CategoryReads(ResourceReads):
     """Queries that only read categories: rows as dicts."""
 
     noun = "category"

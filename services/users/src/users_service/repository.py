@@ -13,7 +13,7 @@ from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from servicekit.keyset import Page, SortOrder, fetch_page
 from servicekit.pagination import PageRequest
 from servicekit.reads import LIKE_ESCAPE, Criteria, Row, escape_like, one_of
-from servicekit.repository import Reads, Repository
+from servicekit.repository import Repository, ResourceReads
 from users_service.models import LoginFailure, RefreshToken, User
 
 USERS = User.__table__
@@ -38,7 +38,7 @@ _COUNTS = select(
 ).select_from(USERS)
 
 
-class UserReads(Reads):
+class UserReads(ResourceReads):
     """Queries that only read users: rows as dicts, without the password hash."""
 
     noun = "user"
