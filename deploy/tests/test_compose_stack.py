@@ -507,15 +507,17 @@ def test_only_the_gateway_publishes_a_port(stack: Stack) -> None:
     assert published == {"gateway 8000/tcp": [("127.0.0.1", stack.environment["GATEWAY_PORT"])]}
 
 
+def database_hosts(stack: Stack, service: Process) -> list[str]:
+    """Every way to reach the database of `service`: its host name and its container's
+    address on each of its networks."""
+    networks = stack.inspect(stack.container(f"{service.name}-db"))["NetworkSettings"]["Networks"]
+    return [f"{service.name}-db", *(network["IPAddress"] for network in networks.values())]
+
+
 def test_the_gateway_reaches_no_database(stack: Stack, processes: tuple[Process, ...]) -> None:
     gateway = stack.container("gateway")
     for service in (process for process in processes if process.has_database):
-        database = stack.container(f"{service.name}-db")
-        addresses = [
-            network["IPAddress"]
-            for network in stack.inspect(database)["NetworkSettings"]["Networks"].values()
-        ]
-        for host in (f"{service.name}-db", *addresses):
+        for host in database_hosts(stack, service):
             probe = exec_python(gateway, CONNECT_PROBE, host, "5432")
             assert probe.returncode != 0, f"the gateway reaches {host}:5432"
         # The same probe reaches what the gateway may reach: a failure above is isolation.
@@ -532,12 +534,7 @@ def test_service_reaches_its_own_database_and_no_other(
     for other in (process for process in processes if process.has_database):
         if other == service:
             continue
-        database = stack.container(f"{other.name}-db")
-        addresses = [
-            network["IPAddress"]
-            for network in stack.inspect(database)["NetworkSettings"]["Networks"].values()
-        ]
-        for host in (f"{other.name}-db", *addresses):
+        for host in database_hosts(stack, other):
             probe = exec_python(container, CONNECT_PROBE, host, "5432")
             assert probe.returncode != 0, f"{service.name} reaches {host}:5432"
 

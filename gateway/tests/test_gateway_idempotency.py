@@ -19,7 +19,13 @@ import pytest
 from gateway_service.main import create_app
 from gateway_service.settings import GatewaySettings
 from servicekit.testing import ServiceProcess, asgi_client, libpq_url, lock_waits, poll, running
-from servicekit.testing.idempotency import KEY, REPLAYED, answer_of, new_key
+from servicekit.testing.idempotency import (
+    KEY,
+    REPLAYED,
+    assert_replayed,
+    new_key,
+    sent_twice,
+)
 
 GatewaySettingsFactory = Callable[..., GatewaySettings]
 ADA = {"email": "ada@example.com", "name": "Ada", "password": "correct horse battery"}
@@ -38,16 +44,12 @@ def count(process: ServiceProcess, sql: str) -> int:
 
 
 async def test_a_create_through_the_gateway_passes_its_key_on(gateway: httpx.AsyncClient) -> None:
-    key = new_key()
     post = {"title": "Hello", "content": "First words."}
 
-    first = await gateway.post("/posts/", json=post, headers={KEY: key})
-    repeated = await gateway.post("/posts/", json=post, headers={KEY: key})
+    first, repeated = await sent_twice(gateway, "/posts/", post)
 
-    assert first.status_code == 201, first.text
-    assert answer_of(repeated) == answer_of(first)
+    assert_replayed(first, repeated)
     assert first.headers["Location"].startswith("/posts/")
-    assert repeated.headers[REPLAYED] == "true"
     assert len((await gateway.get("/posts/")).json()) == 1
 
 
@@ -57,13 +59,11 @@ async def test_a_post_created_for_a_user_passes_its_key_on(gateway: httpx.AsyncC
     key = new_key()
     post = {"title": "Hello", "content": "First words."}
 
-    first = await gateway.post(f"/users/{ada['id']}/posts", json=post, headers={KEY: key})
-    repeated = await gateway.post(f"/users/{ada['id']}/posts", json=post, headers={KEY: key})
+    first, repeated = await sent_twice(gateway, f"/users/{ada['id']}/posts", post, key=key)
     # Another author is another body for blog: the key names Ada's post.
     for_grace = await gateway.post(f"/users/{grace['id']}/posts", json=post, headers={KEY: key})
 
-    assert first.status_code == 201, first.text
-    assert answer_of(repeated) == answer_of(first)
+    assert_replayed(first, repeated)
     assert for_grace.status_code == 422
     assert [p["author_id"] for p in (await gateway.get("/posts/")).json()] == [ada["id"]]
 
@@ -120,20 +120,40 @@ async def stalled_and_paused(
             os.kill(pid, signal.SIGCONT)
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
-async def test_a_sign_up_answered_504_while_users_was_paused_is_applied_once_when_repeated(
+LostThenRepeated = Callable[
+    [ServiceProcess, str, str, Any], Awaitable[tuple[httpx.Response, httpx.Response]]
+]
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+def lost_then_repeated(
+    request: pytest.FixtureRequest,
     gateway: httpx.AsyncClient,
     gateway_settings: GatewaySettingsFactory,
-    services: dict[str, ServiceProcess],
-    transport: str,
-) -> None:
-    key = new_key()
-    async with gateway_waiting(gateway_settings, transport, gateway.headers) as waiting:
-        lost = await stalled_and_paused(
-            services["users"], "users", waiting.post("/users/", json=ADA, headers={KEY: key})
-        )
+) -> LostThenRepeated:
+    """`(process, table, path, body)`: the answer of a gateway on each HTTP transport to `body`
+    POSTed at `path` with a new key while `process` stalls on `table` and is paused (see
+    stalled_and_paused), then the answer to the same request repeated with its key."""
 
-    repeated = await gateway.post("/users/", json=ADA, headers={KEY: key})
+    async def send(
+        process: ServiceProcess, table: str, path: str, body: Any
+    ) -> tuple[httpx.Response, httpx.Response]:
+        key = new_key()
+        async with gateway_waiting(gateway_settings, request.param, gateway.headers) as waiting:
+            lost = await stalled_and_paused(
+                process, table, waiting.post(path, json=body, headers={KEY: key})
+            )
+        return lost, await gateway.post(path, json=body, headers={KEY: key})
+
+    return send
+
+
+async def test_a_sign_up_answered_504_while_users_was_paused_is_applied_once_when_repeated(
+    gateway: httpx.AsyncClient,
+    services: dict[str, ServiceProcess],
+    lost_then_repeated: LostThenRepeated,
+) -> None:
+    lost, repeated = await lost_then_repeated(services["users"], "users", "/users/", ADA)
 
     assert lost.status_code == 504
     assert lost.json() == {
@@ -146,26 +166,17 @@ async def test_a_sign_up_answered_504_while_users_was_paused_is_applied_once_whe
     assert count(services["users"], "SELECT count(*) FROM users") == 1
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_a_stock_adjustment_answered_504_while_catalog_was_paused_is_applied_once(
     gateway: httpx.AsyncClient,
-    gateway_settings: GatewaySettingsFactory,
     services: dict[str, ServiceProcess],
-    transport: str,
+    lost_then_repeated: LostThenRepeated,
 ) -> None:
     category = (await gateway.post("/categories/", json={"name": "Lamps"})).json()
     product = {"name": "Lamp", "price": "10.00", "category_id": category["id"], "stock_quantity": 5}
     created = (await gateway.post("/products/", json=product)).json()
     path = f"/products/{created['id']}/stock-adjustments"
-    key = new_key()
 
-    async with gateway_waiting(gateway_settings, transport, gateway.headers) as waiting:
-        lost = await stalled_and_paused(
-            services["catalog"],
-            "products",
-            waiting.post(path, json={"delta": -1}, headers={KEY: key}),
-        )
-    repeated = await gateway.post(path, json={"delta": -1}, headers={KEY: key})
+    lost, repeated = await lost_then_repeated(services["catalog"], "products", path, {"delta": -1})
 
     assert lost.status_code == 504
     assert lost.json()["detail"].endswith(MAY_HAVE_BEEN_APPLIED)

@@ -17,12 +17,12 @@ from fastapi.routing import APIRoute
 from gateway_service.proxy import ROUTE_TABLE
 from servicekit.testing import TokenIssuer, asgi_client
 from servicekit.testing.access import (
+    EVERY_PROCESS,
     ROLES,
     Call,
     admins,
     anyones,
     assert_answered_as_expected,
-    metrics_scrapers,
     owners,
     signed_in_users,
 )
@@ -33,9 +33,7 @@ READ = anyones(200)
 
 A_PRODUCT = {"name": "Desk", "price": "9.00", "category_id": "{category_id}"}
 EXPECTED: dict[str, Call] = {
-    "GET /health/live": Call("GET", "/health/live", READ),
-    "GET /health/ready": Call("GET", "/health/ready", READ),
-    "GET /metrics": Call("GET", "/metrics", metrics_scrapers()),
+    **EVERY_PROCESS,
     "POST /users/": Call(
         "POST",
         "/users/",

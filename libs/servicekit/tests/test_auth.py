@@ -94,13 +94,21 @@ async def test_a_key_is_fetched_once_and_kept(
     assert published.requests == 1
 
 
+async def _rotated_once_fetched(
+    keys: RemoteKeys, issuer: TokenIssuer, published: Published
+) -> SigningKeys:
+    """The issuer's keys rotated and published, once `keys` has fetched the current one."""
+    await keys.key(issuer.keys.current.key_id)
+    rotated = issuer.keys.rotated()
+    published.jwks = rotated.public_jwks()
+    return rotated
+
+
 async def test_an_unknown_key_id_is_fetched_again(
     issuer: TokenIssuer, published: Published, jwks_url: str
 ) -> None:
     keys = RemoteKeys(jwks_url, refresh_interval=ALWAYS)
-    await keys.key(issuer.keys.current.key_id)
-    rotated = issuer.keys.rotated()
-    published.jwks = rotated.public_jwks()
+    rotated = await _rotated_once_fetched(keys, issuer, published)
 
     assert await keys.key(rotated.current.key_id) is not None
     assert published.requests == 2
@@ -110,9 +118,7 @@ async def test_unknown_key_ids_fetch_at_most_once_per_refresh_interval(
     issuer: TokenIssuer, published: Published, jwks_url: str
 ) -> None:
     keys = RemoteKeys(jwks_url, refresh_interval=NOT_AGAIN)
-    await keys.key(issuer.keys.current.key_id)
-    rotated = issuer.keys.rotated()
-    published.jwks = rotated.public_jwks()
+    rotated = await _rotated_once_fetched(keys, issuer, published)
 
     for made_up in ("a", "b", "c", rotated.current.key_id):
         assert await keys.key(made_up) is None

@@ -112,28 +112,24 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 # What a request is counted under
 
 
-async def test_a_request_is_counted_under_its_route_template_never_its_path(
-    client: httpx.AsyncClient,
+@pytest.mark.parametrize(
+    ("paths", "counted_under"),
+    [
+        (("/things/1", "/things/2"), {"route": "/things/{thing_id}", "method": "GET"}),
+        (("/nowhere", "/things/not-a-number"), {"route": "<unmatched>", "status_class": "4xx"}),
+    ],
+    ids=["its-route-template", "unmatched-when-no-route-matched"],
+)
+async def test_a_request_is_counted_under_its_route_never_its_path(
+    client: httpx.AsyncClient, paths: tuple[str, str], counted_under: dict[str, str]
 ) -> None:
-    await client.get("/things/1")
-    await client.get("/things/2")
+    for path in paths:
+        await client.get(path)
 
     metrics = await scrape(client)
 
-    assert metrics.value(REQUESTS, route="/things/{thing_id}", method="GET") == 2
-    assert not {"/things/1", "/things/2"} & metrics.labels(REQUESTS, "route")
-
-
-async def test_a_request_no_route_matched_is_counted_as_unmatched(
-    client: httpx.AsyncClient,
-) -> None:
-    await client.get("/nowhere")
-    await client.get("/things/not-a-number")
-
-    metrics = await scrape(client)
-
-    assert metrics.value(REQUESTS, route="<unmatched>", status_class="4xx") == 2
-    assert not {"/nowhere", "/things/not-a-number"} & metrics.labels(REQUESTS, "route")
+    assert metrics.value(REQUESTS, **counted_under) == 2
+    assert not set(paths) & metrics.labels(REQUESTS, "route")
 
 
 async def test_head_is_counted_under_the_get_route_with_its_own_method(

@@ -6,17 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from blog_service.main import create_app
 from blog_service.models import Base
 from blog_service.settings import BlogSettings
-from servicekit.testing import (
-    TEST_EVENTS_TOKEN,
-    TEST_METRICS_TOKEN,
-    ServiceUnderTest,
-    TokenIssuer,
-)
+from servicekit.testing import TEST_EVENTS_TOKEN, ServiceUnderTest, TokenIssuer, app_under_test
 
 Json = dict[str, Any]
 A_POST: Json = {"title": "Hello", "content": "First words.", "author_id": 1}
@@ -24,27 +18,23 @@ A_POST: Json = {"title": "Hello", "content": "First words.", "author_id": 1}
 
 @pytest.fixture(scope="session")
 def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
-    def create_test_app(database_url: str) -> FastAPI:
-        settings = BlogSettings(
-            database_url=database_url,
-            environment="test",
-            auth_jwks_url=token_issuer.jwks_url,
-            events_token=TEST_EVENTS_TOKEN,
-            metrics_token=TEST_METRICS_TOKEN,
-            # Blog alone: the tests of the consumer run it themselves, against a feed they serve.
-            consume_events=False,
-        )
-        return create_app(settings)
-
     return ServiceUnderTest(
         name="blog",
-        create_app=create_test_app,
+        create_app=app_under_test(
+            create_app,
+            BlogSettings,
+            token_issuer,
+            events_token=TEST_EVENTS_TOKEN,
+            # Blog alone: the tests of the consumer run it themselves, against a feed they serve.
+            consume_events=False,
+        ),
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/posts/1",
         read_route="/posts/{post_id}",
         create_path="/posts/",
         create_body=lambda n: {"title": f"Post {n}", "content": "Some text."},
+        change_body=lambda n: {"title": f"Retitled {n}"},
     )
 
 

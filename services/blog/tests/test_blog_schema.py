@@ -1,14 +1,8 @@
 """Property-based tests of the blog API from its own OpenAPI schema, over real HTTP."""
 
-from typing import Any
-
-import schemathesis
-from hypothesis import settings
-
 from blog_service.main import create_app
 from blog_service.settings import BlogSettings
-from servicekit.testing import TokenIssuer
-from servicekit.testing.api_schema import call_and_validate, schema_of
+from servicekit.testing.api_schema import schema_test
 
 # `per_author` reads a batch of the named authors' posts: it needs an `author_id` and refuses
 # the paging parameters (422), a rule across parameters that no JSON Schema can state. A tag
@@ -16,15 +10,7 @@ from servicekit.testing.api_schema import call_and_validate, schema_of
 # "ss"): a limit no JSON Schema can state either, so creating or changing a post may refuse
 # schema-valid tags with 422. Those operations may refuse schema-valid data; every check runs on
 # every one.
-schema = schema_of(
+test_no_server_errors_and_responses_match_the_schema = schema_test(
     create_app(BlogSettings()),
     rejects_schema_valid_data=["GET /posts/", "POST /posts/", "PATCH /posts/{post_id}"],
 )
-
-
-@schema.parametrize()
-@settings(max_examples=40, deadline=None)
-def test_no_server_errors_and_responses_match_the_schema(
-    case: schemathesis.Case[Any], service_url: str, token_issuer: TokenIssuer
-) -> None:
-    call_and_validate(case, service_url, token_issuer.admin_headers())

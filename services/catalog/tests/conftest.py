@@ -6,12 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from catalog_service.main import create_app
 from catalog_service.models import Base
 from catalog_service.settings import CatalogSettings
-from servicekit.testing import TEST_METRICS_TOKEN, ServiceUnderTest, TokenIssuer
+from servicekit.testing import ServiceUnderTest, TokenIssuer, app_under_test
 
 Body = dict[str, Any]
 MakeCategory = Callable[..., Awaitable[Body]]
@@ -20,24 +19,16 @@ MakeProduct = Callable[..., Awaitable[Body]]
 
 @pytest.fixture(scope="session")
 def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
-    def create_test_app(database_url: str) -> FastAPI:
-        settings = CatalogSettings(
-            database_url=database_url,
-            environment="test",
-            auth_jwks_url=token_issuer.jwks_url,
-            metrics_token=TEST_METRICS_TOKEN,
-        )
-        return create_app(settings)
-
     return ServiceUnderTest(
         name="catalog",
-        create_app=create_test_app,
+        create_app=app_under_test(create_app, CatalogSettings, token_issuer),
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/products/1",
         read_route="/products/{product_id}",
         create_path="/categories/",
         create_body=lambda n: {"name": f"Category {n}"},
+        change_body=lambda n: {"name": f"Renamed {n}"},
     )
 
 

@@ -7,29 +7,15 @@ The routes come from the app's own route table, so a route added without an entr
 `test_every_route_has_expectations`.
 """
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from catalog_service.main import create_app
 from catalog_service.settings import CatalogSettings
 from servicekit.auth import access_rule
-from servicekit.testing import TokenIssuer
-from servicekit.testing.access import (
-    ROLES,
-    Call,
-    admins,
-    anyones,
-    assert_anonymous_refused_exactly_where_a_token_is_needed,
-    assert_table_covers_routes,
-    check_call,
-    metrics_scrapers,
-    role_clients,
-    routes_of,
-)
+from servicekit.testing.access import EVERY_PROCESS, AccessMatrix, Call, admins, anyones, routes_of
 
 OWNER_ID = 41
 OTHER_ID = 42
@@ -39,9 +25,7 @@ IMAGE_URL = "https://images.example.com/lamp.png"
 A_PRODUCT = {"name": "Desk", "price": "99.00", "category_id": "{category_id}"}
 
 EXPECTED: dict[str, Call] = {
-    "GET /health/live": Call("GET", "/health/live", anyones(200)),
-    "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
-    "GET /metrics": Call("GET", "/metrics", metrics_scrapers()),
+    **EVERY_PROCESS,
     "POST /categories/": Call("POST", "/categories/", admins(201), json={"name": "Garden"}),
     "GET /categories/": Call("GET", "/categories/", anyones(200)),
     "GET /categories/{category_id:int}": Call("GET", "/categories/{category_id}", anyones(200)),
@@ -91,13 +75,18 @@ ROUTES = routes_of(create_app(CatalogSettings()))
 PROCESS_ROUTES = {"GET /metrics": "metrics"}
 
 
-def test_every_route_has_expectations() -> None:
-    assert_table_covers_routes(EXPECTED, ROUTES)
+class TestAccess(AccessMatrix):
+    expected = EXPECTED
+    routes = ROUTES
+    owner_id = OWNER_ID
+    other_id = OTHER_ID
 
-
-@pytest.mark.parametrize("route", sorted(ROUTES))
-def test_anonymous_callers_are_refused_exactly_where_the_rule_needs_a_token(route: str) -> None:
-    assert_anonymous_refused_exactly_where_a_token_is_needed(EXPECTED[route], ROUTES[route])
+    @staticmethod
+    async def stored(client: httpx.AsyncClient) -> Json:
+        """Everything the catalog holds, as an admin reads it (products carry their images)."""
+        categories = (await client.get("/categories/", params={"limit": 100})).json()
+        products = (await client.get("/products/", params={"limit": 100})).json()
+        return {"categories": categories, "products": products}
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
@@ -105,13 +94,6 @@ def test_every_write_is_for_admins_alone(route: str) -> None:
     rule = access_rule(ROUTES[route])
 
     assert rule == PROCESS_ROUTES.get(route, "anyone" if route.startswith("GET ") else "admin")
-
-
-async def _stored(client: httpx.AsyncClient) -> Json:
-    """Everything the catalog holds, as an admin reads it (products carry their images)."""
-    categories = (await client.get("/categories/", params={"limit": 100})).json()
-    products = (await client.get("/products/", params={"limit": 100})).json()
-    return {"categories": categories, "products": products}
 
 
 @pytest.fixture
@@ -140,24 +122,3 @@ async def seeded(client: httpx.AsyncClient) -> dict[str, int]:
         "product_id": product.json()["id"],
         "image_id": image.json()["id"],
     }
-
-
-@pytest.fixture
-async def callers(
-    app: FastAPI, client: httpx.AsyncClient, token_issuer: TokenIssuer
-) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    """A client per role, on the same app and tables as `client`."""
-    async with role_clients(app, token_issuer, owner_id=OWNER_ID, other_id=OTHER_ID) as callers:
-        yield callers
-
-
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("route", sorted(EXPECTED))
-async def test_access_matrix(
-    route: str,
-    role: str,
-    seeded: dict[str, int],
-    client: httpx.AsyncClient,
-    callers: dict[str, httpx.AsyncClient],
-) -> None:
-    await check_call(EXPECTED[route], role, callers[role], seeded, lambda: _stored(client))

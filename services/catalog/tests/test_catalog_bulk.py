@@ -99,8 +99,10 @@ async def test_bulk_insert_statements_do_not_grow_with_the_number_of_products(
         assert (await client.post("/products/bulk", json=items(1000, category["id"]))).is_success
 
     assert thousand.count == ten.count
-    inserts = [s for s in thousand.statements if s.startswith("INSERT INTO products")]
-    assert len(inserts) == 1
+    assert thousand.touched(Product.metadata) == [
+        ("SELECT", {"categories"}),
+        ("INSERT", {"products"}),
+    ]
     assert thousand.count <= 3  # (BEGIN,) the categories, the INSERT
 
 
@@ -153,7 +155,7 @@ async def test_categories_are_checked_with_one_query_for_the_whole_batch(
     with count_statements(database_of(app)) as log:
         assert (await client.post("/products/bulk", json=body)).status_code == 201
 
-    assert [s.split()[0] for s in log.statements].count("SELECT") == 1
+    assert log.touched(Product.metadata) == [("SELECT", {"categories"}), ("INSERT", {"products"})]
 
 
 @pytest.mark.parametrize(

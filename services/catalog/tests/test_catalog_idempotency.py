@@ -20,32 +20,11 @@ from servicekit.testing.idempotency import (
     KEY,
     REPLAYED,
     answer_of,
+    assert_replayed,
     new_key,
-    test_a_create_repeated_with_its_key_is_applied_once_and_answered_alike,
-    test_a_key_repeated_with_another_body_is_422_and_applies_nothing,
-    test_a_key_sent_twice_is_422_and_applies_nothing,
-    test_a_malformed_key_is_422_and_applies_nothing,
-    test_an_expired_key_names_a_new_request,
-    test_every_create_documents_the_key,
-    test_expired_keys_are_pruned,
-    test_requests_with_one_key_at_once_are_applied_once,
-    test_the_keys_of_two_callers_are_apart,
-    test_the_path_without_its_trailing_slash_is_the_same_request,
+    sent_twice,
 )
 from servicekit.testing.plugin import MakeDatabase
-
-__all__ = [
-    "test_a_create_repeated_with_its_key_is_applied_once_and_answered_alike",
-    "test_a_key_repeated_with_another_body_is_422_and_applies_nothing",
-    "test_a_key_sent_twice_is_422_and_applies_nothing",
-    "test_a_malformed_key_is_422_and_applies_nothing",
-    "test_an_expired_key_names_a_new_request",
-    "test_every_create_documents_the_key",
-    "test_expired_keys_are_pruned",
-    "test_requests_with_one_key_at_once_are_applied_once",
-    "test_the_keys_of_two_callers_are_apart",
-    "test_the_path_without_its_trailing_slash_is_the_same_request",
-]
 
 Body = dict[str, Any]
 Make = Callable[..., Awaitable[Body]]
@@ -69,15 +48,12 @@ async def test_a_stock_adjustment_repeated_with_its_key_is_applied_once(
     client: httpx.AsyncClient, make_product: Make
 ) -> None:
     product = await make_product(stock_quantity=10)
-    key = new_key()
+    path = f"/products/{product['id']}/stock-adjustments"
 
-    first = await adjust(client, product["id"], -3, key)
-    repeated = await adjust(client, product["id"], -3, key)
+    first, repeated = await sent_twice(client, path, {"delta": -3})
 
-    assert first.status_code == 200, first.text
-    assert answer_of(repeated) == answer_of(first)
+    assert_replayed(first, repeated, 200)
     assert first.headers["ETag"] == '"2"'
-    assert repeated.headers[REPLAYED] == "true"
     assert await stock_of(client, product["id"]) == 7
 
 
@@ -122,13 +98,10 @@ async def test_a_bulk_create_repeated_with_its_key_is_applied_once(
     items = [
         {"name": f"Lamp {n}", "price": "10.00", "category_id": category["id"]} for n in range(3)
     ]
-    key = new_key()
 
-    first = await client.post("/products/bulk", json=items, headers={KEY: key})
-    repeated = await client.post("/products/bulk", json=items, headers={KEY: key})
+    first, repeated = await sent_twice(client, "/products/bulk", items)
 
-    assert first.status_code == 201, first.text
-    assert answer_of(repeated) == answer_of(first)
+    assert_replayed(first, repeated)
     assert len((await client.get("/products/")).json()) == 3
 
 
@@ -137,14 +110,10 @@ async def test_an_image_added_again_with_its_key_is_added_once(
 ) -> None:
     product = await make_product()
     path = f"/products/{product['id']}/images"
-    image = {"image_url": "https://example.com/lamp.png"}
-    key = new_key()
 
-    first = await client.post(path, json=image, headers={KEY: key})
-    repeated = await client.post(path, json=image, headers={KEY: key})
+    first, repeated = await sent_twice(client, path, {"image_url": "https://example.com/lamp.png"})
 
-    assert first.status_code == 201, first.text
-    assert answer_of(repeated) == answer_of(first)
+    assert_replayed(first, repeated)
     assert len((await client.get(path)).json()) == 1
 
 

@@ -6,14 +6,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from servicekit.testing import (
-    TEST_EVENTS_TOKEN,
-    TEST_METRICS_TOKEN,
-    ServiceUnderTest,
-    TokenIssuer,
-)
+from servicekit.testing import TEST_EVENTS_TOKEN, ServiceUnderTest, TokenIssuer, app_under_test
 from users_service.main import create_app
 from users_service.models import Base
 from users_service.settings import UsersSettings
@@ -21,11 +15,12 @@ from users_service.settings import UsersSettings
 
 @pytest.fixture(scope="session")
 def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
-    def create_test_app(database_url: str) -> FastAPI:
-        settings = UsersSettings(
-            database_url=database_url,
-            environment="test",
-            auth_jwks_url=token_issuer.jwks_url,
+    return ServiceUnderTest(
+        name="users",
+        create_app=app_under_test(
+            create_app,
+            UsersSettings,
+            token_issuer,
             # Tokens of the test issuer are then tokens this service could have issued.
             signing_keys_file=token_issuer.keys_file,
             # argon2id at a cost the suite can afford for its hundreds of sign-ups; production
@@ -34,13 +29,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
             password_hash_time_cost=1,
             password_hash_parallelism=1,
             events_token=TEST_EVENTS_TOKEN,
-            metrics_token=TEST_METRICS_TOKEN,
-        )
-        return create_app(settings)
-
-    return ServiceUnderTest(
-        name="users",
-        create_app=create_test_app,
+        ),
         metadata=Base.metadata,
         alembic_ini=Path(__file__).parents[1] / "alembic.ini",
         read_path="/users/1",
@@ -51,6 +40,7 @@ def service(token_issuer: TokenIssuer) -> ServiceUnderTest:
             "name": f"User {n}",
             "password": "correct horse battery",
         },
+        change_body=lambda n: {"name": f"Renamed {n}"},
     )
 
 

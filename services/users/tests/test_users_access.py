@@ -10,13 +10,13 @@ from fastapi import FastAPI
 
 from servicekit.testing import TokenIssuer
 from servicekit.testing.access import (
+    EVERY_PROCESS,
     ROLES,
     Call,
     admins,
     anyones,
     assert_answered_as_expected,
     assert_table_covers_routes,
-    metrics_scrapers,
     owners,
     role_clients,
     routes_of,
@@ -42,9 +42,7 @@ A_NEW_USER = {"email": "new@example.com", "name": "New", "password": PASSWORD}
 
 # The owner is the user the path names; on routes without one, the signed-in user.
 EXPECTED: dict[str, Call] = {
-    "GET /health/live": Call("GET", "/health/live", anyones(200)),
-    "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
-    "GET /metrics": Call("GET", "/metrics", metrics_scrapers()),
+    **EVERY_PROCESS,
     "GET /.well-known/jwks.json": Call("GET", "/.well-known/jwks.json", anyones(200)),
     "POST /auth/token": Call("POST", "/auth/token", anyones(200), data=OWNERS_SIGN_IN),
     "POST /auth/refresh": Call(

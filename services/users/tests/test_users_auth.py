@@ -53,6 +53,12 @@ async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Respon
     )
 
 
+async def signed_in(client: httpx.AsyncClient, name: str) -> tuple[dict[str, Any], Any]:
+    """`name` signed up (see sign_up) and logged in: the user, and the tokens of the login."""
+    user = await sign_up(client, name)
+    return user, await tokens_of(client, f"{name.lower()}@example.com")
+
+
 def bearer(access_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access_token}"}
 
@@ -243,8 +249,7 @@ async def test_users_me_of_a_deleted_user_is_404(client: httpx.AsyncClient) -> N
 async def test_a_refresh_token_gives_new_tokens_once(
     anonymous: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    ada = await sign_up(anonymous, "Ada")
-    first = await tokens_of(anonymous, "ada@example.com")
+    ada, first = await signed_in(anonymous, "Ada")
 
     rotated = await refresh(anonymous, first["refresh_token"])
 
@@ -326,8 +331,7 @@ async def test_logout_revokes_the_refresh_token_and_may_be_repeated(
 async def test_a_user_changes_their_password_with_the_current_one(
     anonymous: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    ada = await sign_up(anonymous, "Ada")
-    tokens = await tokens_of(anonymous, "ada@example.com")
+    ada, tokens = await signed_in(anonymous, "Ada")
 
     response = await anonymous.patch(
         f"/users/{ada['id']}",
@@ -349,8 +353,7 @@ async def test_a_user_changes_their_password_with_the_current_one(
 async def test_a_password_change_without_the_right_current_password_changes_nothing(
     anonymous: httpx.AsyncClient, app: FastAPI, current: str | None, status: int
 ) -> None:
-    ada = await sign_up(anonymous, "Ada")
-    tokens = await tokens_of(anonymous, "ada@example.com")
+    ada, tokens = await signed_in(anonymous, "Ada")
     body = {"password": NEW_PASSWORD, "name": "Eve"}
     if current is not None:
         body["current_password"] = current
@@ -378,8 +381,7 @@ async def test_a_current_password_alone_is_422(client: httpx.AsyncClient) -> Non
 async def test_an_admin_sets_a_password_without_the_current_one(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    ada = await sign_up(client, "Ada")
-    tokens = await tokens_of(client, "ada@example.com")
+    ada, tokens = await signed_in(client, "Ada")
 
     response = await client.patch(f"/users/{ada['id']}", json={"password": NEW_PASSWORD})
 
@@ -391,8 +393,7 @@ async def test_an_admin_sets_a_password_without_the_current_one(
 async def test_deactivating_a_user_revokes_their_refresh_tokens(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    ada = await sign_up(client, "Ada")
-    tokens = await tokens_of(client, "ada@example.com")
+    ada, tokens = await signed_in(client, "Ada")
 
     await client.patch(f"/users/{ada['id']}", json={"is_active": False})
 
@@ -404,8 +405,7 @@ async def test_deactivating_a_user_revokes_their_refresh_tokens(
 async def test_deleting_a_user_removes_their_refresh_tokens(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    ada = await sign_up(client, "Ada")
-    tokens = await tokens_of(client, "ada@example.com")
+    ada, tokens = await signed_in(client, "Ada")
 
     await client.delete(f"/users/{ada['id']}")
 
@@ -430,16 +430,23 @@ async def test_five_failures_for_an_account_make_further_logins_429(
     assert 0 < int(blocked.headers["Retry-After"]) <= 900
 
 
-async def test_the_wait_lasts_until_the_oldest_counted_failure_leaves_the_window(
-    anonymous: httpx.AsyncClient, app: FastAPI
+async def five_failed_logins_of_ada(
+    anonymous: httpx.AsyncClient, app: FastAPI, seconds_ago: int
 ) -> None:
+    """Ada signed up, then five logins of hers failed, `seconds_ago` seconds ago."""
     await sign_up(anonymous, "Ada")
     for _ in range(5):
         await log_in(anonymous, "ada@example.com", "wrong password")
     async with database_of(app).transaction() as session:
         await session.execute(
-            update(LoginFailure).values(failed_at=utcnow() - timedelta(seconds=600))
+            update(LoginFailure).values(failed_at=utcnow() - timedelta(seconds=seconds_ago))
         )
+
+
+async def test_the_wait_lasts_until_the_oldest_counted_failure_leaves_the_window(
+    anonymous: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await five_failed_logins_of_ada(anonymous, app, seconds_ago=600)
 
     blocked = await log_in(anonymous, "ada@example.com")
 
@@ -449,13 +456,7 @@ async def test_the_wait_lasts_until_the_oldest_counted_failure_leaves_the_window
 async def test_failures_older_than_the_window_no_longer_count(
     anonymous: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    await sign_up(anonymous, "Ada")
-    for _ in range(5):
-        await log_in(anonymous, "ada@example.com", "wrong password")
-    async with database_of(app).transaction() as session:
-        await session.execute(
-            update(LoginFailure).values(failed_at=utcnow() - timedelta(seconds=901))
-        )
+    await five_failed_logins_of_ada(anonymous, app, seconds_ago=901)
 
     assert (await log_in(anonymous, "ada@example.com")).status_code == 200
 
@@ -597,8 +598,7 @@ async def test_the_admin_command_creates_an_admin_who_can_log_in(
 async def test_the_admin_command_promotes_an_existing_user(
     anonymous: httpx.AsyncClient, app: FastAPI, database_url: str
 ) -> None:
-    ada = await sign_up(anonymous, "Ada")
-    tokens = await tokens_of(anonymous, "ada@example.com")
+    ada, tokens = await signed_in(anonymous, "Ada")
 
     account = await create_admin(
         UsersSettings(database_url=database_url), email="ADA@example.com", password=NEW_PASSWORD

@@ -5,32 +5,10 @@ import httpx
 from servicekit.testing.idempotency import (
     KEY,
     REPLAYED,
-    answer_of,
+    assert_replayed,
     new_key,
-    test_a_create_repeated_with_its_key_is_applied_once_and_answered_alike,
-    test_a_key_repeated_with_another_body_is_422_and_applies_nothing,
-    test_a_key_sent_twice_is_422_and_applies_nothing,
-    test_a_malformed_key_is_422_and_applies_nothing,
-    test_an_expired_key_names_a_new_request,
-    test_every_create_documents_the_key,
-    test_expired_keys_are_pruned,
-    test_requests_with_one_key_at_once_are_applied_once,
-    test_the_keys_of_two_callers_are_apart,
-    test_the_path_without_its_trailing_slash_is_the_same_request,
+    sent_twice,
 )
-
-__all__ = [
-    "test_a_create_repeated_with_its_key_is_applied_once_and_answered_alike",
-    "test_a_key_repeated_with_another_body_is_422_and_applies_nothing",
-    "test_a_key_sent_twice_is_422_and_applies_nothing",
-    "test_a_malformed_key_is_422_and_applies_nothing",
-    "test_an_expired_key_names_a_new_request",
-    "test_every_create_documents_the_key",
-    "test_expired_keys_are_pruned",
-    "test_requests_with_one_key_at_once_are_applied_once",
-    "test_the_keys_of_two_callers_are_apart",
-    "test_the_path_without_its_trailing_slash_is_the_same_request",
-]
 
 ADA = {"email": "ada@example.com", "name": "Ada", "password": "correct horse battery"}
 
@@ -38,14 +16,9 @@ ADA = {"email": "ada@example.com", "name": "Ada", "password": "correct horse bat
 async def test_an_anonymous_sign_up_repeated_with_its_key_makes_one_user(
     client: httpx.AsyncClient, anonymous: httpx.AsyncClient
 ) -> None:
-    key = new_key()
+    first, repeated = await sent_twice(anonymous, "/users/", ADA)
 
-    first = await anonymous.post("/users/", json=ADA, headers={KEY: key})
-    repeated = await anonymous.post("/users/", json=ADA, headers={KEY: key})
-
-    assert first.status_code == 201, first.text
-    assert answer_of(repeated) == answer_of(first)
-    assert repeated.headers[REPLAYED] == "true"
+    assert_replayed(first, repeated)
     assert [user["email"] for user in (await client.get("/users/")).json()] == [ADA["email"]]
 
 

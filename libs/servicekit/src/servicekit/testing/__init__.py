@@ -29,12 +29,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.auth import SigningKey, SigningKeys
-from servicekit.database import Database
+from servicekit.database import Database, ServiceSettings
 from servicekit.events import Position
 from servicekit.migrations import alembic_config
 from servicekit.reads import compile_for_driver, driver_listeners
 
 T = TypeVar("T")
+S = TypeVar("S", bound=ServiceSettings)
 
 # The user id of the admin whose token the services' test clients send by default.
 TEST_ADMIN_ID = 1_000_000
@@ -182,9 +183,46 @@ class ServiceUnderTest:
     # create_body(n) is the n-th of as many bodies as a test needs, none conflicting with another.
     create_path: str
     create_body: Callable[[int], Mapping[str, Any]]
+    # A PATCH body of what create_path creates; change_body(n) the n-th of as many different
+    # changes as a test needs.
+    change_body: Callable[[int], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A resource just created, at version 1 (its ETag "1"), and the changes a PATCH may make
+    to it: change(n) is the n-th of as many different ones as a test needs."""
+
+    location: str
+    change: Callable[[int], Mapping[str, Any]]
+
+
+def app_under_test(
+    create_app: Callable[[S], FastAPI],
+    settings_class: Callable[..., S],
+    token_issuer: TokenIssuer,
+    **settings: Any,
+) -> Callable[[str], FastAPI]:
+    """A ServiceUnderTest's create_app: the app on a database URL, its settings those of every
+    service under test (the test environment, tokens of `token_issuer`, the tests' metrics
+    credential) and `settings`."""
+
+    def create_test_app(database_url: str) -> FastAPI:
+        return create_app(
+            settings_class(
+                database_url=database_url,
+                environment="test",
+                auth_jwks_url=token_issuer.jwks_url,
+                metrics_token=TEST_METRICS_TOKEN,
+                **settings,
+            )
+        )
+
+    return create_test_app
 
 
 _TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
+_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -201,6 +239,17 @@ class StatementLog:
     def queries(self) -> list[str]:
         """The statements other than transaction control (BEGIN, COMMIT, ROLLBACK, ...)."""
         return [sql for sql in self.statements if not _TRANSACTION_CONTROL.match(sql)]
+
+    def touched(self, metadata: MetaData) -> list[tuple[str, set[str]]]:
+        """What each query does (its first keyword: SELECT, INSERT, ...) and the tables of
+        `metadata` it names, in order: facts of the request, unchanged by how SQLAlchemy lays a
+        statement out, quotes, aliases or binds it."""
+        tables = set(metadata.tables)
+        touched = []
+        for sql in self.queries:
+            words = _WORD.findall(sql)
+            touched.append((words[0].upper(), set(words) & tables))
+        return touched
 
 
 @contextmanager

@@ -2,15 +2,17 @@
 
 A service's access tests keep what is theirs (the table, the data they seed, how they read what
 is stored); this module holds what every such table needs: the roles, a call and the statuses it
-gets, the app's own route table to hold the table against, and a client per role.
+gets, the app's own route table to hold the table against, a client per role, and the tests of
+a table whose every refused call leaves what is stored as it was (AccessMatrix).
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -90,6 +92,14 @@ class Call:
             data=filled(self.data, ids),
             params=filled(self.params, ids),
         )
+
+
+# The routes of every process, which every table holds: probes for anyone, metrics for scrapers.
+EVERY_PROCESS = {
+    "GET /health/live": Call("GET", "/health/live", anyones(200)),
+    "GET /health/ready": Call("GET", "/health/ready", anyones(200)),
+    "GET /metrics": Call("GET", "/metrics", metrics_scrapers()),
+}
 
 
 def routes_of(app: FastAPI) -> dict[str, APIRoute]:
@@ -172,3 +182,60 @@ async def role_clients(
             role: await stack.enter_async_context(asgi_client(app, headers=headers[role]))
             for role in ROLES
         }
+
+
+class AccessMatrix:
+    """The tests of a service's access table, for a class of its suite to inherit
+    (`class TestAccess(AccessMatrix)`), which names the table (`expected`), the app's `routes`,
+    the ids of the owner and of another user, and how to read what is `stored`. The class's
+    module provides `seeded`: a fixture of the ids the table's `{name}`s stand for.
+    """
+
+    expected: ClassVar[Mapping[str, Call]]
+    routes: ClassVar[Mapping[str, APIRoute]]
+    owner_id: ClassVar[int]
+    other_id: ClassVar[int]
+
+    @staticmethod
+    async def stored(client: httpx.AsyncClient) -> object:
+        """Everything the service holds, as an admin reads it through `client`."""
+        raise NotImplementedError
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """A test of each route of the app (`app_route`) or of the table (`route`)."""
+        if "app_route" in metafunc.fixturenames:
+            metafunc.parametrize("app_route", sorted(self.routes))
+        if "route" in metafunc.fixturenames:
+            metafunc.parametrize("route", sorted(self.expected))
+
+    def test_every_route_has_expectations(self) -> None:
+        assert_table_covers_routes(self.expected, self.routes)
+
+    def test_anonymous_callers_are_refused_exactly_where_the_rule_needs_a_token(
+        self, app_route: str
+    ) -> None:
+        assert_anonymous_refused_exactly_where_a_token_is_needed(
+            self.expected[app_route], self.routes[app_route]
+        )
+
+    @pytest.fixture
+    async def callers(
+        self, app: FastAPI, client: httpx.AsyncClient, token_issuer: TokenIssuer
+    ) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+        """A client per role, on the same app and tables as `client`."""
+        async with role_clients(
+            app, token_issuer, owner_id=self.owner_id, other_id=self.other_id
+        ) as callers:
+            yield callers
+
+    @pytest.mark.parametrize("role", ROLES)
+    async def test_access_matrix(
+        self,
+        route: str,
+        role: str,
+        seeded: dict[str, int],
+        client: httpx.AsyncClient,
+        callers: dict[str, httpx.AsyncClient],
+    ) -> None:
+        call = self.expected[route]
+        await check_call(call, role, callers[role], seeded, lambda: self.stored(client))

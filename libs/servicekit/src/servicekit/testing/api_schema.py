@@ -1,13 +1,16 @@
 """Schemathesis runs against a service's own OpenAPI schema, over real HTTP."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import schemathesis
 from fastapi import FastAPI
+from hypothesis import settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.schemas import OpenApiSchema
+
+from servicekit.testing import TokenIssuer
 
 # Values only the server issues: the cursor of a next page (from its Link header) and the
 # version a precondition names (from its ETag). No generator can make a valid one, so a
@@ -73,3 +76,20 @@ def call_and_validate(
     """
     _as_a_client_would_send(case)
     case.call_and_validate(base_url=base_url, headers=headers)
+
+
+def schema_test(app: FastAPI, rejects_schema_valid_data: Sequence[str] = ()) -> Callable[..., None]:
+    """A service's property-based test, for its suite to collect under a name of its own:
+    requests generated from `app`'s OpenAPI schema (read from the app object; checked as
+    checks_config says), sent as an admin to the service served over real HTTP (`service_url`),
+    each answer validated with every check.
+    """
+
+    def test(case: schemathesis.Case[Any], service_url: str, token_issuer: TokenIssuer) -> None:
+        call_and_validate(case, service_url, token_issuer.admin_headers())
+
+    schema = schema_of(app, rejects_schema_valid_data)
+    generated: Callable[..., None] = schema.parametrize()(
+        settings(max_examples=40, deadline=None)(test)
+    )
+    return generated

@@ -1,8 +1,13 @@
-"""Behaviour every service promises, as tests a service's suite imports by name.
+"""Behaviour every service promises, as tests every service's suite collects with one import,
+in its tests/test_<service>_contracts.py:
 
-    from servicekit.testing.contracts import test_models_and_migrations_do_not_drift
+    from servicekit.testing.contracts import *
 
-They use the `service` fixture of the importing suite's conftest.py.
+They use the `service` fixture of the suite's conftest.py; the Idempotency-Key contracts
+(servicekit.testing.idempotency) come with them. Those of a resource that carries a version run
+on the `versioned` fixture: servicekit's plugin makes it from the service's create_path, and a
+suite with other such resources overrides it. The few whose cases are routes only the service
+can name take them from that module (see pytest_generate_tests).
 """
 
 import asyncio
@@ -10,7 +15,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from servicekit.testing import (
     Scrape,
     ServiceUnderTest,
     TokenIssuer,
+    Versioned,
     asgi_client,
     database_of,
     libpq_url,
@@ -38,6 +44,7 @@ from servicekit.testing import (
     scrape,
 )
 from servicekit.testing.expand_contract import unmarked_contract_steps
+from servicekit.testing.idempotency import *  # noqa: F403 - contracts of every service too
 from servicekit.testing.plugin import UNREACHABLE_DATABASE, MakeDatabase
 
 REQUEST_COUNT = "http_server_request_duration_seconds_count"
@@ -256,6 +263,88 @@ async def test_the_metrics_report_readiness_and_every_connection_pool(
     assert metrics.value("service_ready") == 1
     pools = metrics.labels("db_pool_max_connections", "pool")
     assert pools == ({"orm", "reads"} if on_postgres else {"orm"})
+
+
+async def test_requests_that_need_the_database_are_503_when_it_is_down(
+    no_database: httpx.AsyncClient, method: str, path: str, body: object
+) -> None:
+    response = await no_database.request(method, path, json=body)
+
+    assert response.status_code == 503
+    assert response.json() == {"detail": "database unavailable"}
+
+
+async def test_405_lists_every_method_the_resource_supports(
+    client: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path)
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+
+
+# Ids outside the range of the id column are refused (422); what is no id matches no route (404).
+@pytest.mark.parametrize(
+    ("resource_id", "status"),
+    [
+        ("0", 422),
+        ("2147483648", 422),
+        ("99999999999999999999", 422),
+        ("-1", 404),
+        ("abc", 404),
+        ("1.5", 404),
+    ],
+)
+async def test_ids_outside_the_id_range_are_422_and_paths_that_are_no_id_404(
+    client: httpx.AsyncClient, versioned: Versioned, resource_id: str, status: int
+) -> None:
+    collection = versioned.location.rsplit("/", 1)[0]
+
+    assert (await client.get(f"{collection}/{resource_id}")).status_code == status
+
+
+async def test_get_with_current_etag_in_if_none_match_is_304(
+    client: httpx.AsyncClient, versioned: Versioned
+) -> None:
+    response = await client.get(versioned.location, headers={"If-None-Match": '"1"'})
+
+    assert response.status_code == 304
+    assert response.headers["ETag"] == '"1"'
+
+
+async def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(
+    client: httpx.AsyncClient, versioned: Versioned
+) -> None:
+    changed = await client.patch(versioned.location, json=versioned.change(1))
+
+    response = await client.patch(
+        versioned.location, json=versioned.change(2), headers={"If-Match": '"1"'}
+    )
+
+    assert changed.status_code == 200, changed.text
+    assert response.status_code == 412
+    assert (await client.get(versioned.location)).json() == changed.json()
+
+
+async def test_patch_with_the_current_if_match_applies(
+    client: httpx.AsyncClient, versioned: Versioned
+) -> None:
+    response = await client.patch(
+        versioned.location, json=versioned.change(1), headers={"If-Match": '"1"'}
+    )
+
+    assert (response.status_code, response.json()["version"]) == (200, 2)
+
+
+async def test_delete_with_a_stale_if_match_is_412_and_deletes_nothing(
+    client: httpx.AsyncClient, versioned: Versioned
+) -> None:
+    assert (await client.patch(versioned.location, json=versioned.change(1))).status_code == 200
+
+    response = await client.delete(versioned.location, headers={"If-Match": '"1"'})
+
+    assert response.status_code == 412
+    assert (await client.get(versioned.location)).status_code == 200
 
 
 async def test_unknown_routes_use_the_error_model(client: httpx.AsyncClient) -> None:
@@ -539,3 +628,30 @@ async def test_the_migration_to_never_reuse_ids_keeps_every_row(
 
     assert read_again == kept
     assert created not in locations
+
+
+# The contracts whose cases only the service can name: the list of them the module that runs the
+# contracts defines, and what each case gives.
+_SERVICE_CASES: dict[Callable[..., Any], tuple[str, tuple[str, ...]]] = {
+    # (method, path, JSON body): requests the service answers from its database.
+    test_requests_that_need_the_database_are_503_when_it_is_down: (
+        "NEED_THE_DATABASE",
+        ("method", "path", "body"),
+    ),
+    # (method, path, Allow): a method a resource does not support, and those it does.
+    test_405_lists_every_method_the_resource_supports: (
+        "UNSUPPORTED_METHODS",
+        ("method", "path", "allow"),
+    ),
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test of each contract that takes the service's cases for each case its module lists."""
+    if metafunc.function in _SERVICE_CASES:
+        cases, argnames = _SERVICE_CASES[metafunc.function]
+        metafunc.parametrize(argnames, getattr(metafunc.module, cases))
+
+
+# What `import *` collects: every contract, and the hook that gives some of them their cases.
+__all__ = ["pytest_generate_tests", *(name for name in dict(globals()) if name.startswith("test_"))]

@@ -1,5 +1,6 @@
-"""Idempotency-Key behaviour every service promises, as tests a service's suite imports by name
-(servicekit.testing.contracts says how). They create at the service's `create_path`.
+"""Idempotency-Key behaviour every service promises, as tests a service's suite collects with
+the other contracts (servicekit.testing.contracts says how). They create at the service's
+`create_path`. sent_twice and assert_replayed serve the tests of the other routes that take a key.
 """
 
 import asyncio
@@ -42,6 +43,24 @@ def answer_of(response: httpx.Response) -> tuple[int, bytes, dict[str, str | Non
     )
 
 
+async def sent_twice(
+    client: httpx.AsyncClient, path: str, body: Any, again: Any = None, *, key: str | None = None
+) -> tuple[httpx.Response, httpx.Response]:
+    """POST `body` to `path`, then `again` (`body` once more unless given), with one key (a new
+    one unless given)."""
+    key = key or new_key()
+    first = await client.post(path, json=body, headers={KEY: key})
+    repeated = await client.post(path, json=body if again is None else again, headers={KEY: key})
+    return first, repeated
+
+
+def assert_replayed(first: httpx.Response, repeated: httpx.Response, status: int = 201) -> None:
+    """The first attempt was applied (`status`); the repeat got its answer, marked as replayed."""
+    assert first.status_code == status, first.text
+    assert answer_of(repeated) == answer_of(first)
+    assert (first.headers.get(REPLAYED), repeated.headers.get(REPLAYED)) == (None, "true")
+
+
 async def _rows(service: ServiceUnderTest, client: httpx.AsyncClient) -> list[dict[str, Any]]:
     listed = await client.get(service.create_path, params={"limit": 100})
     assert listed.status_code == 200, listed.text
@@ -64,14 +83,9 @@ async def _create(
 async def test_a_create_repeated_with_its_key_is_applied_once_and_answered_alike(
     service: ServiceUnderTest, client: httpx.AsyncClient
 ) -> None:
-    key = new_key()
+    first, repeated = await sent_twice(client, service.create_path, service.create_body(1))
 
-    first = await _create(service, client, 1, key)
-    repeated = await _create(service, client, 1, key)
-
-    assert first.status_code == 201, first.text
-    assert answer_of(repeated) == answer_of(first)
-    assert (first.headers.get(REPLAYED), repeated.headers.get(REPLAYED)) == (None, "true")
+    assert_replayed(first, repeated)
     assert len(await _rows(service, client)) == 1
 
 
@@ -92,10 +106,9 @@ async def test_the_path_without_its_trailing_slash_is_the_same_request(
 async def test_a_key_repeated_with_another_body_is_422_and_applies_nothing(
     service: ServiceUnderTest, client: httpx.AsyncClient
 ) -> None:
-    key = new_key()
-    first = await _create(service, client, 1, key)
-
-    other = await _create(service, client, 2, key)
+    first, other = await sent_twice(
+        client, service.create_path, service.create_body(1), service.create_body(2)
+    )
 
     assert first.status_code == 201, first.text
     assert other.status_code == 422
@@ -250,3 +263,7 @@ async def test_every_create_documents_the_key(app: FastAPI) -> None:
     for path, operation in creates:
         headers = [p["name"] for p in operation.get("parameters", []) if p["in"] == "header"]
         assert KEY in headers, path
+
+
+# What `import *` collects (servicekit.testing.contracts re-exports it): the tests.
+__all__ = [name for name in dict(globals()) if name.startswith("test_")]

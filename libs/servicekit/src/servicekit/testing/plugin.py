@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, make_url
 from servicekit.testing import (
     ServiceUnderTest,
     TokenIssuer,
+    Versioned,
     asgi_client,
     database_of,
     libpq_url,
@@ -203,3 +204,12 @@ async def no_database(
     app = service.create_app(UNREACHABLE_DATABASE)
     async with running(app), asgi_client(app, headers=token_issuer.admin_headers()) as client:
         yield client
+
+
+@pytest.fixture
+async def versioned(service: ServiceUnderTest, client: httpx.AsyncClient) -> Versioned:
+    """A resource of the service that carries a version, just created: what its create_path
+    creates, unless the suite overrides this fixture (with one for each such resource, say)."""
+    created = await client.post(service.create_path, json=service.create_body(1))
+    assert created.status_code == 201, created.text
+    return Versioned(created.headers["Location"], service.change_body)
