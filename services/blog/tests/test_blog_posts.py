@@ -130,13 +130,6 @@ async def test_a_body_that_is_not_json_is_422(client: httpx.AsyncClient) -> None
     assert response.status_code == 422
 
 
-async def test_get_unknown_post_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/posts/999")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "post 999 not found"}
-
-
 async def test_patch_changes_only_the_fields_sent_and_bumps_the_version(
     client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
@@ -190,13 +183,6 @@ async def test_an_empty_patch_changes_nothing(
 
     assert response.status_code == 200
     assert response.json() == post
-
-
-async def test_patch_unknown_post_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.patch("/posts/999", json={"title": "Nobody's"})
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "post 999 not found"}
 
 
 async def test_delete_is_204_and_the_post_is_gone(

@@ -92,13 +92,6 @@ async def test_invalid_bodies_are_422_and_store_nothing(
     assert (await client.get("/categories/")).json() == []
 
 
-async def test_get_unknown_category_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/categories/999")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "category 999 not found"}
-
-
 async def test_patch_changes_only_the_fields_sent_and_bumps_the_version(
     client: httpx.AsyncClient, make_category: Make
 ) -> None:
@@ -276,13 +269,6 @@ async def test_category_products_are_paginated_and_sortable(
     assert len(first.json()) == 2
     assert next_link(first) is not None
     assert [row["name"] for row in rows] == ["B", "D", "C", "A"]
-
-
-async def test_products_of_an_unknown_category_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/categories/999/products")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "category 999 not found"}
 
 
 async def test_products_of_an_empty_category_is_an_empty_list(

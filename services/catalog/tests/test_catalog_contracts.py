@@ -18,6 +18,20 @@ NEED_THE_DATABASE = [
     ("DELETE", "/categories/1", None),
     ("GET", "/products/?q=lamp&sort_by=price", None),
 ]
+# Requests about a resource that does not exist (method, path, JSON body, the 404's detail).
+MISSING = [
+    ("GET", "/categories/999", None, "category 999 not found"),
+    ("GET", "/categories/999/products", None, "category 999 not found"),
+    ("GET", "/products/999", None, "product 999 not found"),
+    ("GET", "/products/999/images", None, "product 999 not found"),
+    (
+        "POST",
+        "/products/999/images",
+        {"image_url": "https://img.example/lamp.jpg"},
+        "product 999 not found",
+    ),
+    ("POST", "/products/999/stock-adjustments", {"delta": -1}, "product 999 not found"),
+]
 # A method each resource does not support, and the Allow header of its 405.
 UNSUPPORTED_METHODS = [
     ("PUT", "/products/1", "GET, HEAD, PATCH, DELETE"),

@@ -117,13 +117,6 @@ async def test_unknown_fields_are_422(client: httpx.AsyncClient, product: Body) 
     assert response.status_code == 422
 
 
-async def test_images_of_an_unknown_product_are_404(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/products/999/images")).status_code == 404
-    response = await client.post("/products/999/images", json={"image_url": URL})
-    assert response.status_code == 404
-    assert response.json() == {"detail": "product 999 not found"}
-
-
 async def test_a_new_primary_image_makes_the_previous_one_ordinary(
     client: httpx.AsyncClient, product: Body
 ) -> None:

@@ -179,13 +179,6 @@ async def test_required_fields_are_required(
     assert response.json()["detail"][0]["loc"] == ["body", missing]
 
 
-async def test_get_unknown_product_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/products/999")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "product 999 not found"}
-
-
 async def test_patch_changes_only_the_fields_sent_and_bumps_the_version(
     client: httpx.AsyncClient, make_product: Make
 ) -> None:

@@ -101,13 +101,6 @@ async def test_unknown_fields_are_422(client: httpx.AsyncClient, make_product: M
     assert response.status_code == 422
 
 
-async def test_adjusting_an_unknown_product_is_404(client: httpx.AsyncClient) -> None:
-    response = await adjust(client, 999, -1)
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "product 999 not found"}
-
-
 async def test_thirty_simultaneous_removals_from_a_stock_of_ten_sell_exactly_ten(
     client: httpx.AsyncClient, make_product: Make
 ) -> None:

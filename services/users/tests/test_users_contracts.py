@@ -8,6 +8,10 @@ NEED_THE_DATABASE = [
     ("DELETE", "/users/1", None),
     ("GET", "/users/stats", None),
 ]
+# Requests about a resource that does not exist (method, path, JSON body, the 404's detail).
+MISSING = [
+    ("GET", "/users/999", None, "user 999 not found"),
+]
 # A method each resource does not support, and the Allow header of its 405.
 UNSUPPORTED_METHODS = [
     ("PUT", "/users/1", "GET, HEAD, PATCH, DELETE"),

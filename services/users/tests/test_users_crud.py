@@ -123,13 +123,6 @@ async def test_names_are_trimmed(client: httpx.AsyncClient) -> None:
     assert user["name"] == "Alice"
 
 
-async def test_get_unknown_user_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.get("/users/999")
-
-    assert response.status_code == 404
-    assert response.json() == {"detail": "user 999 not found"}
-
-
 async def test_patch_changes_only_the_fields_sent_and_bumps_the_version(
     client: httpx.AsyncClient,
 ) -> None:

@@ -283,6 +283,15 @@ async def test_405_lists_every_method_the_resource_supports(
     assert response.headers["Allow"] == allow
 
 
+async def test_what_does_not_exist_is_404_naming_it(
+    client: httpx.AsyncClient, method: str, path: str, body: object, detail: str
+) -> None:
+    response = await client.request(method, path, json=body)
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": detail}
+
+
 # Ids outside the range of the id column are refused (422); what is no id matches no route (404).
 @pytest.mark.parametrize(
     ("resource_id", "status"),
@@ -637,6 +646,11 @@ _SERVICE_CASES: dict[Callable[..., Any], tuple[str, tuple[str, ...]]] = {
     test_requests_that_need_the_database_are_503_when_it_is_down: (
         "NEED_THE_DATABASE",
         ("method", "path", "body"),
+    ),
+    # (method, path, JSON body, detail): requests about a resource that does not exist.
+    test_what_does_not_exist_is_404_naming_it: (
+        "MISSING",
+        ("method", "path", "body", "detail"),
     ),
     # (method, path, Allow): a method a resource does not support, and those it does.
     test_405_lists_every_method_the_resource_supports: (
