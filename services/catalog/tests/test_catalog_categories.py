@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servicekit.testing import next_link, walk
+from servicekit.testing import created, next_link, walk
 
 Body = dict[str, Any]
 Make = Callable[..., Awaitable[Body]]
@@ -19,15 +19,9 @@ async def test_create_returns_201_with_location_etag_and_the_category(
         "/categories/", json={"name": "Books", "description": "Paper and ink"}
     )
 
-    assert response.status_code == 201
-    body = response.json()
+    body = await created(client, response, "/categories/")
     assert body["name"] == "Books"
     assert body["description"] == "Paper and ink"
-    assert body["version"] == 1
-    assert str(body["created_at"]).endswith(("+00:00", "Z"))
-    assert response.headers["Location"] == f"/categories/{body['id']}"
-    assert response.headers["ETag"] == '"1"'
-    assert (await client.get(f"/categories/{body['id']}")).json() == body
 
 
 async def test_a_new_category_was_last_updated_when_it_was_created(

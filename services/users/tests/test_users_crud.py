@@ -6,6 +6,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from servicekit.testing import created
+
 PASSWORD = "correct horse battery"
 ALICE = {"email": "alice@example.com", "name": "Alice", "password": PASSWORD}
 
@@ -22,16 +24,10 @@ async def test_create_returns_201_with_location_etag_and_the_user(
 ) -> None:
     response = await client.post("/users/", json=ALICE)
 
-    assert response.status_code == 201
-    body = response.json()
+    body = await created(client, response, "/users/")
     assert body["email"] == "alice@example.com"
     assert body["name"] == "Alice"
     assert body["is_active"] is True
-    assert body["version"] == 1
-    assert response.headers["Location"] == f"/users/{body['id']}"
-    assert response.headers["ETag"] == '"1"'
-    stored = await client.get(f"/users/{body['id']}")
-    assert stored.json() == body
 
 
 async def test_timestamps_are_utc_and_aware(client: httpx.AsyncClient) -> None:

@@ -362,6 +362,22 @@ async def scrape(client: httpx.AsyncClient) -> Scrape:
     return Scrape.parse(response.text)
 
 
+async def created(
+    client: httpx.AsyncClient, response: httpx.Response, collection: str
+) -> dict[str, Any]:
+    """The body of a response that created a resource in `collection` ("/users/"), checked for
+    what every create answers: 201, version 1 and its ETag, a creation time in UTC, and a
+    relative Location where the same resource is read back."""
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    assert body["version"] == 1
+    assert str(body["created_at"]).endswith(("+00:00", "Z"))
+    assert response.headers["Location"] == f"{collection}{body['id']}"
+    assert response.headers["ETag"] == '"1"'
+    assert (await client.get(response.headers["Location"])).json() == body
+    return body
+
+
 def next_link(response: httpx.Response) -> str | None:
     """The URL of a response's `Link: <...>; rel="next"` header, if it has one."""
     match = re.fullmatch(r'<([^>]+)>; rel="next"', response.headers.get("Link", ""))
