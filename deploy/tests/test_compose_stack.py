@@ -116,6 +116,27 @@ def poll(deadline: float, attempt: Callable[[], T | None], what: str) -> T:
         time.sleep(0.1)
 
 
+def answered(client: httpx.Client, path: str, status: int) -> Callable[[], httpx.Response | None]:
+    """An attempt for `poll`: GET `path`, its response if it has `status`, else None."""
+
+    def attempt() -> httpx.Response | None:
+        response = client.get(path)
+        return response if response.status_code == status else None
+
+    return attempt
+
+
+def timed_503(
+    stack: Stack, gateway: httpx.Client, path: str, deadline: float, when: str
+) -> httpx.Response:
+    """The first 503 the gateway answers for `path` within `deadline` seconds from now; how long
+    it took is kept in the stack's timings as "503 <when>"."""
+    since = time.monotonic()
+    answer = poll(deadline, answered(gateway, path, 503), f"a 503 {when}")
+    stack.timings[f"503 {when}"] = time.monotonic() - since
+    return answer
+
+
 @dataclass
 class Stack:
     """A Compose project of the repository's docker-compose.yml, driven like an operator would."""
@@ -132,22 +153,19 @@ class Stack:
     def make(self, target: str) -> None:
         """`make <target>` from the repository, as an operator runs it."""
         started = time.monotonic()
-        result = subprocess.run(
-            [MAKE, "--no-print-directory", target],
-            cwd=REPOSITORY,
-            env=self.environment,
-            capture_output=True,
-            text=True,
-            timeout=MAKE_TIMEOUT,
-            check=False,
-        )
+        result = self._run([MAKE, "--no-print-directory", target])
         self.timings[f"make {target} #{len(self.timings)}"] = time.monotonic() - started
         assert result.returncode == 0, f"make {target} failed:\n{result.stdout}\n{result.stderr}"
 
     def run_compose(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         """Run the Compose command on this project, whatever its exit status."""
+        return self._run([*self.compose_command, *arguments])
+
+    def _run(self, command: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run `command` from the repository in the project's environment, whatever its exit
+        status."""
         return subprocess.run(
-            [*self.compose_command, *arguments],
+            command,
             cwd=REPOSITORY,
             env=self.environment,
             capture_output=True,
@@ -618,25 +636,16 @@ def test_a_stopped_service_is_a_503_naming_it_and_serves_again_once_started(
     }
     with stack.gateway() as gateway:
         docker("stop", users)
-        stopped = time.monotonic()
-
-        def service_unavailable() -> httpx.Response | None:
-            response = gateway.get(user_path)
-            return response if response.status_code == 503 else None
-
-        answer = poll(SERVICE_DOWN_DEADLINE, service_unavailable, "a 503 for stopped users")
-        stack.timings["503 after users stopped"] = time.monotonic() - stopped
+        answer = timed_503(stack, gateway, user_path, SERVICE_DOWN_DEADLINE, "after users stopped")
         assert stack.timings["503 after users stopped"] <= SERVICE_DOWN_DEADLINE
         assert "users" in answer.json()["detail"]
         assert expect(gateway.get(category_path), 200) == acknowledged[category_path]
 
         stack.compose("start", "users")
 
-        def served_again() -> httpx.Response | None:
-            response = gateway.get(user_path)
-            return response if response.status_code == 200 else None
-
-        served = poll(RECOVERY_DEADLINE, served_again, "users served again once started")
+        served = poll(
+            RECOVERY_DEADLINE, answered(gateway, user_path, 200), "users served again once started"
+        )
         assert served.json() == acknowledged[user_path]
     assert {
         container: started
@@ -653,13 +662,9 @@ def test_a_killed_database_makes_its_service_unready_until_it_is_back(
     with stack.gateway() as gateway:
         docker("kill", database)
 
-        def service_unavailable() -> httpx.Response | None:
-            response = gateway.get(user_path)
-            return response if response.status_code == 503 else None
-
-        killed = time.monotonic()
-        answer = poll(DATABASE_DOWN_DEADLINE, service_unavailable, "a 503 without users-db")
-        stack.timings["503 after users-db killed"] = time.monotonic() - killed
+        answer = timed_503(
+            stack, gateway, user_path, DATABASE_DOWN_DEADLINE, "after users-db killed"
+        )
         assert answer.json() == {"detail": "database unavailable"}
         own_probe = exec_python(stack.container("users"), READINESS_PROBE, "8001")
         assert json.loads(own_probe.stdout) == {
@@ -672,11 +677,11 @@ def test_a_killed_database_makes_its_service_unready_until_it_is_back(
 
         stack.compose("start", "users-db")
 
-        def served_again() -> httpx.Response | None:
-            response = gateway.get(user_path)
-            return response if response.status_code == 200 else None
-
-        served = poll(RECOVERY_DEADLINE, served_again, "users served again with users-db back")
+        served = poll(
+            RECOVERY_DEADLINE,
+            answered(gateway, user_path, 200),
+            "users served again with users-db back",
+        )
         assert served.json() == acknowledged[user_path]
         assert expect(gateway.get("/health/ready"), 200)["status"] == "ok"
     assert_still_there(stack, acknowledged)

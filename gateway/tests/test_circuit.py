@@ -1,5 +1,7 @@
 """The circuit's states, driven by calls' outcomes, readiness checks and a clock of the test's."""
 
+from collections.abc import Callable
+
 import pytest
 
 from gateway_service.circuit import Admission, Circuit, CircuitState
@@ -73,14 +75,34 @@ def test_an_open_circuit_refuses_calls_until_its_cooldown_is_over(
     assert circuit.current_state() is CircuitState.HALF_OPEN
 
 
-def test_retry_after_is_the_rest_of_the_cooldown_in_whole_seconds(
-    circuit: Circuit, clock: Clock
+@pytest.mark.parametrize(
+    ("report", "seconds", "at_the_start", "then"),
+    [
+        pytest.param(
+            Circuit.retry_after, 2.5, 10, 8, id="retry-after-is-the-rest-in-whole-seconds"
+        ),
+        pytest.param(
+            Circuit.current_state,
+            10,
+            CircuitState.OPEN,
+            CircuitState.HALF_OPEN,
+            id="its-current-state-is-half-open-past-the-cooldown",
+        ),
+    ],
+)
+def test_what_an_open_circuit_reports_as_its_cooldown_passes(
+    circuit: Circuit,
+    clock: Clock,
+    report: Callable[[Circuit], object],
+    seconds: float,
+    at_the_start: object,
+    then: object,
 ) -> None:
     open_it(circuit)
-    at_the_start = circuit.retry_after()
-    clock.now += 2.5
+    reported_at_the_start = report(circuit)
+    clock.now += seconds
 
-    assert (at_the_start, circuit.retry_after()) == (10, 8)
+    assert (reported_at_the_start, report(circuit)) == (at_the_start, then)
 
 
 def test_a_half_open_circuit_lets_only_its_trial_calls_through(
@@ -179,13 +201,3 @@ def test_ending_the_cooldown_of_a_closed_circuit_changes_nothing(circuit: Circui
     circuit.end_cooldown()
 
     assert circuit.current_state() is CircuitState.CLOSED
-
-
-def test_its_current_state_shows_an_open_circuit_past_its_cooldown_as_half_open(
-    circuit: Circuit, clock: Clock
-) -> None:
-    open_it(circuit)
-    while_cooling = circuit.current_state()
-    clock.now += 10
-
-    assert (while_cooling, circuit.current_state()) == (CircuitState.OPEN, CircuitState.HALF_OPEN)

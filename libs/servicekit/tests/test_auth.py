@@ -273,25 +273,19 @@ def test_a_principal_may_act_for_itself_and_an_admin_for_anyone() -> None:
 # Access rules.
 
 
-def test_a_route_without_an_access_rule_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("rules", "refusal"),
+    [([], "declares no access rule"), ([PUBLIC, ADMIN_ONLY], "declares more than one access rule")],
+    ids=["without-a-rule", "with-two-rules"],
+)
+def test_a_route_without_exactly_one_access_rule_is_refused(rules: list[Any], refusal: str) -> None:
     app = FastAPI()
 
-    @app.get("/forgotten")
-    async def forgotten() -> None:
+    @app.get("/route", dependencies=rules)
+    async def route() -> None:
         return None
 
-    with pytest.raises(RuntimeError, match=r"/forgotten declares no access rule"):
-        require_access_rules(app.routes)
-
-
-def test_a_route_with_two_access_rules_is_refused() -> None:
-    app = FastAPI()
-
-    @app.get("/both", dependencies=[PUBLIC, ADMIN_ONLY])
-    async def both() -> None:
-        return None
-
-    with pytest.raises(RuntimeError, match=r"/both declares more than one access rule"):
+    with pytest.raises(RuntimeError, match=f"/route {refusal}"):
         require_access_rules(app.routes)
 
 

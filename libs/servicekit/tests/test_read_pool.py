@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import pytest
@@ -52,6 +52,21 @@ async def _queued_acquire(pool: ReadPool) -> "asyncio.Future[PooledConnection]":
     return caller
 
 
+class Queued(NamedTuple):
+    """A pool whose one connection is lent (`held`), and a caller waiting for it."""
+
+    pool: ReadPool
+    held: PooledConnection
+    waiting: "asyncio.Future[PooledConnection]"
+
+
+@pytest.fixture
+async def queued(make_read_pool: MakeReadPool) -> Queued:
+    pool = make_read_pool(pool_timeout=HANG)
+    held = await pool.acquire()
+    return Queued(pool, held, await _queued_acquire(pool))
+
+
 async def _borrowed_pid(pool: ReadPool) -> int:
     connection = await pool.acquire()
     try:
@@ -96,12 +111,8 @@ async def test_when_every_connection_is_lent_a_caller_waits_then_times_out(
     assert pool.opened == 1
 
 
-async def test_a_waiting_caller_is_given_the_connection_returned(
-    make_read_pool: MakeReadPool,
-) -> None:
-    pool = make_read_pool(pool_timeout=HANG)
-    held = await pool.acquire()
-    waiting = await _queued_acquire(pool)
+async def test_a_waiting_caller_is_given_the_connection_returned(queued: Queued) -> None:
+    pool, held, waiting = queued
 
     await pool.release(held)
     given = await asyncio.wait_for(waiting, HANG)
@@ -111,12 +122,8 @@ async def test_a_waiting_caller_is_given_the_connection_returned(
     assert pool.opened == 1
 
 
-async def test_a_caller_that_stops_waiting_takes_nothing_with_it(
-    make_read_pool: MakeReadPool,
-) -> None:
-    pool = make_read_pool(pool_timeout=HANG)
-    held = await pool.acquire()
-    waiting = await _queued_acquire(pool)
+async def test_a_caller_that_stops_waiting_takes_nothing_with_it(queued: Queued) -> None:
+    pool, held, waiting = queued
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -274,11 +281,9 @@ async def test_the_next_read_after_the_server_comes_back_reconnects(
 
 
 async def test_a_waiting_caller_opens_the_place_of_a_connection_that_was_closed(
-    make_read_pool: MakeReadPool,
+    queued: Queued,
 ) -> None:
-    pool = make_read_pool(pool_timeout=HANG)
-    held = await pool.acquire()
-    waiting = await _queued_acquire(pool)
+    pool, held, waiting = queued
     await held.driver.execute("BEGIN")  # so it is closed when returned
 
     await pool.release(held)

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -261,22 +261,45 @@ async def test_each_listed_post_carries_its_tags(
     ]
 
 
+class OneAuthorAndFifty(NamedTuple):
+    """What a read of posts answers for author 1 alone, then for authors 1 to 50, and the
+    statements each read cost."""
+
+    one: list[dict[str, Any]]
+    fifty: list[dict[str, Any]]
+    statements_for_one: int
+    statements_for_fifty: int
+
+
+async def read_for_one_author_then_fifty(
+    app: FastAPI, client: httpx.AsyncClient, add: Callable[[range], Awaitable[None]], query: str
+) -> OneAuthorAndFifty:
+    """`GET /posts/?<author_ids>&<query>` for author 1 once `add` stored its posts, then for
+    authors 1 to 50 once `add` stored the others'."""
+    database = database_of(app)
+    await add(range(1, 2))
+    with count_statements(database) as one:
+        for_one = (await client.get(f"/posts/?author_id=1&{query}")).json()
+    await add(range(2, 51))
+    authors = "&".join(f"author_id={i}" for i in range(1, 51))
+    with count_statements(database) as fifty:
+        for_fifty = (await client.get(f"/posts/?{authors}&{query}")).json()
+    return OneAuthorAndFifty(for_one, for_fifty, one.count, fifty.count)
+
+
 async def test_a_page_of_50_authors_costs_the_statements_of_one(
     app: FastAPI, client: httpx.AsyncClient, create_post: CreatePost
 ) -> None:
-    database = database_of(app)
-    await create_post(author_id=1, tags=["a", "b"])
-    with count_statements(database) as one:
-        assert len((await client.get("/posts/?author_id=1&limit=100")).json()) == 1
-    for author_id in range(2, 51):
-        await create_post(author_id=author_id, tags=["a", f"tag{author_id}"])
-    authors = "&".join(f"author_id={i}" for i in range(1, 51))
-    with count_statements(database) as fifty:
-        page = (await client.get(f"/posts/?{authors}&limit=100")).json()
+    async def add_posts_with_two_tags(author_ids: range) -> None:
+        for author_id in author_ids:
+            await create_post(author_id=author_id, tags=["a", f"tag{author_id}"])
 
-    assert len(page) == 50
-    assert all(len(post["tags"]) == 2 for post in page)
-    assert one.count == fifty.count
+    read = await read_for_one_author_then_fifty(app, client, add_posts_with_two_tags, "limit=100")
+
+    assert len(read.one) == 1
+    assert len(read.fifty) == 50
+    assert all(len(post["tags"]) == 2 for post in read.fifty)
+    assert read.statements_for_one == read.statements_for_fifty
 
 
 # The batch the gateway composes users-with-posts from: the newest k posts of each author.
@@ -483,19 +506,16 @@ async def add_posts(app: FastAPI, author_ids: range, per_author: int) -> None:
 async def test_per_author_for_50_authors_costs_the_statements_of_one(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    database = database_of(app)
-    await add_posts(app, range(1, 2), per_author=12)
-    with count_statements(database) as one:
-        assert len((await client.get("/posts/?author_id=1&per_author=11")).json()) == 11
-    await add_posts(app, range(2, 51), per_author=12)
-    authors = "&".join(f"author_id={i}" for i in range(1, 51))
-    with count_statements(database) as fifty:
-        batch = (await client.get(f"/posts/?{authors}&per_author=11")).json()
+    async def add_twelve_posts_each(author_ids: range) -> None:
+        await add_posts(app, author_ids, per_author=12)
 
+    read = await read_for_one_author_then_fifty(app, client, add_twelve_posts_each, "per_author=11")
+
+    assert len(read.one) == 11
     # 550 posts: more than one IN-list's worth, should tags be loaded by chunks of ids.
-    assert len(batch) == 550
-    assert all(len(post["tags"]) == 1 for post in batch)
-    assert one.count == fifty.count
+    assert len(read.fifty) == 550
+    assert all(len(post["tags"]) == 1 for post in read.fifty)
+    assert read.statements_for_one == read.statements_for_fifty
 
 
 async def backdate(app: FastAPI, post_id: int, days: int) -> None:
