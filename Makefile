@@ -45,10 +45,12 @@ admin: migrate  ## Create an admin, or make an existing user one: make admin EMA
 run: migrate  ## Run the services in the foreground (Ctrl-C stops them all)
 	@$(UV) run --frozen --no-sync honcho --no-prefix start --procfile Procfile
 
-# promtool checks the Prometheus configuration and alert rules (deploy/monitoring). Installing it
-# needs root: without it, its tests skip (fail with CI=true) and say why.
+# promtool checks the Prometheus configuration and alert rules (deploy/monitoring); nginx is the
+# bench's reverse proxy, whose own tests run here. Installing them needs root: without them, their
+# tests skip (fail with CI=true) and say why.
 test: install  ## Run every project's tests (Postgres via TEST_DATABASE_URL or testcontainers)
 	@scripts/install-promtool || true
+	@scripts/install-bench-tools || true
 	@$(UV) run --frozen --no-sync pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff check, ruff format --check, mypy --strict per project
