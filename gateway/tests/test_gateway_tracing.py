@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,19 @@ class TracedSystem:
     gateway_log: Path
     services: Mapping[str, ServiceProcess]
 
+    def log_lines(self, request_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The gateway's and users' log lines of one request, by process."""
+        logs = {"gateway": self.gateway_log, "users": self.services["users"].log_file}
+        return {
+            process: [
+                line
+                for line in map(json.loads, filter(None, log.read_text().splitlines()))
+                if line.get("request_id") == request_id
+            ]
+            for process, log in logs.items()
+            if log is not None
+        }
+
 
 @pytest.fixture(scope="module")
 def traced(
@@ -45,6 +59,7 @@ def traced(
             "OTEL_BSP_SCHEDULE_DELAY": "20",  # milliseconds: spans reach the test soon
         }
         processes = make_services("traced", tracing, names=("users", "blog"))
+        processes["users"].log_file = tmp_path_factory.mktemp("users") / "stderr.log"
         with started(processes):
             log = tmp_path_factory.mktemp("gateway") / "stderr.log"
             users, blog = processes["users"].url, processes["blog"].url
@@ -223,3 +238,41 @@ def test_the_callers_sampling_decision_holds_in_every_process_and_probes_are_not
     assert {line.get("trace_id") for line in lines if line.get("request_id") == request_id} == {
         not_sampled
     }
+
+
+def test_a_request_its_caller_did_not_sample_runs_in_the_callers_context_in_every_process(
+    traced: TracedSystem,
+) -> None:
+    trace_id, caller = "5" * 32, "6" * 16
+
+    answer = traced.gateway.get("/users/", headers={"traceparent": f"00-{trace_id}-{caller}-00"})
+    lines = traced.log_lines(answer.headers["X-Request-ID"])
+
+    assert answer.status_code == 200
+    # Neither process made a span of its own (it would record nothing): both logged, and the
+    # gateway passed on, the caller's context as it came.
+    assert lines["gateway"]
+    assert lines["users"]
+    for line in lines["gateway"] + lines["users"]:
+        assert (line["trace_id"], line["span_id"]) == (trace_id, caller)
+
+
+def test_a_traceparent_that_is_not_well_formed_starts_a_trace_of_its_own(
+    traced: TracedSystem,
+) -> None:
+    # Upper-case hex is not W3C trace context: ignored, as if none had been sent.
+    malformed = f"00-{'A' * 32}-{'6' * 16}-00"
+
+    answer = traced.gateway.get("/users/", headers={"traceparent": malformed})
+    [line, *_] = traced.log_lines(answer.headers["X-Request-ID"])["gateway"]
+    spans = traced.receiver.wait_for(
+        lambda spans: any(s.trace_id == line["trace_id"] and s.kind == SERVER for s in spans)
+    )
+    root = _server_span(
+        [s for s in spans if s.trace_id == line["trace_id"]], "gateway", "GET /users/"
+    )
+
+    assert answer.status_code == 200
+    assert line["trace_id"] != "a" * 32
+    assert root is not None
+    assert root.parent_id == ""

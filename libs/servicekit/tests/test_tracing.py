@@ -1,8 +1,19 @@
-"""Which environments turn tracing on: only the standard OTEL_* variables decide."""
+"""Which environments turn tracing on (only the standard OTEL_* variables decide), and what
+the trace context of a request that is not sampled costs and carries."""
 
+import httpx
 import pytest
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 
-from servicekit.tracing import configure_tracing, exporters_requested
+from servicekit.tracing import (
+    TracedTransport,
+    configure_tracing,
+    drops_unsampled_callers,
+    exporters_requested,
+)
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
 
@@ -42,3 +53,65 @@ def test_an_exporter_the_process_cannot_run_stops_it_at_start_with_the_reason(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         configure_tracing("users", environment)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "drops"),
+    [
+        (ParentBased(ALWAYS_ON), True),
+        (ParentBased(TraceIdRatioBased(0.1)), True),
+        (ALWAYS_ON, False),
+        (ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON), False),
+    ],
+)
+def test_requests_skip_their_span_only_under_a_sampler_that_drops_what_callers_did_not_sample(
+    sampler: Sampler, drops: bool
+) -> None:
+    assert drops_unsampled_callers(TracerProvider(sampler=sampler)) is drops
+
+
+def _unsampled(trace_state: TraceState | None = None) -> NonRecordingSpan:
+    return NonRecordingSpan(
+        SpanContext(
+            0x5B8EFFF798038103D269B633813FC60C,
+            0xEEE19B7EC3C1B174,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.RANDOM_TRACE_ID),
+            trace_state=trace_state,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("span", "items"),
+    [
+        (_unsampled(), {}),
+        (_unsampled(TraceState([("vendor", "value")])), {}),
+        (_unsampled(), {"tenant": "a"}),
+    ],
+    ids=["plain", "trace-state", "baggage"],
+)
+async def test_a_call_in_a_trace_not_sampled_carries_the_headers_the_propagators_write(
+    span: NonRecordingSpan, items: dict[str, str]
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    current = trace.set_span_in_context(span)
+    for name, value in items.items():
+        current = baggage.set_baggage(name, value, current)
+    token = context.attach(current)
+    try:
+        transport = TracedTransport(httpx.MockTransport(answer))
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.get("http://users/users/1")
+        expected: dict[str, str] = {}
+        propagate.inject(expected)
+    finally:
+        context.detach(token)
+
+    assert expected["traceparent"] == "00-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174-02"
+    assert {name: sent[0].headers.get(name) for name in expected} == expected

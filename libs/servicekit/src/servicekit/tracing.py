@@ -16,18 +16,23 @@ start.
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 from fastapi.telemetry import TelemetryConfig
-from opentelemetry import context, propagate, trace
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.sdk.trace.sampling import ParentBased
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import Scope
 
 # Requests that are not worth a trace: probes and scrapes every few seconds, and the event
@@ -123,6 +128,44 @@ def _unsampled_child(parent: trace.Span) -> bool:
     return not parent.is_recording() and parent.get_span_context().is_valid
 
 
+def _w3c_propagation() -> bool:
+    """Whether the process propagates W3C trace context (with or without W3C baggage) alone,
+    as it does unless OTEL_PROPAGATORS names others: then `traceparent` says all of a trace."""
+    textmap = propagate.get_global_textmap()
+    propagators = textmap._propagators if isinstance(textmap, CompositePropagator) else [textmap]
+    kinds = {type(propagator) for propagator in propagators}
+    return TraceContextTextMapPropagator in kinds and kinds <= {
+        TraceContextTextMapPropagator,
+        W3CBaggagePropagator,
+    }
+
+
+def drops_unsampled_callers(provider: trace.TracerProvider) -> bool:
+    """Whether the provider's sampler records nothing of a trace its caller did not sample,
+    as every `parentbased_*` sampler does by default."""
+    sampler = getattr(provider, "sampler", None)
+    if not isinstance(sampler, ParentBased):
+        return False
+    parent = NonRecordingSpan(SpanContext(1, 1, is_remote=True, trace_flags=TraceFlags(0)))
+    decision = sampler.should_sample(trace.set_span_in_context(parent), 1, "probe").decision
+    return not decision.is_recording()
+
+
+_TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def _unsampled_parent(traceparent: bytes) -> SpanContext | None:
+    """The caller's span context when `traceparent` is a well-formed version 00 header of a
+    trace it did not sample; None for anything else, left to the propagator."""
+    match = _TRACEPARENT.fullmatch(traceparent)
+    if match is None:
+        return None
+    trace_id, span_id, flags = (int(part, 16) for part in match.groups())
+    if flags & TraceFlags.SAMPLED or not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
+
+
 class ServerSpans:
     """A server span for each request, started from the caller's `traceparent`.
 
@@ -138,6 +181,12 @@ class ServerSpans:
         self._tracer = trace.get_tracer(_TRACER_NAME)
         self._excluded = _excluded_paths()
         self._fields = {name.encode() for name in propagate.get_global_textmap().fields}
+        # A request in a trace its caller did not sample would get a span that records
+        # nothing; with W3C propagation and a sampler that follows its callers, the caller's
+        # context is made current instead, read straight from `traceparent`.
+        self._follow_unsampled = _w3c_propagation() and drops_unsampled_callers(
+            trace.get_tracer_provider()
+        )
         token = context.attach(context.Context())
         try:
             with suppress_instrumentation():
@@ -150,11 +199,13 @@ class ServerSpans:
         span for an excluded path, whose work runs with instrumentation suppressed."""
         if scope["path"].startswith(self._excluded):
             return None, context.attach(self._suppressed)
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name in self._fields
-        }
+        headers = [(name, value) for name, value in scope["headers"] if name in self._fields]
+        if self._follow_unsampled and len(headers) == 1 and headers[0][0] == b"traceparent":
+            caller = _unsampled_parent(headers[0][1])
+            if caller is not None:
+                current = trace.set_span_in_context(NonRecordingSpan(caller), context.Context())
+                return None, context.attach(current)
+        carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
         parent = propagate.extract(carrier) if carrier else context.Context()
         span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
         if span.is_recording():
@@ -204,10 +255,12 @@ class TracedTransport(httpx.AsyncBaseTransport):
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self._transport = transport
         self._tracer = trace.get_tracer(_TRACER_NAME)
+        self._w3c = _w3c_propagation()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if _unsampled_child(trace.get_current_span()) or not is_instrumentation_enabled():
-            propagate.inject(request.headers)
+        parent = trace.get_current_span()
+        if _unsampled_child(parent) or not is_instrumentation_enabled():
+            self._inject(request, parent.get_span_context())
             return await self._transport.handle_async_request(request)
         url = request.url
         span = self._tracer.start_span(request.method, kind=SpanKind.CLIENT)
@@ -228,6 +281,17 @@ class TracedTransport(httpx.AsyncBaseTransport):
                 if response.status_code >= 400:
                     span.set_status(trace.StatusCode.ERROR)
             return response
+
+    def _inject(self, request: httpx.Request, span: SpanContext) -> None:
+        """The context's propagation headers on `request`: for a trace not sampled, with no
+        baggage or trace state, the `traceparent` the W3C propagator would write, written
+        here at a fraction of its cost."""
+        if self._w3c and span.is_valid and not span.trace_state and not baggage.get_all():
+            request.headers["traceparent"] = (
+                f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
+            )
+            return
+        propagate.inject(request.headers)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
