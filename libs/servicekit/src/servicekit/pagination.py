@@ -22,18 +22,19 @@ class PageRequest:
     after: str | None
 
 
-async def page_request(
-    skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="Rows to skip.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows to return.")] = 20,
-    after: Annotated[
-        str | None,
-        Query(
-            max_length=512,
-            pattern=r"^[A-Za-z0-9_-]+$",
-            description="Cursor from the previous page's Link header: rows after it.",
-        ),
-    ] = None,
-) -> PageRequest:
+Skip = Annotated[int, Query(ge=0, le=MAX_SKIP, description="Rows to skip.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows to return.")]
+After = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Cursor from the previous page's Link header: rows after it.",
+    ),
+]
+
+
+async def page_request(skip: Skip = 0, limit: Limit = 20, after: After = None) -> PageRequest:
     """The pagination query parameters shared by every list."""
     return PageRequest(skip=skip, limit=limit, after=after)
 

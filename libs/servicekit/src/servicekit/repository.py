@@ -61,8 +61,9 @@ class Reads:
         self.database = database
 
     @classmethod
-    def of(cls, request: Request) -> Self:
-        """A dependency: these reads on the process's database."""
+    async def of(cls, request: Request) -> Self:
+        """A dependency: these reads on the process's database (a coroutine: FastAPI would run
+        a plain function in its thread pool)."""
         return cls(get_database(request))
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Header, Path, Request, Response
 
-from servicekit.pagination import PageDep, PageRequest, set_next_link
+from servicekit.pagination import After, Limit, PageRequest, Skip, set_next_link
 from servicekit.preconditions import etag, not_modified
 from servicekit.schemas import MAX_ID
 
@@ -66,8 +66,12 @@ class Paging:
         return result.items
 
 
-async def _paging(page: PageDep, request: Request, response: Response) -> Paging:
-    return Paging(page, request, response)
+# The query parameters are its own, not a PageDep's: FastAPI resolves each level of
+# dependencies on every request.
+async def _paging(
+    request: Request, response: Response, skip: Skip = 0, limit: Limit = 20, after: After = None
+) -> Paging:
+    return Paging(PageRequest(skip, limit, after), request, response)
 
 
 PagingDep = Annotated[Paging, Depends(_paging)]

@@ -11,11 +11,12 @@ can name take them from that module (see pytest_generate_tests).
 """
 
 import asyncio
+import inspect
 import json
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
-from sqlalchemy import inspect
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from sqlalchemy import inspect as inspect_database
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from servicekit.database import ServiceSettings
@@ -54,7 +57,7 @@ async def _table_names(url: str) -> set[str]:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
-            return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+            return set(await connection.run_sync(lambda c: inspect_database(c).get_table_names()))
     finally:
         await engine.dispose()
 
@@ -366,6 +369,40 @@ def _settings_class(service: ServiceUnderTest) -> type[ServiceSettings]:
     """The settings class the service's app is built with."""
     settings: ServiceSettings = service.create_app(UNREACHABLE_DATABASE).state.settings
     return type(settings)
+
+
+def _dependencies(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for dependency in dependant.dependencies:
+        if dependency.call is not None:
+            yield dependency.call
+        yield from _dependencies(dependency)
+
+
+def _awaited(call: Callable[..., Any]) -> bool:
+    """Whether FastAPI awaits `call` on the event loop, rather than run it in a thread."""
+    if inspect.isclass(call):
+        return False
+    function = call if inspect.isroutine(call) else getattr(call, "__call__", None)  # noqa: B004
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
+
+
+# Parsed by FastAPI's own class; a login spends far longer hashing its password in a thread.
+_THREADED_ON_PURPOSE = {"OAuth2PasswordRequestForm"}
+
+
+def test_no_dependency_of_a_route_runs_in_the_thread_pool(service: ServiceUnderTest) -> None:
+    # FastAPI runs a dependency that is a plain function (or a class) in its thread pool:
+    # a thread hop on every request, for work that never blocks.
+    app = service.create_app(UNREACHABLE_DATABASE)
+    threaded = {
+        f"{route.path}: {getattr(call, '__qualname__', repr(call))}"
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for call in _dependencies(route.dependant)
+        if not _awaited(call) and getattr(call, "__name__", None) not in _THREADED_ON_PURPOSE
+    }
+
+    assert not threaded
 
 
 def test_settings_refuse_a_development_password_in_production(service: ServiceUnderTest) -> None:
