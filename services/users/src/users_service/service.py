@@ -26,7 +26,7 @@ EMAIL_TAKEN = "a user with this email already exists"
 BAD_CREDENTIALS = "incorrect email or password"
 BAD_REFRESH_TOKEN = "the refresh token is invalid, expired, revoked or already used"  # noqa: S105
 MAX_PASSWORD_LENGTH = 128
-TOO_MANY_ATTEMPTS = "too many failed logins; try again later"
+TOO_MANY_FAILED_LOGINS = "too many failed logins; try again later"
 PROFILE_FIELDS = tuple(UserProfile.model_fields)
 ADMIN_FIELDS = frozenset({"is_active", "is_admin"})
 
@@ -201,7 +201,7 @@ class Authentication:
                 waits.append((latest[-1] + window - now).total_seconds())
         if waits:
             self.metrics.throttled.inc()
-            raise Throttled(TOO_MANY_ATTEMPTS, max(1, math.ceil(max(waits))))
+            raise Throttled(TOO_MANY_FAILED_LOGINS, max(1, math.ceil(max(waits))))
 
     async def refresh(self, refresh_token: str) -> TokenAnswer:
         """New tokens for a live refresh token, which is spent by this.
