@@ -17,6 +17,7 @@ from servicekit.testing import (
     ServiceProcess,
     TokenIssuer,
     free_port,
+    poll,
     started,
 )
 from servicekit.testing.otlp import CLIENT, CONSUMER, SERVER, OtlpReceiver, ReceivedSpan
@@ -33,17 +34,23 @@ class TracedSystem:
     services: Mapping[str, ServiceProcess]
 
     def log_lines(self, request_id: str) -> dict[str, list[dict[str, Any]]]:
-        """The gateway's and users' log lines of one request, by process."""
+        """The gateway's and users' log lines of one request, by process, once each process
+        has written its access line (written after the answer is sent, so it may come later
+        than the answer)."""
         logs = {"gateway": self.gateway_log, "users": self.services["users"].log_file}
-        return {
-            process: [
-                line
-                for line in map(json.loads, filter(None, log.read_text().splitlines()))
-                if line.get("request_id") == request_id
-            ]
-            for process, log in logs.items()
-            if log is not None
-        }
+
+        def read() -> dict[str, list[dict[str, Any]]]:
+            return {
+                process: [
+                    line
+                    for line in map(json.loads, filter(None, log.read_text().splitlines()))
+                    if line.get("request_id") == request_id
+                ]
+                for process, log in logs.items()
+                if log is not None
+            }
+
+        return poll(read, lambda lines: all(lines.values()), 10, f"the log lines of {request_id}")
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +136,10 @@ def test_a_composed_view_is_one_trace_across_the_gateway_the_services_and_their_
         # Called by the gateway: each service's server span is a child of a gateway call.
         caller = _ancestors(server[0], trace)[0]
         assert (caller.service, caller.kind) == ("gateway", CLIENT)
+        # The service's own address and the path called, never the query it was sent.
+        called = str(caller.attributes["url.full"])
+        assert called.startswith(f"{traced.services[service].url}/"), called
+        assert "?" not in called, called
         statements = [s for s in trace if s.service == service and "db.statement" in s.attributes]
         assert statements, f"{service} traced no database statement"
         for statement in statements:

@@ -10,6 +10,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 
 from servicekit.tracing import (
     TracedTransport,
+    _caller,
     configure_tracing,
     drops_unsampled_callers,
     exporters_requested,
@@ -115,3 +116,33 @@ async def test_a_call_in_a_trace_not_sampled_carries_the_headers_the_propagators
 
     assert expected["traceparent"] == "00-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174-02"
     assert {name: sent[0].headers.get(name) for name in expected} == expected
+
+
+TRACE_ID, SPAN_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "read_here"),
+    [
+        (f"00-{TRACE_ID}-{SPAN_ID}-01", True),
+        (f"00-{TRACE_ID}-{SPAN_ID}-00", True),
+        (f"00-{TRACE_ID}-{SPAN_ID}-03", True),
+        (f"00-{TRACE_ID.upper()}-{SPAN_ID}-01", False),
+        (f"00-{'0' * 32}-{SPAN_ID}-01", False),
+        (f"00-{TRACE_ID}-{'0' * 16}-01", False),
+        (f"ff-{TRACE_ID}-{SPAN_ID}-01", False),
+        (f"01-{TRACE_ID}-{SPAN_ID}-01-extra", False),
+        (f"00-{TRACE_ID}-{SPAN_ID}-01-extra", False),
+        (f"00-{TRACE_ID[:-1]}-{SPAN_ID}-01", False),
+        ("", False),
+    ],
+)
+def test_a_traceparent_read_without_the_propagator_reads_as_the_propagator_reads_it(
+    traceparent: str, read_here: bool
+) -> None:
+    caller = _caller(traceparent.encode())
+    extracted = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
+
+    assert (caller is not None) is read_here
+    if caller is not None:  # anything else is left to the propagator
+        assert caller == extracted.get_span_context()

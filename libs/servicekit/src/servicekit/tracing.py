@@ -48,6 +48,15 @@ _TRACER_NAME = "servicekit"
 FASTAPI_TELEMETRY: Final[TelemetryConfig] = {"tracing": False, "metrics": False, "logs": False}
 
 _active = False
+# The SDK builds a new tracer on every get_tracer(): statements share the process's one.
+_tracer: trace.Tracer | None = None
+
+
+def _process_tracer() -> trace.Tracer:
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer(_TRACER_NAME)
+    return _tracer
 
 
 def exporters_requested(environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -84,7 +93,7 @@ def _span_processor(exporter: str, environ: Mapping[str, str]) -> SpanProcessor:
 def configure_tracing(service: str, environ: Mapping[str, str] = os.environ) -> bool:
     """Start tracing as the environment asks, naming the process `service` unless
     `OTEL_SERVICE_NAME` names it; whether tracing is on."""
-    global _active
+    global _active, _tracer
     exporters = exporters_requested(environ)
     if not exporters:
         return _active
@@ -96,6 +105,7 @@ def configure_tracing(service: str, environ: Mapping[str, str] = os.environ) -> 
         for exporter in exporters:
             provider.add_span_processor(_span_processor(exporter, environ))
         trace.set_tracer_provider(provider)
+    _tracer = None
     _active = True
     return True
 
@@ -154,14 +164,14 @@ def drops_unsampled_callers(provider: trace.TracerProvider) -> bool:
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
-def _unsampled_parent(traceparent: bytes) -> SpanContext | None:
-    """The caller's span context when `traceparent` is a well-formed version 00 header of a
-    trace it did not sample; None for anything else, left to the propagator."""
+def _caller(traceparent: bytes) -> SpanContext | None:
+    """The caller's span context when `traceparent` is a well-formed version 00 header, as
+    the W3C propagator reads it; None for anything else, left to the propagator."""
     match = _TRACEPARENT.fullmatch(traceparent)
     if match is None:
         return None
     trace_id, span_id, flags = (int(part, 16) for part in match.groups())
-    if flags & TraceFlags.SAMPLED or not trace_id or not span_id:
+    if not trace_id or not span_id:
         return None
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
 
@@ -184,9 +194,8 @@ class ServerSpans:
         # A request in a trace its caller did not sample would get a span that records
         # nothing; with W3C propagation and a sampler that follows its callers, the caller's
         # context is made current instead, read straight from `traceparent`.
-        self._follow_unsampled = _w3c_propagation() and drops_unsampled_callers(
-            trace.get_tracer_provider()
-        )
+        self._w3c = _w3c_propagation()
+        self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
         token = context.attach(context.Context())
         try:
             with suppress_instrumentation():
@@ -200,13 +209,19 @@ class ServerSpans:
         if scope["path"].startswith(self._excluded):
             return None, context.attach(self._suppressed)
         headers = [(name, value) for name, value in scope["headers"] if name in self._fields]
-        if self._follow_unsampled and len(headers) == 1 and headers[0][0] == b"traceparent":
-            caller = _unsampled_parent(headers[0][1])
-            if caller is not None:
-                current = trace.set_span_in_context(NonRecordingSpan(caller), context.Context())
-                return None, context.attach(current)
-        carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
-        parent = propagate.extract(carrier) if carrier else context.Context()
+        caller = None
+        if self._w3c and len(headers) == 1 and headers[0][0] == b"traceparent":
+            # Read here, at less cost than through the propagator, as it would read it.
+            caller = _caller(headers[0][1])
+        if caller is not None:
+            parent = trace.set_span_in_context(NonRecordingSpan(caller), context.Context())
+            if self._follow_unsampled and not caller.trace_flags.sampled:
+                return None, context.attach(parent)
+        elif headers:
+            carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+            parent = propagate.extract(carrier)
+        else:
+            parent = context.Context()
         span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
         if span.is_recording():
             client = scope.get("client")
@@ -269,12 +284,14 @@ class TracedTransport(httpx.AsyncBaseTransport):
                 span.set_attributes(
                     {
                         "http.request.method": request.method,
-                        "url.full": str(url.copy_with(query=None)),
+                        # The URL without its query (which may hold what a trace must not),
+                        # put together rather than parsed again by copy_with.
+                        "url.full": f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}",
                         "server.address": url.host,
                         "server.port": url.port or (443 if url.scheme == "https" else 80),
                     }
                 )
-            propagate.inject(request.headers)
+            self._inject(request, span.get_span_context())
             response = await self._transport.handle_async_request(request)
             if span.is_recording():
                 span.set_attribute("http.response.status_code", response.status_code)
@@ -283,9 +300,8 @@ class TracedTransport(httpx.AsyncBaseTransport):
             return response
 
     def _inject(self, request: httpx.Request, span: SpanContext) -> None:
-        """The context's propagation headers on `request`: for a trace not sampled, with no
-        baggage or trace state, the `traceparent` the W3C propagator would write, written
-        here at a fraction of its cost."""
+        """The propagation headers of `span` on `request`: with no baggage or trace state, the
+        `traceparent` the W3C propagator would write, written here at a fraction of its cost."""
         if self._w3c and span.is_valid and not span.trace_state and not baggage.get_all():
             request.headers["traceparent"] = (
                 f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
@@ -312,14 +328,20 @@ class DatabaseAddress:
     port: int | None
 
 
+def statement_traced() -> bool:
+    """Whether a statement run now gets a span: instrumentation is on and the trace it is in,
+    if any, is recorded."""
+    return is_instrumentation_enabled() and not _unsampled_child(trace.get_current_span())
+
+
 def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | None:
     """A client span for one statement, named `<first word> <database>` as OpenTelemetry's
     database conventions name it; none where it would not be recorded."""
-    if not is_instrumentation_enabled() or _unsampled_child(trace.get_current_span()):
+    if not statement_traced():
         return None
     words = sql.split(maxsplit=1)
     name = " ".join(part for part in (words[0] if words else None, database.name) if part)
-    span = trace.get_tracer(_TRACER_NAME).start_span(name or database.system, kind=SpanKind.CLIENT)
+    span = _process_tracer().start_span(name or database.system, kind=SpanKind.CLIENT)
     if span.is_recording():
         attributes: dict[str, str | int] = {"db.system": database.system, "db.statement": sql}
         for key, value in (
@@ -344,6 +366,9 @@ def end_statement_span(span: trace.Span, error: BaseException | None = None) -> 
 def statement_span(sql: str, connection_info: Any) -> Iterator[None]:
     """A client span for one statement sent to Postgres outside SQLAlchemy's execution,
     named and described as the engine's statements are."""
+    if not statement_traced():  # before asking libpq where the connection goes
+        yield
+        return
     database = DatabaseAddress(
         "postgresql", connection_info.dbname, connection_info.host, connection_info.port
     )
@@ -387,8 +412,9 @@ def consumer_span(name: str, traceparents: list[str | None]) -> Iterator[None]:
             origin = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
             if origin.get_span_context().is_valid:
                 links.append(Link(origin.get_span_context()))
-    tracer = trace.get_tracer(_TRACER_NAME)
-    span = tracer.start_span(name, context=context.Context(), kind=SpanKind.CONSUMER, links=links)
+    span = _process_tracer().start_span(
+        name, context=context.Context(), kind=SpanKind.CONSUMER, links=links
+    )
     token = context.attach(trace.set_span_in_context(span, context.Context()))
     try:
         yield
