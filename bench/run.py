@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from bench import monolith, nginx, report
 from bench import observability as observability_scenario
 from bench.load import GET, LoadResult, Request, run_wrk, wrk_path
-from bench.processes import stop
+from bench.processes import settle, started, stop
 from bench.seed import (
     Scale,
     is_seeded,
@@ -234,6 +234,7 @@ def serve(
             cwd=ROOT,
         )
         url = f"http://{HOST}:{port}"
+        started(process)
         try:
             _wait_until_ready(url + ready_path, process)
             yield Server(name, url, process)
@@ -496,16 +497,25 @@ class Bench:
         connections: int,
         profile_as: str | None = None,
         request: Request = GET,
+        alone: bool = True,
     ) -> LoadResult:
-        """A warm-up, then the measured run (profiled by py-spy if asked)."""
+        """A warm-up, then the measured run (profiled by py-spy if asked), which starts once
+        the warm-up's requests are done when this load runs `alone`."""
         url = self.servers[server].url
         seconds = self.options.seconds
         run_wrk(url, paths, connections=connections, seconds=self.options.warmup, request=request)
+        if alone:
+            self._settle()
         with self._profiled(server, profile_as):
             result = run_wrk(url, paths, connections=connections, seconds=seconds, request=request)
         if result.failed:
             say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
         return result
+
+    @staticmethod
+    def _settle() -> None:
+        if not settle():
+            say("  the servers were still busy after 30 s; measuring anyway")
 
     @contextmanager
     def _profiled(self, server: str, label: str | None) -> Iterator[None]:
@@ -674,9 +684,15 @@ class Bench:
                     self.servers[job.server] = self.variants.use(job.variant)
                 say(f"{job.label} (round {round_number} of {self.options.repeat})")
                 profile = job.key if job.group == "throughput" and round_number == 1 else None
+                self._settle()  # the last run's requests are done
                 with self._alongside(job.alongside) as alongside:
                     result = self.measure(
-                        job.server, job.paths, job.connections, profile, job.request
+                        job.server,
+                        job.paths,
+                        job.connections,
+                        profile,
+                        job.request,
+                        alone=job.alongside is None,
                     )
                 runs[job].append(result)
                 if alongside:
