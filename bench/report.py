@@ -26,7 +26,9 @@ class Target:
 TARGETS = (
     Target("users_vs_ceiling", "users service GET /users/{id} vs the raw ceiling", 0.5),
     Target("gateway_vs_users", "gateway GET /users/{id} vs the users service", 0.6),
-    Target("users_with_posts_vs_gateway", "/users-with-posts?limit=20 vs gateway user read", 0.5),
+    # Retired as a target: a page of 20 users with their posts against one user's row compares
+    # two amounts of work. The view is judged against the monolith's answer to the same page.
+    Target("users_with_posts_vs_gateway", "/users-with-posts?limit=20 vs gateway user read", None),
     Target(
         "users_with_posts_vs_monolith",
         "gateway /users-with-posts?limit=20 vs the monolith's, in one SQL round trip",

@@ -978,6 +978,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.wants("10"):
             from bench import events as events_scenario
 
+            # Its own users and blog, on databases of their own: the servers measured so far
+            # stop first, so that both systems' pools never share a default Postgres's 100
+            # connections.
+            stack.close()
+
             events = events_scenario.run(
                 server, options.workers, options.seconds, options.connections, say
             )
