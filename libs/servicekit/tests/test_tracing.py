@@ -11,6 +11,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, Trace
 from servicekit.tracing import (
     TracedTransport,
     _caller,
+    _without_query,
     configure_tracing,
     drops_unsampled_callers,
     exporters_requested,
@@ -146,3 +147,9 @@ def test_a_traceparent_read_without_the_propagator_reads_as_the_propagator_reads
     assert (caller is not None) is read_here
     if caller is not None:  # anything else is left to the propagator
         assert caller == extracted.get_span_context()
+
+
+def test_a_calls_url_in_its_span_is_as_sent_without_its_query_or_user_info() -> None:
+    url = httpx.URL("http://reader:secret@users:8001/tags/caf%C3%A9/posts?token=abc")
+
+    assert _without_query(url) == "http://users:8001/tags/caf%C3%A9/posts"

@@ -284,9 +284,9 @@ class TracedTransport(httpx.AsyncBaseTransport):
                 span.set_attributes(
                     {
                         "http.request.method": request.method,
-                        # The URL without its query (which may hold what a trace must not),
-                        # put together rather than parsed again by copy_with.
-                        "url.full": f"{url.scheme}://{url.netloc.decode('ascii')}{url.path}",
+                        # The URL as sent, without its query or any user info (either may
+                        # hold what a trace must not), put together rather than parsed again.
+                        "url.full": _without_query(url),
                         "server.address": url.host,
                         "server.port": url.port or (443 if url.scheme == "https" else 80),
                     }
@@ -311,6 +311,11 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+def _without_query(url: httpx.URL) -> str:
+    path = url.raw_path.partition(b"?")[0].decode("ascii")
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{path}"
 
 
 def traced_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
