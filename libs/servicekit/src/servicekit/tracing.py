@@ -48,7 +48,7 @@ _TRACER_NAME = "servicekit"
 FASTAPI_TELEMETRY: Final[TelemetryConfig] = {"tracing": False, "metrics": False, "logs": False}
 
 _active = False
-# The SDK builds a new tracer on every get_tracer(): statements share the process's one.
+# The SDK builds a new tracer on every get_tracer(): every span comes from the process's one.
 _tracer: trace.Tracer | None = None
 
 
@@ -188,7 +188,7 @@ class ServerSpans:
     """
 
     def __init__(self) -> None:
-        self._tracer = trace.get_tracer(_TRACER_NAME)
+        self._tracer = _process_tracer()
         self._excluded = _excluded_paths()
         self._fields = {name.encode() for name in propagate.get_global_textmap().fields}
         # A request in a trace its caller did not sample would get a span that records
@@ -269,7 +269,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self._transport = transport
-        self._tracer = trace.get_tracer(_TRACER_NAME)
+        self._tracer = _process_tracer()
         self._w3c = _w3c_propagation()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -333,7 +333,7 @@ class DatabaseAddress:
     port: int | None
 
 
-def statement_traced() -> bool:
+def _statement_traced() -> bool:
     """Whether a statement run now gets a span: instrumentation is on and the trace it is in,
     if any, is recorded."""
     return is_instrumentation_enabled() and not _unsampled_child(trace.get_current_span())
@@ -342,8 +342,10 @@ def statement_traced() -> bool:
 def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | None:
     """A client span for one statement, named `<first word> <database>` as OpenTelemetry's
     database conventions name it; none where it would not be recorded."""
-    if not statement_traced():
-        return None
+    return _statement_span(sql, database) if _statement_traced() else None
+
+
+def _statement_span(sql: str, database: DatabaseAddress) -> trace.Span:
     words = sql.split(maxsplit=1)
     name = " ".join(part for part in (words[0] if words else None, database.name) if part)
     span = _process_tracer().start_span(name or database.system, kind=SpanKind.CLIENT)
@@ -371,17 +373,13 @@ def end_statement_span(span: trace.Span, error: BaseException | None = None) -> 
 def statement_span(sql: str, connection_info: Any) -> Iterator[None]:
     """A client span for one statement sent to Postgres outside SQLAlchemy's execution,
     named and described as the engine's statements are."""
-    if not statement_traced():  # before asking libpq where the connection goes
+    if not _statement_traced():  # before asking libpq where the connection goes
         yield
         return
     database = DatabaseAddress(
         "postgresql", connection_info.dbname, connection_info.host, connection_info.port
     )
-    span = start_statement_span(sql, database)
-    if span is None:
-        yield
-        return
-    with trace.use_span(span, end_on_exit=True):
+    with trace.use_span(_statement_span(sql, database), end_on_exit=True):
         yield
 
 
