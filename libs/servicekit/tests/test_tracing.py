@@ -7,14 +7,22 @@ from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from starlette.types import Scope
 
+import servicekit.tracing as tracing_module
 from servicekit.tracing import (
+    _UNSAMPLED_TRACEPARENT,
+    DatabaseAddress,
+    ServerSpans,
     TracedTransport,
     _caller,
     _without_query,
     configure_tracing,
+    current_traceparent,
     drops_unsampled_callers,
     exporters_requested,
+    log_ids,
+    start_statement_span,
 )
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
@@ -147,6 +155,114 @@ def test_a_traceparent_read_without_the_propagator_reads_as_the_propagator_reads
     assert (caller is not None) is read_here
     if caller is not None:  # anything else is left to the propagator
         assert caller == extracted.get_span_context()
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        f"00-{TRACE_ID}-{SPAN_ID}-00",
+        f"00-{TRACE_ID}-{SPAN_ID}-02",
+        f"00-{TRACE_ID}-{SPAN_ID}-01",
+        f"00-{TRACE_ID}-{SPAN_ID}-03",
+        f"00-{TRACE_ID}-{SPAN_ID}-0A",
+        f"00-{TRACE_ID.upper()}-{SPAN_ID}-00",
+        f"00-{'0' * 32}-{SPAN_ID}-00",
+        f"00-{TRACE_ID}-{'0' * 16}-00",
+        f"ff-{TRACE_ID}-{SPAN_ID}-00",
+        f"00-{TRACE_ID}-{SPAN_ID}-00-extra",
+        f"00-{TRACE_ID[:-1]}-{SPAN_ID}-00",
+    ],
+)
+def test_a_caller_is_taken_not_to_have_sampled_exactly_when_the_propagator_reads_so(
+    traceparent: str,
+) -> None:
+    extracted = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
+    caller = extracted.get_span_context()
+
+    unsampled = caller.is_valid and not caller.trace_flags.sampled
+    assert bool(_UNSAMPLED_TRACEPARENT.fullmatch(traceparent.encode())) is unsampled
+
+
+@pytest.fixture
+def tracing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process traces (as configure_tracing would leave it), with nothing exported."""
+    monkeypatch.setattr(tracing_module, "_active", True)
+
+
+def _request(*headers: tuple[str, str]) -> Scope:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/users/1",
+        "scheme": "http",
+        "client": ("127.0.0.1", 50000),
+        "headers": [(name.encode(), value.encode()) for name, value in headers],
+    }
+
+
+async def _sent_traceparent() -> str | None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=TracedTransport(httpx.MockTransport(answer))) as client:
+        await client.get("http://users/users/1")
+    traceparent: str | None = sent[0].headers.get("traceparent")
+    return traceparent
+
+
+POSTGRES = DatabaseAddress("postgresql", "users", "127.0.0.1", 5432)
+
+
+@pytest.mark.usefixtures("tracing")
+async def test_a_request_its_caller_did_not_sample_runs_in_the_callers_context() -> None:
+    traceparent = f"00-{TRACE_ID}-{SPAN_ID}-00"
+    spans = ServerSpans()
+    spans._follow_unsampled = True  # as under a parentbased_* sampler
+
+    span, token = spans.start(_request(("traceparent", traceparent)))
+    try:
+        assert span is None
+        assert log_ids() == (TRACE_ID, SPAN_ID)
+        assert await _sent_traceparent() == traceparent
+        assert current_traceparent() == traceparent
+        assert start_statement_span("SELECT 1", POSTGRES) is None
+    finally:
+        ServerSpans.end(span, token, "/users/{user_id}", 200)
+
+    assert log_ids() is None
+    assert current_traceparent() is None
+
+
+@pytest.mark.usefixtures("tracing")
+async def test_a_new_trace_the_sampler_does_not_record_goes_on_as_not_sampled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0)))
+    monkeypatch.setattr(tracing_module, "_tracer", provider.get_tracer("test"))
+    spans = ServerSpans()
+
+    span, token = spans.start(_request())
+    try:
+        ids = log_ids()
+        sent = await _sent_traceparent()
+        assert span is None
+        assert ids is not None
+        trace_id, span_id = ids
+        assert int(trace_id, 16)
+        assert int(span_id, 16)
+        assert sent is not None
+        extracted = trace.get_current_span(propagate.extract({"traceparent": sent}))
+        assert extracted.get_span_context().trace_id == int(trace_id, 16)
+        assert extracted.get_span_context().span_id == int(span_id, 16)
+        assert not extracted.get_span_context().trace_flags.sampled
+        assert start_statement_span("SELECT 1", POSTGRES) is None
+    finally:
+        ServerSpans.end(span, token, "/users/{user_id}", 200)
+
+    assert log_ids() is None
 
 
 def test_a_calls_url_in_its_span_is_as_sent_without_its_query_or_user_info() -> None:

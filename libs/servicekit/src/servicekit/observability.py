@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
-from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.errors import unexpected_error
 from servicekit.metrics import UNMATCHED, RequestMetrics, route_template
-from servicekit.tracing import ServerSpans, tracing_active
+from servicekit.tracing import ServerSpans, log_ids, tracing_active
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Ids from clients are echoed into logs and headers, so only a safe, bounded alphabet is kept.
@@ -73,11 +72,9 @@ def _stamp_request_id(
     def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         record.request_id = request_id_var.get()
-        if tracing_active():
-            span = trace.get_current_span().get_span_context()
-            if span.is_valid:
-                record.trace_id = format(span.trace_id, "032x")
-                record.span_id = format(span.span_id, "016x")
+        ids = log_ids()
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return record
 
     make_record.stamps_request_id = True  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -50,6 +51,11 @@ FASTAPI_TELEMETRY: Final[TelemetryConfig] = {"tracing": False, "metrics": False,
 _active = False
 # The SDK builds a new tracer on every get_tracer(): every span comes from the process's one.
 _tracer: trace.Tracer | None = None
+# The `traceparent` of the request being answered when its trace is not recorded, current in
+# place of an OpenTelemetry context (ServerSpans): most requests under a ratio sampler are
+# not recorded, and for them all a process needs of their context is what it logs and what
+# it passes on, which this header says as it will be written.
+_unrecorded: ContextVar[str | None] = ContextVar("unrecorded_traceparent", default=None)
 
 
 def _process_tracer() -> trace.Tracer:
@@ -162,6 +168,10 @@ def drops_unsampled_callers(provider: trace.TracerProvider) -> bool:
 
 
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# A well-formed version 00 `traceparent` whose caller did not sample (flags with bit 0 clear).
+_UNSAMPLED_TRACEPARENT = re.compile(
+    rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][02468ace]"
+)
 
 
 def _caller(traceparent: bytes) -> SpanContext | None:
@@ -203,27 +213,35 @@ class ServerSpans:
         finally:
             context.detach(token)
 
-    def start(self, scope: Scope) -> tuple[trace.Span | None, object]:
+    def start(self, scope: Scope) -> tuple[trace.Span | None, Token[Any]]:
         """The request's span, made current, and the token that restores the context; no
-        span for an excluded path, whose work runs with instrumentation suppressed."""
+        span for an excluded path, whose work runs with instrumentation suppressed, nor for
+        a request whose trace is not recorded, whose `traceparent` is made current instead."""
         if scope["path"].startswith(self._excluded):
             return None, context.attach(self._suppressed)
         headers = [(name, value) for name, value in scope["headers"] if name in self._fields]
         caller = None
         if self._w3c and len(headers) == 1 and headers[0][0] == b"traceparent":
+            traceparent = headers[0][1]
+            if self._follow_unsampled and _UNSAMPLED_TRACEPARENT.fullmatch(traceparent):
+                # Not sampled by the caller: nothing here is recorded, and what goes on is
+                # the caller's context as it came.
+                return None, _unrecorded.set(traceparent.decode("ascii"))
             # Read here, at less cost than through the propagator, as it would read it.
-            caller = _caller(headers[0][1])
+            caller = _caller(traceparent)
         if caller is not None:
             parent = trace.set_span_in_context(NonRecordingSpan(caller), context.Context())
-            if self._follow_unsampled and not caller.trace_flags.sampled:
-                return None, context.attach(parent)
         elif headers:
             carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
             parent = propagate.extract(carrier)
         else:
             parent = context.Context()
         span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
-        if span.is_recording():
+        if not span.is_recording():
+            traceparent = self._unrecorded_root(span, headers)
+            if traceparent is not None:
+                return None, _unrecorded.set(traceparent)
+        else:
             client = scope.get("client")
             span.set_attributes(
                 {
@@ -235,16 +253,29 @@ class ServerSpans:
             )
         return span, context.attach(trace.set_span_in_context(span, parent))
 
+    def _unrecorded_root(self, span: trace.Span, headers: list[tuple[bytes, bytes]]) -> str | None:
+        """The `traceparent` that says all of a new trace the sampler did not record, when
+        the request brought no context and propagation is W3C's alone."""
+        if headers or not self._w3c:
+            return None
+        ids = span.get_span_context()
+        if not ids.is_valid or ids.trace_state:
+            return None
+        return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+
     @staticmethod
     def end(
         span: trace.Span | None,
-        token: object,
+        token: Token[Any],
         route: str | None,
         status: int,
         error: BaseException | None = None,
     ) -> None:
         """End what `start` began: `route` is the template of the route that answered."""
-        context.detach(token)  # type: ignore[arg-type]
+        if token.var is _unrecorded:
+            _unrecorded.reset(token)
+        else:
+            context.detach(token)
         if span is None:
             return
         if span.is_recording():
@@ -273,6 +304,10 @@ class TracedTransport(httpx.AsyncBaseTransport):
         self._w3c = _w3c_propagation()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        unrecorded = _unrecorded.get()
+        if unrecorded is not None:
+            request.headers["traceparent"] = unrecorded
+            return await self._transport.handle_async_request(request)
         parent = trace.get_current_span()
         if _unsampled_child(parent) or not is_instrumentation_enabled():
             self._inject(request, parent.get_span_context())
@@ -336,7 +371,11 @@ class DatabaseAddress:
 def _statement_traced() -> bool:
     """Whether a statement run now gets a span: instrumentation is on and the trace it is in,
     if any, is recorded."""
-    return is_instrumentation_enabled() and not _unsampled_child(trace.get_current_span())
+    return (
+        _unrecorded.get() is None
+        and is_instrumentation_enabled()
+        and not _unsampled_child(trace.get_current_span())
+    )
 
 
 def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | None:
@@ -383,10 +422,27 @@ def statement_span(sql: str, connection_info: Any) -> Iterator[None]:
         yield
 
 
+def log_ids() -> tuple[str, str] | None:
+    """The trace and span ids (hex) that log lines written now carry, if this process traces
+    and the work is in a trace."""
+    if not _active:
+        return None
+    unrecorded = _unrecorded.get()
+    if unrecorded is not None:
+        return unrecorded[3:35], unrecorded[36:52]
+    span = trace.get_current_span().get_span_context()
+    if not span.is_valid:
+        return None
+    return format(span.trace_id, "032x"), format(span.span_id, "016x")
+
+
 def current_traceparent() -> str | None:
     """The W3C `traceparent` of the current span, if this process traces and there is one."""
     if not _active:
         return None
+    unrecorded = _unrecorded.get()
+    if unrecorded is not None:
+        return unrecorded
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier.get("traceparent")
@@ -419,6 +475,7 @@ def consumer_span(name: str, traceparents: list[str | None]) -> Iterator[None]:
         name, context=context.Context(), kind=SpanKind.CONSUMER, links=links
     )
     token = context.attach(trace.set_span_in_context(span, context.Context()))
+    outside = _unrecorded.set(None)  # the new trace is current, not a request's
     try:
         yield
     except BaseException as exc:
@@ -426,5 +483,6 @@ def consumer_span(name: str, traceparents: list[str | None]) -> Iterator[None]:
         span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        _unrecorded.reset(outside)
         context.detach(token)
         span.end()
