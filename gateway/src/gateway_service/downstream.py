@@ -9,7 +9,7 @@ import aiohttp
 import httpx
 from fastapi import FastAPI
 from httpx_aiohttp import AiohttpTransport
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -25,7 +25,7 @@ from gateway_service.errors import (
 )
 from gateway_service.settings import GatewaySettings
 from servicekit.errors import BadRequest, ServiceError
-from servicekit.metrics import DURATION_BUCKETS
+from servicekit.metrics import Counts, Durations
 from servicekit.observability import REQUEST_ID_HEADER, request_id_var
 
 IDEMPOTENT_READS = frozenset({"GET", "HEAD"})
@@ -43,7 +43,7 @@ class DownstreamMetrics:
     and each call the gateway did not send."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.calls = Counter(
+        self.calls = Counts(
             "gateway_downstream_requests_total",
             "Calls to a service by outcome: ok (2xx, 3xx), 4xx, 5xx, timeout (no answer in "
             "time, or no free connection), refused (could not connect), broken (the connection "
@@ -51,36 +51,22 @@ class DownstreamMetrics:
             "service's circuit was open), shed (not sent: the service had too many calls in "
             "flight).",
             ("service", "outcome"),
-            registry=registry,
+            registry,
         )
-        self.duration = Histogram(
+        self.duration = Durations(
             "gateway_downstream_request_duration_seconds",
             "Time from sending a call to a service to reading its whole answer (or failing).",
             ("service",),
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+            registry,
         )
 
-        # Each label set's child, found without prometheus-client's lock and label checks.
-        self._calls: dict[tuple[str, Outcome], Any] = {}
-        self._durations: dict[str, Any] = {}
-
     def observe(self, service: str, outcome: Outcome, seconds: float) -> None:
-        calls = self._calls.get((service, outcome))
-        if calls is None:
-            calls = self._calls[service, outcome] = self.calls.labels(service, outcome)
-        duration = self._durations.get(service)
-        if duration is None:
-            duration = self._durations[service] = self.duration.labels(service)
-        calls.inc()
-        duration.observe(seconds)
+        self.calls.add((service, outcome))
+        self.duration.observe((service,), seconds)
 
     def refused(self, service: str, outcome: Refusal) -> None:
         """A call the gateway did not send (it took no time worth a duration)."""
-        calls = self._calls.get((service, outcome))
-        if calls is None:
-            calls = self._calls[service, outcome] = self.calls.labels(service, outcome)
-        calls.inc()
+        self.calls.add((service, outcome))
 
 
 class CircuitStates(Collector):

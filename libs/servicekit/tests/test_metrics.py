@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -18,7 +19,7 @@ from servicekit.auth import PUBLIC
 from servicekit.database import Database, ServiceSettings
 from servicekit.domain import NotFound
 from servicekit.events import ConsumerStatus
-from servicekit.metrics import metrics_of
+from servicekit.metrics import DURATION_BUCKETS, Counts, Durations, metrics_of
 from servicekit.settings import BaseProcessSettings
 from servicekit.testing import (
     TEST_METRICS_TOKEN,
@@ -371,3 +372,24 @@ async def test_a_checkout_that_gives_up_waiting_is_counted(
         assert _pool(app, "db_pool_waits_total", pool) == 1
         assert _pool(app, "db_pool_timeouts_total", pool) == 1
         assert _pool(app, "db_pool_waiting", pool) == 0
+
+
+def test_a_duration_counts_in_every_bucket_whose_bound_it_does_not_exceed() -> None:
+    registry = CollectorRegistry()
+    durations = Durations("call_seconds", "Calls.", ("service",), registry)
+    calls = Counts("calls_total", "Calls.", ("service", "outcome"), registry)
+    for seconds in (0.005, 0.0051, 11.0):
+        durations.observe(("users",), seconds)
+        calls.add(("users", "ok"))
+
+    def bucket(bound: str) -> float | None:
+        labels = {"service": "users", "le": bound}
+        return registry.get_sample_value("call_seconds_bucket", labels)
+
+    assert DURATION_BUCKETS[:2] == (0.005, 0.01)
+    assert (bucket("0.005"), bucket("0.01"), bucket("10.0"), bucket("+Inf")) == (1, 2, 2, 3)
+    assert registry.get_sample_value("call_seconds_count", {"service": "users"}) == 3
+    assert registry.get_sample_value("call_seconds_sum", {"service": "users"}) == pytest.approx(
+        11.0101
+    )
+    assert registry.get_sample_value("calls_total", {"service": "users", "outcome": "ok"}) == 3

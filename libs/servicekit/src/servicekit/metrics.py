@@ -2,9 +2,9 @@
 
 Each app keeps its metrics in a registry of its own (`app.state.metrics`), never in
 prometheus-client's global one: tests build many apps in one process, and each must count its
-own requests. Requests are measured by RequestContextMiddleware, at the cost of one histogram
-observation and two gauge updates; everything else (pools, readiness, the outbox, consumers) is
-read when Prometheus scrapes, not kept up to date as it changes.
+own requests. Requests are measured by RequestContextMiddleware, at the cost of adding to a few
+numbers; everything else (pools, readiness, the outbox, consumers) is read when Prometheus
+scrapes, not kept up to date as it changes.
 
 One uvicorn worker per process: the containers run plain `uvicorn`, and a deployment scales by
 replicas, each scraped on its own. With several workers behind one port, a scrape would reach
@@ -13,23 +13,29 @@ shares values through files, would be needed then. It is not used.
 """
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
@@ -42,6 +48,11 @@ if TYPE_CHECKING:  # the gateway has no database: the events module is the servi
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Each bucket's `le` label as Prometheus writes it, +Inf last.
+_BUCKET_BOUNDS = [
+    floatToGoString(bound)  # type: ignore[no-untyped-call]
+    for bound in (*DURATION_BUCKETS, float("inf"))
+]
 # The route label of a request no route matched: a label per raw path would grow without bound.
 UNMATCHED = "<unmatched>"
 # The method label of a method outside this set, for the same reason (any token is a method).
@@ -89,32 +100,97 @@ def name_routes_in_scope(app: FastAPI) -> None:
             )
 
 
-class RequestMetrics:
-    """The duration of each request by route, method and status class, and those in flight."""
+V = TypeVar("V")
+
+
+class _Observations:
+    """The durations observed under one label set: a count per bucket (the last for those
+    above every bound) and their sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.sum = 0.0
+
+
+class _Family(Collector, Generic[V]):
+    """One metric family by label values, kept as plain numbers: added to on the event loop's
+    thread and read at a scrape on the same thread. prometheus-client's own metrics take a
+    lock for every bucket, sum and value they change, a cost each request would pay for a
+    thread-safety none of their callers needs; the exposition is prometheus-client's, the
+    same as theirs."""
+
+    def __init__(
+        self, name: str, documentation: str, labels: tuple[str, ...], registry: CollectorRegistry
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labels = labels
+        self._values: dict[tuple[str, ...], V] = {}
+        registry.register(self)
+
+
+class Durations(_Family[_Observations]):
+    """A Prometheus histogram of durations (DURATION_BUCKETS) by label values."""
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        """Count one duration under `labels` (values in the order of the label names)."""
+        observed = self._values.get(labels)
+        if observed is None:
+            observed = self._values[labels] = _Observations()
+        # Prometheus' buckets hold what is at most their bound (`le`).
+        observed.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        observed.sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labels)
+        for labels, observed in list(self._values.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(_BUCKET_BOUNDS, observed.counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            family.add_metric(list(labels), buckets, sum_value=observed.sum)
+        yield family
+
+
+class Counts(_Family[int]):
+    """A Prometheus counter by label values."""
+
+    def add(self, labels: tuple[str, ...]) -> None:
+        """Count one more under `labels` (values in the order of the label names)."""
+        self._values[labels] = self._values.get(labels, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for labels, count in list(self._values.items()):
+            family.add_metric(list(labels), count)
+        yield family
+
+
+class RequestMetrics(Collector):
+    """The duration of each request by route, method and status class, and those in flight
+    (a number the middleware keeps, read at a scrape)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.duration = Histogram(
+        self.duration = Durations(
             "http_server_request_duration_seconds",
             "Time from receiving a request to the end of its answer; _count counts requests.",
             ("route", "method", "status_class"),
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+            registry,
         )
-        self.in_flight = Gauge(
-            "http_server_requests_in_flight", "Requests being answered now.", registry=registry
-        )
-        # Each label set's child, found without prometheus-client's lock and label checks.
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self.in_flight = 0
+        registry.register(self)
 
     def observe(self, scope: Scope, method: str, status: int, seconds: float) -> None:
         """Count one answered request; `scope` is the one the router matched."""
-        key = (route_template(scope), method if method in _METHODS else OTHER_METHOD, status // 100)
-        child = self._children.get(key)
-        if child is None:
-            route, method, status_class = key
-            child = self.duration.labels(route, method, f"{status_class}xx")
-            self._children[key] = child
-        child.observe(seconds)
+        method = method if method in _METHODS else OTHER_METHOD
+        self.duration.observe((route_template(scope), method, f"{status // 100}xx"), seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "http_server_requests_in_flight", "Requests being answered now.", value=self.in_flight
+        )
 
 
 class Metrics:

@@ -148,7 +148,7 @@ class RequestContextMiddleware:
         routed = {**scope, "method": "GET"} if head else scope
         error: Exception | None = None
         if self.metrics is not None:
-            self.metrics.in_flight.inc()
+            self.metrics.in_flight += 1
         if self.spans is not None:
             span, span_token = self.spans.start(scope)
 
@@ -175,7 +175,7 @@ class RequestContextMiddleware:
         finally:
             duration = time.perf_counter() - started
             if self.metrics is not None:
-                self.metrics.in_flight.dec()
+                self.metrics.in_flight -= 1
                 self.metrics.observe(routed, scope["method"], status, duration)
             access_logger.info(
                 "%s %s %d",
