@@ -1,10 +1,14 @@
 """Which environments turn tracing on (only the standard OTEL_* variables decide), and what
 the trace context of a request that is not sampled costs and carries."""
 
+from types import SimpleNamespace
+
 import httpx
 import pytest
 from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from starlette.types import Scope
@@ -20,8 +24,10 @@ from servicekit.tracing import (
     configure_tracing,
     current_traceparent,
     drops_unsampled_callers,
+    end_statement_span,
     exporters_requested,
     log_ids,
+    start_driver_statement_span,
     start_statement_span,
 )
 
@@ -269,3 +275,56 @@ def test_a_calls_url_in_its_span_is_as_sent_without_its_query_or_user_info() -> 
     url = httpx.URL("http://reader:secret@users:8001/tags/caf%C3%A9/posts?token=abc")
 
     assert _without_query(url) == "http://users:8001/tags/caf%C3%A9/posts"
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """Every span this process's tracer starts, recorded and kept here once it ends."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing_module, "_tracer", provider.get_tracer("test"))
+    return exporter
+
+
+@pytest.mark.usefixtures("tracing")
+async def test_a_call_that_fails_ends_its_span_marked_failed_with_the_error(
+    recorded: InMemorySpanExporter,
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with httpx.AsyncClient(transport=TracedTransport(httpx.MockTransport(refuse))) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get("http://users:8001/users/1?token=abc")
+
+    [span] = recorded.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["url.full"] == "http://users:8001/users/1"
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert span.status.description == "ConnectError: connection refused"
+    assert [event.name for event in span.events] == ["exception"]
+
+
+@pytest.mark.usefixtures("tracing")
+def test_a_statement_sent_to_the_driver_is_a_span_that_says_where_it_went_and_how_it_ended(
+    recorded: InMemorySpanExporter,
+) -> None:
+    class Driver:
+        info = SimpleNamespace(dbname="users", host="127.0.0.1", port=5432)
+
+    span = start_driver_statement_span("SELECT email FROM users", Driver())
+    assert span is not None
+    end_statement_span(span, RuntimeError("canceling statement due to statement timeout"))
+
+    [finished] = recorded.get_finished_spans()
+    assert finished.name == "SELECT users"
+    assert dict(finished.attributes or {}) == {
+        "db.system": "postgresql",
+        "db.statement": "SELECT email FROM users",
+        "db.name": "users",
+        "net.peer.name": "127.0.0.1",
+        "net.peer.port": 5432,
+    }
+    assert finished.status.status_code is trace.StatusCode.ERROR
+    assert [event.name for event in finished.events] == ["exception"]

@@ -22,7 +22,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType
 
 from servicekit.pool import ReadPool
-from servicekit.tracing import statement_span, tracing_active
+from servicekit.tracing import end_statement_span, start_driver_statement_span, tracing_active
 
 Row = dict[str, Any]
 
@@ -176,10 +176,17 @@ async def driver_rows(
     driver: "psycopg.AsyncConnection[Any]", sql: str, parameters: Mapping[str, Any]
 ) -> list[Row]:
     """Every row one statement returns on a psycopg connection, as dicts."""
-    if tracing_active():
-        with statement_span(sql, driver.info):
-            return await _rows(driver, sql, parameters)
-    return await _rows(driver, sql, parameters)
+    span = start_driver_statement_span(sql, driver) if tracing_active() else None
+    if span is None:
+        return await _rows(driver, sql, parameters)
+    error: Exception | None = None
+    try:
+        return await _rows(driver, sql, parameters)
+    except Exception as exc:
+        error = exc
+        raise
+    finally:
+        end_statement_span(span, error)
 
 
 async def _rows(

@@ -281,8 +281,9 @@ class ServerSpans:
         if span.is_recording():
             if route is not None:
                 span.update_name(f"{span.name} {route}")  # type: ignore[attr-defined]
-                span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", status)
+                span.set_attributes({"http.route": route, "http.response.status_code": status})
+            else:
+                span.set_attribute("http.response.status_code", status)
             if error is not None:
                 span.record_exception(error)
             if status >= 500:
@@ -313,19 +314,17 @@ class TracedTransport(httpx.AsyncBaseTransport):
             self._inject(request, parent.get_span_context())
             return await self._transport.handle_async_request(request)
         url = request.url
-        span = self._tracer.start_span(request.method, kind=SpanKind.CLIENT)
-        with trace.use_span(span, end_on_exit=True):
-            if span.is_recording():
-                span.set_attributes(
-                    {
-                        "http.request.method": request.method,
-                        # The URL as sent, without its query or any user info (either may
-                        # hold what a trace must not), put together rather than parsed again.
-                        "url.full": _without_query(url),
-                        "server.address": url.host,
-                        "server.port": url.port or (443 if url.scheme == "https" else 80),
-                    }
-                )
+        attributes: dict[str, str | int] = {
+            "http.request.method": request.method,
+            # The URL as sent, without its query or any user info (either may hold what a
+            # trace must not), put together rather than parsed again.
+            "url.full": _without_query(url),
+            "server.address": url.host,
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+        }
+        # Nothing runs beneath a call in this process: its span is never made current.
+        span = self._tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
+        try:
             self._inject(request, span.get_span_context())
             response = await self._transport.handle_async_request(request)
             if span.is_recording():
@@ -333,6 +332,11 @@ class TracedTransport(httpx.AsyncBaseTransport):
                 if response.status_code >= 400:
                     span.set_status(trace.StatusCode.ERROR)
             return response
+        except Exception as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            span.end()
 
     def _inject(self, request: httpx.Request, span: SpanContext) -> None:
         """The propagation headers of `span` on `request`: with no baggage or trace state, the
@@ -387,39 +391,42 @@ def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | No
 def _statement_span(sql: str, database: DatabaseAddress) -> trace.Span:
     words = sql.split(maxsplit=1)
     name = " ".join(part for part in (words[0] if words else None, database.name) if part)
-    span = _process_tracer().start_span(name or database.system, kind=SpanKind.CLIENT)
-    if span.is_recording():
-        attributes: dict[str, str | int] = {"db.system": database.system, "db.statement": sql}
-        for key, value in (
-            ("db.name", database.name),
-            ("net.peer.name", database.host),
-            ("net.peer.port", database.port),
-        ):
-            if value is not None:
-                attributes[key] = value
-        span.set_attributes(attributes)
-    return span
+    attributes: dict[str, str | int] = {"db.system": database.system, "db.statement": sql}
+    for key, value in (
+        ("db.name", database.name),
+        ("net.peer.name", database.host),
+        ("net.peer.port", database.port),
+    ):
+        if value is not None:
+            attributes[key] = value
+    # Nothing runs beneath a statement: its span is never made current.
+    return _process_tracer().start_span(
+        name or database.system, kind=SpanKind.CLIENT, attributes=attributes
+    )
 
 
 def end_statement_span(span: trace.Span, error: BaseException | None = None) -> None:
     """End a span of start_statement_span, marked failed if the statement raised `error`."""
     if error is not None:
-        span.set_status(trace.StatusCode.ERROR, str(error))
+        _failed(span, error)
     span.end()
 
 
-@contextlib.contextmanager
-def statement_span(sql: str, connection_info: Any) -> Iterator[None]:
-    """A client span for one statement sent to Postgres outside SQLAlchemy's execution,
-    named and described as the engine's statements are."""
+def start_driver_statement_span(sql: str, driver: Any) -> trace.Span | None:
+    """A client span for one statement sent to Postgres on a psycopg connection (`driver`),
+    outside SQLAlchemy's execution, named and described as the engine's statements are;
+    none where it would not be recorded."""
     if not _statement_traced():  # before asking libpq where the connection goes
-        yield
-        return
-    database = DatabaseAddress(
-        "postgresql", connection_info.dbname, connection_info.host, connection_info.port
-    )
-    with trace.use_span(_statement_span(sql, database), end_on_exit=True):
-        yield
+        return None
+    info = driver.info
+    return _statement_span(sql, DatabaseAddress("postgresql", info.dbname, info.host, info.port))
+
+
+def _failed(span: trace.Span, error: BaseException) -> None:
+    """Mark `span` failed by `error`, as OpenTelemetry's use_span marks it."""
+    if span.is_recording():
+        span.record_exception(error)
+        span.set_status(trace.StatusCode.ERROR, f"{type(error).__name__}: {error}")
 
 
 def log_ids() -> tuple[str, str] | None:
