@@ -34,6 +34,19 @@ from servicekit.tracing import (
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
 
 
+async def _sent() -> httpx.Request:
+    """The request a traced client sends for a call made now."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=TracedTransport(httpx.MockTransport(answer))) as client:
+        await client.get("http://users/users/1")
+    return sent[0]
+
+
 @pytest.mark.parametrize(
     ("environment", "exporters"),
     [
@@ -110,27 +123,19 @@ def _unsampled(trace_state: TraceState | None = None) -> NonRecordingSpan:
 async def test_a_call_in_a_trace_not_sampled_carries_the_headers_the_propagators_write(
     span: NonRecordingSpan, items: dict[str, str]
 ) -> None:
-    sent: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(204)
-
     current = trace.set_span_in_context(span)
     for name, value in items.items():
         current = baggage.set_baggage(name, value, current)
     token = context.attach(current)
     try:
-        transport = TracedTransport(httpx.MockTransport(answer))
-        async with httpx.AsyncClient(transport=transport) as client:
-            await client.get("http://users/users/1")
+        sent = await _sent()
         expected: dict[str, str] = {}
         propagate.inject(expected)
     finally:
         context.detach(token)
 
     assert expected["traceparent"] == "00-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174-02"
-    assert {name: sent[0].headers.get(name) for name in expected} == expected
+    assert {name: sent.headers.get(name) for name in expected} == expected
 
 
 TRACE_ID, SPAN_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
@@ -207,15 +212,7 @@ def _request(*headers: tuple[str, str]) -> Scope:
 
 
 async def _sent_traceparent() -> str | None:
-    sent: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(204)
-
-    async with httpx.AsyncClient(transport=TracedTransport(httpx.MockTransport(answer))) as client:
-        await client.get("http://users/users/1")
-    traceparent: str | None = sent[0].headers.get("traceparent")
+    traceparent: str | None = (await _sent()).headers.get("traceparent")
     return traceparent
 
 

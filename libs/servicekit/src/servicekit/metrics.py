@@ -100,7 +100,7 @@ def name_routes_in_scope(app: FastAPI) -> None:
             )
 
 
-V = TypeVar("V")
+_Value = TypeVar("_Value")
 
 
 class _Observations:
@@ -114,7 +114,7 @@ class _Observations:
         self.sum = 0.0
 
 
-class _Family(Collector, Generic[V]):
+class _Family(Collector, Generic[_Value]):
     """One metric family by label values, kept as plain numbers: added to on the event loop's
     thread and read at a scrape on the same thread. prometheus-client's own metrics take a
     lock for every bucket, sum and value they change, a cost each request would pay for a
@@ -127,7 +127,7 @@ class _Family(Collector, Generic[V]):
         self._name = name
         self._documentation = documentation
         self._labels = labels
-        self._values: dict[tuple[str, ...], V] = {}
+        self._values: dict[tuple[str, ...], _Value] = {}
         registry.register(self)
 
 

@@ -192,9 +192,9 @@ class ServerSpans:
     The OpenTelemetry API used directly, rather than the ASGI/FastAPI instrumentation: that
     one finds the route by matching the request a second time, builds its attributes and
     records its own metrics for every request, sampled or not, which made one traced request
-    cost a third more. Here a request whose trace is not sampled costs a span context, and
-    the name (`GET /users/{user_id}`) comes from the route the router matched, once the
-    request is answered.
+    cost a third more. Here a request whose trace is not recorded costs its `traceparent` in
+    a context variable, and the name (`GET /users/{user_id}`) comes from the route the router
+    matched, once the request is answered.
     """
 
     def __init__(self) -> None:
@@ -203,7 +203,7 @@ class ServerSpans:
         self._fields = {name.encode() for name in propagate.get_global_textmap().fields}
         # A request in a trace its caller did not sample would get a span that records
         # nothing; with W3C propagation and a sampler that follows its callers, the caller's
-        # context is made current instead, read straight from `traceparent`.
+        # `traceparent` is made current instead.
         self._w3c = _w3c_propagation()
         self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
         token = context.attach(context.Context())
@@ -261,7 +261,7 @@ class ServerSpans:
         ids = span.get_span_context()
         if not ids.is_valid or ids.trace_state:
             return None
-        return f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+        return _traceparent(ids)
 
     @staticmethod
     def end(
@@ -279,11 +279,11 @@ class ServerSpans:
         if span is None:
             return
         if span.is_recording():
+            attributes: dict[str, str | int] = {"http.response.status_code": status}
             if route is not None:
                 span.update_name(f"{span.name} {route}")  # type: ignore[attr-defined]
-                span.set_attributes({"http.route": route, "http.response.status_code": status})
-            else:
-                span.set_attribute("http.response.status_code", status)
+                attributes["http.route"] = route
+            span.set_attributes(attributes)
             if error is not None:
                 span.record_exception(error)
             if status >= 500:
@@ -342,14 +342,18 @@ class TracedTransport(httpx.AsyncBaseTransport):
         """The propagation headers of `span` on `request`: with no baggage or trace state, the
         `traceparent` the W3C propagator would write, written here at a fraction of its cost."""
         if self._w3c and span.is_valid and not span.trace_state and not baggage.get_all():
-            request.headers["traceparent"] = (
-                f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
-            )
+            request.headers["traceparent"] = _traceparent(span)
             return
         propagate.inject(request.headers)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+def _traceparent(span: SpanContext) -> str:
+    """The W3C `traceparent` of `span`, as the propagator writes it for a span without trace
+    state."""
+    return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
 
 
 def _without_query(url: httpx.URL) -> str:
@@ -486,8 +490,7 @@ def consumer_span(name: str, traceparents: list[str | None]) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        span.record_exception(exc)
-        span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+        _failed(span, exc)
         raise
     finally:
         _unrecorded.reset(outside)
