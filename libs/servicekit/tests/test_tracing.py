@@ -1,6 +1,8 @@
 """Which environments turn tracing on (only the standard OTEL_* variables decide), and what
 the trace context of a request that is not sampled costs and carries."""
 
+import random
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 import httpx
@@ -9,17 +11,30 @@ from opentelemetry import baggage, context, propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.util.types import Attributes
 from starlette.types import Scope
 
 import servicekit.tracing as tracing_module
 from servicekit.tracing import (
     _UNSAMPLED_TRACEPARENT,
     DatabaseAddress,
+    DecidedTraceIds,
     ServerSpans,
     TracedTransport,
     _caller,
+    _decided_trace_id,
+    _deciding_sampler,
     _without_query,
     configure_tracing,
     current_traceparent,
@@ -266,6 +281,93 @@ async def test_a_new_trace_the_sampler_does_not_record_goes_on_as_not_sampled(
         ServerSpans.end(span, token, "/users/{user_id}", 200)
 
     assert log_ids() is None
+
+
+@pytest.mark.usefixtures("tracing")
+async def test_a_new_trace_is_decided_before_its_span_starts_and_recorded_under_that_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sampler = ParentBased(TraceIdRatioBased(0.5))
+    ids = DecidedTraceIds()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler, id_generator=ids)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing_module, "_tracer", provider.get_tracer("test"))
+    spans = ServerSpans()
+    unrecorded: list[str] = []
+
+    for _ in range(64):
+        span, token = spans.start(_request())
+        try:
+            if span is None:
+                sent = await _sent_traceparent()
+                assert sent is not None
+                unrecorded.append(sent)
+                assert log_ids() == (sent[3:35], sent[36:52])
+        finally:
+            ServerSpans.end(span, token, "/users/{user_id}", 200)
+        assert _decided_trace_id.get() is None
+
+    recorded = exporter.get_finished_spans()
+    assert recorded
+    assert unrecorded
+    assert len(recorded) + len(unrecorded) == 64
+    for finished in recorded:
+        assert finished.context is not None
+        assert finished.parent is None
+        decision = sampler.should_sample(None, finished.context.trace_id, "GET").decision
+        assert decision is Decision.RECORD_AND_SAMPLE
+    random_flag = TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else 0
+    for traceparent in unrecorded:
+        extracted = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
+        context_sent = extracted.get_span_context()
+        assert context_sent.is_valid
+        assert context_sent.trace_flags == random_flag  # not sampled, as the SDK writes it
+        decision = sampler.should_sample(None, context_sent.trace_id, "GET").decision
+        assert decision is Decision.DROP
+    # Outside a request's decision, the ids are the SDK's own random ones.
+    assert ids.generate_trace_id() != ids.generate_trace_id()
+
+
+class _CoinToss(Sampler):
+    """A sampler whose decision does not follow from the trace id alone."""
+
+    def should_sample(
+        self,
+        parent_context: context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        return SamplingResult(
+            Decision.DROP if random.random() < 0.5 else Decision.RECORD_AND_SAMPLE
+        )
+
+    def get_description(self) -> str:
+        return "coin toss"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "ids", "decides"),
+    [
+        (ParentBased(TraceIdRatioBased(0.1)), DecidedTraceIds(), True),
+        (TraceIdRatioBased(0.1), DecidedTraceIds(), True),
+        (ParentBased(ALWAYS_ON), DecidedTraceIds(), True),
+        (ALWAYS_OFF, DecidedTraceIds(), True),
+        (ParentBased(_CoinToss()), DecidedTraceIds(), False),
+        (_CoinToss(), DecidedTraceIds(), False),
+        (ParentBased(TraceIdRatioBased(0.1)), RandomIdGenerator(), False),
+    ],
+)
+def test_a_new_trace_is_decided_first_only_where_asking_again_gives_the_same_answer(
+    sampler: Sampler, ids: RandomIdGenerator, decides: bool
+) -> None:
+    tracer = TracerProvider(sampler=sampler, id_generator=ids).get_tracer("test")
+
+    assert (_deciding_sampler(tracer) is not None) is decides
 
 
 def test_a_calls_url_in_its_span_is_as_sent_without_its_query_or_user_info() -> None:

@@ -31,7 +31,14 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    StaticSampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import Scope
@@ -56,6 +63,23 @@ _tracer: trace.Tracer | None = None
 # not recorded, and for them all a process needs of their context is what it logs and what
 # it passes on, which this header says as it will be written.
 _unrecorded: ContextVar[str | None] = ContextVar("unrecorded_traceparent", default=None)
+# The trace id of a new trace whose sampler was asked before its span started (ServerSpans),
+# for the span the SDK then starts to take (DecidedTraceIds).
+_decided_trace_id: ContextVar[int | None] = ContextVar("decided_trace_id", default=None)
+
+
+class DecidedTraceIds(RandomIdGenerator):
+    """The SDK's random ids, except that a new trace whose sampler was asked before its span
+    started gets the trace id the sampler was asked about.
+
+    Most new traces at the gateway are not recorded under a ratio sampler, and all such a
+    trace needs is a `traceparent` to send on: asking the sampler first skips the SDK's
+    span for it. A trace the sampler records gets its span from the SDK, with this id.
+    """
+
+    def generate_trace_id(self) -> int:
+        decided = _decided_trace_id.get()
+        return super().generate_trace_id() if decided is None else decided
 
 
 def _process_tracer() -> trace.Tracer:
@@ -107,7 +131,8 @@ def configure_tracing(service: str, environ: Mapping[str, str] = os.environ) -> 
         resource = Resource.create()
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
             resource = resource.merge(Resource({SERVICE_NAME: service}))
-        provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_*
+        # The sampler comes from OTEL_TRACES_*.
+        provider = TracerProvider(resource=resource, id_generator=DecidedTraceIds())
         for exporter in exporters:
             provider.add_span_processor(_span_processor(exporter, environ))
         trace.set_tracer_provider(provider)
@@ -167,6 +192,20 @@ def drops_unsampled_callers(provider: trace.TracerProvider) -> bool:
     return decision is Decision.DROP
 
 
+def _deciding_sampler(tracer: trace.Tracer) -> tuple[Sampler, IdGenerator] | None:
+    """The sampler of `tracer` and its ids, when a new trace can be decided before its span
+    starts: the ids take a decided trace id (DecidedTraceIds), and the sampler decides a new
+    trace by its trace id alone, so that asking it again when the span starts gives the same
+    answer (as the SDK's own samplers do)."""
+    sampler, ids = getattr(tracer, "sampler", None), getattr(tracer, "id_generator", None)
+    if not isinstance(sampler, Sampler) or not isinstance(ids, DecidedTraceIds):
+        return None
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
+    if type(root) not in (StaticSampler, TraceIdRatioBased):
+        return None
+    return sampler, ids
+
+
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # A well-formed version 00 `traceparent` whose caller did not sample (flags with bit 0 clear).
 _UNSAMPLED_TRACEPARENT = re.compile(
@@ -206,6 +245,7 @@ class ServerSpans:
         # `traceparent` is made current instead.
         self._w3c = _w3c_propagation()
         self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
+        self._deciding = _deciding_sampler(self._tracer) if self._w3c else None
         token = context.attach(context.Context())
         try:
             with suppress_instrumentation():
@@ -236,7 +276,37 @@ class ServerSpans:
             parent = propagate.extract(carrier)
         else:
             parent = context.Context()
+            if self._deciding is not None:
+                return self._start_trace(scope, parent, *self._deciding)
         span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
+        return self._started(span, scope, parent, headers)
+
+    def _start_trace(
+        self, scope: Scope, parent: context.Context, sampler: Sampler, ids: IdGenerator
+    ) -> tuple[trace.Span | None, Token[Any]]:
+        """A new trace, its sampler asked first: one it does not record goes on as its
+        `traceparent` alone, as the SDK would have written it; one it records gets its span
+        from the SDK, under the trace id the sampler was asked about."""
+        trace_id = ids.generate_trace_id()
+        result = sampler.should_sample(parent, trace_id, scope["method"], SpanKind.SERVER)
+        if result.decision is Decision.DROP and not result.trace_state:
+            flags = TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else 0
+            return None, _unrecorded.set(_traceparent(trace_id, ids.generate_span_id(), flags))
+        decided = _decided_trace_id.set(trace_id)
+        try:
+            span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
+        finally:
+            _decided_trace_id.reset(decided)
+        return self._started(span, scope, parent, [])
+
+    def _started(
+        self,
+        span: trace.Span,
+        scope: Scope,
+        parent: context.Context,
+        headers: list[tuple[bytes, bytes]],
+    ) -> tuple[trace.Span | None, Token[Any]]:
+        """What `start` returns for `span`, started under `parent`."""
         if not span.is_recording():
             traceparent = self._unrecorded_root(span, headers)
             if traceparent is not None:
@@ -261,7 +331,7 @@ class ServerSpans:
         ids = span.get_span_context()
         if not ids.is_valid or ids.trace_state:
             return None
-        return _traceparent(ids)
+        return _traceparent(ids.trace_id, ids.span_id, ids.trace_flags)
 
     @staticmethod
     def end(
@@ -342,7 +412,9 @@ class TracedTransport(httpx.AsyncBaseTransport):
         """The propagation headers of `span` on `request`: with no baggage or trace state, the
         `traceparent` the W3C propagator would write, written here at a fraction of its cost."""
         if self._w3c and span.is_valid and not span.trace_state and not baggage.get_all():
-            request.headers["traceparent"] = _traceparent(span)
+            request.headers["traceparent"] = _traceparent(
+                span.trace_id, span.span_id, span.trace_flags
+            )
             return
         propagate.inject(request.headers)
 
@@ -350,10 +422,10 @@ class TracedTransport(httpx.AsyncBaseTransport):
         await self._transport.aclose()
 
 
-def _traceparent(span: SpanContext) -> str:
-    """The W3C `traceparent` of `span`, as the propagator writes it for a span without trace
+def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    """The W3C `traceparent` of a span, as the propagator writes it for a span without trace
     state."""
-    return f"00-{span.trace_id:032x}-{span.span_id:016x}-{span.trace_flags:02x}"
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
 
 
 def _without_query(url: httpx.URL) -> str:
