@@ -35,6 +35,11 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU the process has used, user and system (0 once it is gone)."""
+    return _cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
+
+
 def settle(timeout: float = 30, window: float = 0.2, busy_share: float = 0.1) -> bool:
     """Wait until the servers are idle: whether they got there within `timeout` seconds.
 
