@@ -370,6 +370,36 @@ def test_a_new_trace_is_decided_first_only_where_asking_again_gives_the_same_ans
     assert (_deciding_sampler(tracer) is not None) is decides
 
 
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        ParentBased(TraceIdRatioBased(0.1)),
+        TraceIdRatioBased(0.5),
+        TraceIdRatioBased(1.0),
+        TraceIdRatioBased(0.0),
+        ParentBased(ALWAYS_ON),
+        ParentBased(ALWAYS_OFF),
+        ALWAYS_ON,
+        ALWAYS_OFF,
+    ],
+)
+def test_a_new_trace_decided_first_gets_the_answer_its_sampler_gives(sampler: Sampler) -> None:
+    tracer = TracerProvider(sampler=sampler, id_generator=DecidedTraceIds()).get_tracer("test")
+    deciding = _deciding_sampler(tracer)
+    assert deciding is not None
+    bound, _ = deciding
+    limit = TraceIdRatioBased.TRACE_ID_LIMIT
+    # Random ids, and those at the edges of what the ratio sampler compares.
+    trace_ids = [random.getrandbits(128) | 1 for _ in range(2_000)]
+    trace_ids += [1, limit, limit + 1, (1 << 128) - 1, (5 << 64) | 1]
+    if TraceIdRatioBased in {type(sampler), type(getattr(sampler, "_root", None))}:
+        trace_ids += [max(1, bound - 1), bound, bound + 1]
+
+    for trace_id in trace_ids:
+        recorded = sampler.should_sample(None, trace_id, "GET").decision is not Decision.DROP
+        assert (trace_id & limit < bound) is recorded
+
+
 def test_a_calls_url_in_its_span_is_as_sent_without_its_query_or_user_info() -> None:
     url = httpx.URL("http://reader:secret@users:8001/tags/caf%C3%A9/posts?token=abc")
 

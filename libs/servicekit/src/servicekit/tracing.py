@@ -192,18 +192,30 @@ def drops_unsampled_callers(provider: trace.TracerProvider) -> bool:
     return decision is Decision.DROP
 
 
-def _deciding_sampler(tracer: trace.Tracer) -> tuple[Sampler, IdGenerator] | None:
-    """The sampler of `tracer` and its ids, when a new trace can be decided before its span
-    starts: the ids take a decided trace id (DecidedTraceIds), and the sampler decides a new
-    trace by its trace id alone, so that asking it again when the span starts gives the same
-    answer (as the SDK's own samplers do)."""
+# The bits of a trace id that the ratio sampler compares with its bound.
+_TRACE_ID_LIMIT: Final = TraceIdRatioBased.TRACE_ID_LIMIT
+
+
+def _deciding_sampler(tracer: trace.Tracer) -> tuple[int, IdGenerator] | None:
+    """When a new trace of `tracer` can be decided before its span starts: the bound below
+    which a trace id's lower 64 bits make it recorded, and the tracer's ids.
+
+    That is when the ids take a decided trace id (DecidedTraceIds) and the sampler decides a
+    new trace by its trace id alone, so that asking it again when the span starts gives the
+    same answer: `TraceIdRatioBased`, or a static sampler, alone or as `ParentBased`'s root.
+    Comparing with the ratio sampler's own bound, as it compares, spares every request the
+    sampler's answer, which is made of a dozen calls and objects."""
     sampler, ids = getattr(tracer, "sampler", None), getattr(tracer, "id_generator", None)
     if not isinstance(sampler, Sampler) or not isinstance(ids, DecidedTraceIds):
         return None
     root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
-    if type(root) not in (StaticSampler, TraceIdRatioBased):
-        return None
-    return sampler, ids
+    if type(root) is TraceIdRatioBased:
+        return root.bound, ids
+    if type(root) is StaticSampler:
+        # The same answer for every trace id: asked once.
+        records = root.should_sample(None, 1, "probe").decision is not Decision.DROP
+        return (_TRACE_ID_LIMIT + 1 if records else 0), ids
+    return None
 
 
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -246,6 +258,12 @@ class ServerSpans:
         self._w3c = _w3c_propagation()
         self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
         self._deciding = _deciding_sampler(self._tracer) if self._w3c else None
+        # The flags of a new trace that is not recorded, as the SDK would write them.
+        self._unrecorded_flags = (
+            TraceFlags.RANDOM_TRACE_ID
+            if self._deciding is not None and self._deciding[1].is_trace_id_random()
+            else TraceFlags.DEFAULT
+        )
         token = context.attach(context.Context())
         try:
             with suppress_instrumentation():
@@ -282,16 +300,15 @@ class ServerSpans:
         return self._started(span, scope, parent, headers)
 
     def _start_trace(
-        self, scope: Scope, parent: context.Context, sampler: Sampler, ids: IdGenerator
+        self, scope: Scope, parent: context.Context, bound: int, ids: IdGenerator
     ) -> tuple[trace.Span | None, Token[Any]]:
-        """A new trace, its sampler asked first: one it does not record goes on as its
-        `traceparent` alone, as the SDK would have written it; one it records gets its span
-        from the SDK, under the trace id the sampler was asked about."""
+        """A new trace, decided first (`bound`: _deciding_sampler): one the sampler does not
+        record goes on as its `traceparent` alone, as the SDK would have written it; one it
+        records gets its span from the SDK, under the trace id that was decided."""
         trace_id = ids.generate_trace_id()
-        result = sampler.should_sample(parent, trace_id, scope["method"], SpanKind.SERVER)
-        if result.decision is Decision.DROP and not result.trace_state:
-            flags = TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else 0
-            return None, _unrecorded.set(_traceparent(trace_id, ids.generate_span_id(), flags))
+        if trace_id & _TRACE_ID_LIMIT >= bound:
+            traceparent = _traceparent(trace_id, ids.generate_span_id(), self._unrecorded_flags)
+            return None, _unrecorded.set(traceparent)
         decided = _decided_trace_id.set(trace_id)
         try:
             span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
