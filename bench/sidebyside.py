@@ -80,6 +80,8 @@ def _measure(gateway: Server, users: Server, paths: list[str], options: argparse
     pids = (gateway.process.pid, users.process.pid)
     before = [cpu_seconds(pid) for pid in pids]
     result = run_wrk(gateway.url, paths, connections=options.connections, seconds=options.seconds)
+    if result.failed:
+        print(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
     used = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
     per_request = [seconds / max(1, result.requests) * 1e6 for seconds in used]
     return Run(result.rps, per_request[0], per_request[1])
