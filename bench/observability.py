@@ -80,6 +80,60 @@ def otlp_sink() -> Iterator[str]:
         server.server_close()
 
 
+Start = Callable[[str, int, str, dict[str, str], str], AbstractContextManager[Any]]
+
+
+def start_copy(
+    stack: ExitStack,
+    start: Start,
+    name: str,
+    environment: dict[str, str],
+    service_environment: Callable[[str], dict[str, str]],
+    base_port: int,
+    catalog_url: str,
+    blog: bool = True,
+) -> tuple[Any, Any]:
+    """A copy of the gateway, users and (unless `blog` is false) blog, each with `environment`
+    on top of its own, for the block of `stack`: the gateway on `base_port`, users on the next
+    port, blog two further. `start(name, port, app, environment, ready_path)` runs one server.
+    Returns the gateway's server and users'."""
+    users_port, blog_port = base_port + 1, base_port + 3
+    users_url = f"http://127.0.0.1:{users_port}"
+    servers: dict[str, Any] = {}
+    for service, port in (("users", users_port), ("blog", blog_port))[: 2 if blog else 1]:
+        service_env = {**service_environment(service), **environment}
+        if service == "blog":
+            service_env["BLOG_AUTH_JWKS_URL"] = f"{users_url}/.well-known/jwks.json"
+            # The main system's blog follows the feed; a second consumer would only
+            # contend for its cursor.
+            service_env["BLOG_CONSUME_EVENTS"] = "false"
+        servers[service] = stack.enter_context(
+            start(
+                f"{name}-{service}",
+                port,
+                f"{service}_service.main:create_app",
+                service_env,
+                "/health/ready",
+            )
+        )
+    gateway = stack.enter_context(
+        start(
+            f"{name}-gateway",
+            base_port,
+            "gateway_service.main:create_app",
+            {
+                **environment,
+                "GATEWAY_USERS_URL": users_url,
+                # Without blog, only routes that call users alone answer.
+                "GATEWAY_BLOG_URL": f"http://127.0.0.1:{blog_port}",
+                "GATEWAY_CATALOG_URL": catalog_url,
+            },
+            "/health/live",
+        )
+    )
+    return gateway, servers["users"]
+
+
 class Variants:
     """The variants' servers, one variant at a time: four copies of users and blog with full
     pools would hold more connections than a default Postgres allows (100) beside the main
@@ -87,7 +141,7 @@ class Variants:
 
     def __init__(
         self,
-        start: Callable[[str, int, str, dict[str, str], str], AbstractContextManager[Any]],
+        start: Start,
         service_environment: Callable[[str], dict[str, str]],
         catalog_url: str,
     ) -> None:
@@ -114,38 +168,16 @@ class Variants:
         return gateway
 
     def _start_variant(self, stack: ExitStack, variant: Variant) -> Any:
-        users_port, blog_port = variant.base_port + 1, variant.base_port + 3
-        users_url = f"http://127.0.0.1:{users_port}"
-        for service, port in (("users", users_port), ("blog", blog_port)):
-            environment = {**self._service_environment(service), **variant.environment}
-            if service == "blog":
-                environment["BLOG_AUTH_JWKS_URL"] = f"{users_url}/.well-known/jwks.json"
-                # The main system's blog follows the feed; a second consumer would only
-                # contend for its cursor.
-                environment["BLOG_CONSUME_EVENTS"] = "false"
-            stack.enter_context(
-                self._start(
-                    f"{variant.name}-{service}",
-                    port,
-                    f"{service}_service.main:create_app",
-                    environment,
-                    "/health/ready",
-                )
-            )
-        return stack.enter_context(
-            self._start(
-                f"{variant.name}-gateway",
-                variant.base_port,
-                "gateway_service.main:create_app",
-                {
-                    **variant.environment,
-                    "GATEWAY_USERS_URL": users_url,
-                    "GATEWAY_BLOG_URL": f"http://127.0.0.1:{blog_port}",
-                    "GATEWAY_CATALOG_URL": self._catalog_url,
-                },
-                "/health/live",
-            )
+        gateway, _ = start_copy(
+            stack,
+            self._start,
+            variant.name,
+            variant.environment,
+            self._service_environment,
+            variant.base_port,
+            self._catalog_url,
         )
+        return gateway
 
     def close(self) -> None:
         """Stop the variant that runs, if any."""

@@ -16,13 +16,13 @@ import random
 import statistics
 import sys
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 
 import httpx
 
 from bench.load import run_wrk, wrk_path
-from bench.observability import VARIANTS, Variant, otlp_sink
+from bench.observability import VARIANTS, Variant, otlp_sink, start_copy
 from bench.processes import cpu_seconds, settle
 from bench.run import PATH_SAMPLE, Server, _service_environment, postgres_server, serve
 from bench.seed import Scale
@@ -118,34 +118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     with postgres_server() as server, ExitStack() as stack:
         stack.enter_context(otlp_sink())
         pairs: dict[str, tuple[Server, Server]] = {}
+
+        def start(
+            label: str, port: int, app: str, environment: dict[str, str], ready: str
+        ) -> AbstractContextManager[Server]:
+            return serve(label, app, environment, 1, ready, port)
+
         for index, name in enumerate(options.variants):
-            environment = ALL_VARIANTS[name].environment
-            port = BASE_PORT + 10 * index
-            users = stack.enter_context(
-                serve(
-                    f"side-{name}-users",
-                    "users_service.main:create_app",
-                    {**_service_environment(server, "users"), **environment},
-                    1,
-                    "/health/ready",
-                    port + 1,
-                )
-            )
-            gateway = stack.enter_context(
-                serve(
-                    f"side-{name}-gateway",
-                    "gateway_service.main:create_app",
-                    {
-                        **environment,
-                        "GATEWAY_USERS_URL": users.url,
-                        # Not called by GET /users/{id}.
-                        "GATEWAY_BLOG_URL": "http://127.0.0.1:9",
-                        "GATEWAY_CATALOG_URL": "http://127.0.0.1:9",
-                    },
-                    1,
-                    "/health/live",
-                    port,
-                )
+            gateway, users = start_copy(
+                stack,
+                start,
+                f"side-{name}",
+                ALL_VARIANTS[name].environment,
+                lambda service: _service_environment(server, service),
+                BASE_PORT + 10 * index,
+                # Not called by GET /users/{id}.
+                catalog_url="http://127.0.0.1:9",
+                blog=False,
             )
             if httpx.get(gateway.url + paths[0], timeout=10).status_code != 200:
                 print("the bench's data set is not seeded: run `make bench` once", file=sys.stderr)
