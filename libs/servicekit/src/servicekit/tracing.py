@@ -112,9 +112,9 @@ def _span_processor(exporter: str, environ: Mapping[str, str]) -> SpanProcessor:
         if protocol not in (None, "", "http/protobuf"):
             # gRPC would add grpcio, a large native dependency, for what HTTP does as well.
             raise ValueError(f"OTLP protocol {protocol!r} is not supported: use http/protobuf")
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from servicekit.otlp import SpanExporter
 
-        return BatchSpanProcessor(OTLPSpanExporter())
+        return BatchSpanProcessor(SpanExporter())
     if exporter == "console":
         return BatchSpanProcessor(ConsoleSpanExporter())
     raise ValueError(f"OTEL_TRACES_EXPORTER {exporter!r} is not supported: otlp, console or none")

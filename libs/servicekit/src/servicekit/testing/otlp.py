@@ -37,20 +37,29 @@ class ReceivedSpan:
 
 
 class OtlpReceiver:
-    """Collects the spans POSTed to `/v1/traces` (OTLP over HTTP, protobuf)."""
+    """Collects the spans POSTed to `/v1/traces` (OTLP over HTTP, protobuf); `port` 0 takes
+    a free one. Each request is answered with `status`: one other than 200 is refused, and
+    its spans are not collected."""
 
     def __init__(self, port: int) -> None:
-        self.endpoint = f"http://127.0.0.1:{port}"
         self.spans: list[ReceivedSpan] = []
+        # Every request as it came, refused or not: (path, body).
+        self.requests: list[tuple[str, ExportTraceServiceRequest]] = []
+        self.status = 200
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver._receive(ExportTraceServiceRequest.FromString(body))
+                request = ExportTraceServiceRequest.FromString(body)
+                status = receiver.status
+                with receiver._lock:
+                    receiver.requests.append((self.path, request))
+                if status == 200:
+                    receiver._receive(request)
                 answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -60,6 +69,7 @@ class OtlpReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def _receive(self, request: ExportTraceServiceRequest) -> None:
         received = []
