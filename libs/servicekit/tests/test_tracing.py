@@ -318,6 +318,8 @@ async def test_a_new_trace_is_decided_before_its_span_starts_and_recorded_under_
         decision = sampler.should_sample(None, finished.context.trace_id, "GET").decision
         assert decision is Decision.RECORD_AND_SAMPLE
     random_flag = TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else 0
+    assert len({traceparent[3:35] for traceparent in unrecorded}) == len(unrecorded)
+    assert len({traceparent[36:52] for traceparent in unrecorded}) == len(unrecorded)
     for traceparent in unrecorded:
         extracted = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
         context_sent = extracted.get_span_context()

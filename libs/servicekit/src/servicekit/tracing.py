@@ -16,6 +16,7 @@ start.
 
 import contextlib
 import os
+import random
 import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar, Token
@@ -194,6 +195,7 @@ def drops_unsampled_callers(provider: trace.TracerProvider) -> bool:
 
 # The bits of a trace id that the ratio sampler compares with its bound.
 _TRACE_ID_LIMIT: Final = TraceIdRatioBased.TRACE_ID_LIMIT
+_SPAN_ID_BITS: Final = (1 << 64) - 1
 
 
 def _deciding_sampler(tracer: trace.Tracer) -> tuple[int, IdGenerator] | None:
@@ -259,11 +261,12 @@ class ServerSpans:
         self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
         self._deciding = _deciding_sampler(self._tracer) if self._w3c else None
         # The flags of a new trace that is not recorded, as the SDK would write them.
-        self._unrecorded_flags = (
+        flags = (
             TraceFlags.RANDOM_TRACE_ID
             if self._deciding is not None and self._deciding[1].is_trace_id_random()
             else TraceFlags.DEFAULT
         )
+        self._unrecorded_flags = f"-{flags:02x}"
         token = context.attach(context.Context())
         try:
             with suppress_instrumentation():
@@ -292,23 +295,29 @@ class ServerSpans:
         elif headers:
             carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
             parent = propagate.extract(carrier)
+        elif self._deciding is not None:
+            return self._start_trace(scope, self._deciding[0])
         else:
             parent = context.Context()
-            if self._deciding is not None:
-                return self._start_trace(scope, parent, *self._deciding)
         span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
         return self._started(span, scope, parent, headers)
 
-    def _start_trace(
-        self, scope: Scope, parent: context.Context, bound: int, ids: IdGenerator
-    ) -> tuple[trace.Span | None, Token[Any]]:
+    def _start_trace(self, scope: Scope, bound: int) -> tuple[trace.Span | None, Token[Any]]:
         """A new trace, decided first (`bound`: _deciding_sampler): one the sampler does not
         record goes on as its `traceparent` alone, as the SDK would have written it; one it
         records gets its span from the SDK, under the trace id that was decided."""
-        trace_id = ids.generate_trace_id()
+        # The trace id and a span id in one draw from `random`, which the SDK's random ids
+        # (DecidedTraceIds) draw from too, and in hex by one conversion: most new traces
+        # are not recorded, and all they need is their `traceparent`.
+        while True:
+            ids = random.getrandbits(192)
+            trace_id = ids >> 64
+            if trace_id and ids & _SPAN_ID_BITS:  # zero is not an id
+                break
         if trace_id & _TRACE_ID_LIMIT >= bound:
-            traceparent = _traceparent(trace_id, ids.generate_span_id(), self._unrecorded_flags)
-            return None, _unrecorded.set(traceparent)
+            hexed = ids.to_bytes(24, "big").hex()
+            return None, _unrecorded.set(f"00-{hexed[:32]}-{hexed[32:]}{self._unrecorded_flags}")
+        parent = context.Context()
         decided = _decided_trace_id.set(trace_id)
         try:
             span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
