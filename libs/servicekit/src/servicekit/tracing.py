@@ -260,7 +260,8 @@ class ServerSpans:
         self._w3c = _w3c_propagation()
         self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
         self._deciding = _deciding_sampler(self._tracer) if self._w3c else None
-        # The flags of a new trace that is not recorded, as the SDK would write them.
+        # The flags of a new trace that is not recorded, as the SDK would write them, written
+        # as its `traceparent` ends.
         flags = (
             TraceFlags.RANDOM_TRACE_ID
             if self._deciding is not None and self._deciding[1].is_trace_id_random()
@@ -315,8 +316,7 @@ class ServerSpans:
             if trace_id and ids & _SPAN_ID_BITS:  # zero is not an id
                 break
         if trace_id & _TRACE_ID_LIMIT >= bound:
-            hexed = ids.to_bytes(24, "big").hex()
-            return None, _unrecorded.set(f"00-{hexed[:32]}-{hexed[32:]}{self._unrecorded_flags}")
+            return None, _unrecorded.set(_written_traceparent(ids, self._unrecorded_flags))
         parent = context.Context()
         decided = _decided_trace_id.set(trace_id)
         try:
@@ -451,7 +451,14 @@ class TracedTransport(httpx.AsyncBaseTransport):
 def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
     """The W3C `traceparent` of a span, as the propagator writes it for a span without trace
     state."""
-    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    return _written_traceparent(trace_id << 64 | span_id, f"-{flags:02x}")
+
+
+def _written_traceparent(ids: int, flags: str) -> str:
+    """`traceparent` from the trace id and span id as one number (trace id in the upper
+    bits) and the flags as written (`-01`): one hex conversion rather than a format each."""
+    hexed = ids.to_bytes(24, "big").hex()
+    return f"00-{hexed[:32]}-{hexed[32:]}{flags}"
 
 
 def _without_query(url: httpx.URL) -> str:
