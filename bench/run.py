@@ -209,15 +209,25 @@ class Server:
 
 @contextmanager
 def serve(
-    name: str, app: str, env: dict[str, str], workers: int, ready_path: str, port: int = 0
+    name: str,
+    app: str,
+    env: dict[str, str],
+    workers: int,
+    ready_path: str,
+    port: int = 0,
+    wrapper: Sequence[str] = (),
+    ready_within: float = 60,
 ) -> Iterator[Server]:
-    """Run `app` (an app factory) under uvicorn until the block ends, on `port` or its own."""
+    """Run `app` (an app factory) under uvicorn until the block ends, on `port` or its own:
+    under `wrapper` (a command that runs the command after it, such as valgrind), if given,
+    ready within `ready_within` seconds."""
     port = port or PORTS[name]
     RESULTS.joinpath("logs").mkdir(parents=True, exist_ok=True)
     log: IO[bytes]
     with RESULTS.joinpath("logs", f"{name}.log").open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own arguments
             [
+                *wrapper,
                 sys.executable,
                 "-m",
                 "uvicorn",
@@ -236,14 +246,14 @@ def serve(
         url = f"http://{HOST}:{port}"
         started(process)
         try:
-            _wait_until_ready(url + ready_path, process)
+            _wait_until_ready(url + ready_path, process, ready_within)
             yield Server(name, url, process)
         finally:
             stop(process)
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes], within: float = 60) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{url} exited with {process.returncode}; see bench/results/logs")
@@ -253,7 +263,7 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.2)  # polling a process's start-up, not synchronising a test
-    raise RuntimeError(f"{url} did not become ready within 60 s")
+    raise RuntimeError(f"{url} did not become ready within {within:g} s")
 
 
 BENCH_TOKEN_LIFETIME = 4 * 3600  # seconds

@@ -87,25 +87,36 @@ def _measure(gateway: Server, users: Server, paths: list[str], options: argparse
     return Run(result.rps, per_request[0], per_request[1])
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.sidebyside", description=(__doc__ or "").splitlines()[0]
-    )
+def variants_parser(program: str, description: str, default: list[str]) -> argparse.ArgumentParser:
+    """A command line whose arguments name variants of ALL_VARIANTS, `default` if none."""
+    parser = argparse.ArgumentParser(prog=program, description=description.splitlines()[0])
     parser.add_argument(
         "variants",
         nargs="*",
-        default=["metrics", "ratio0", "noexport", "sampled"],
+        default=default,
         help=f"the first is the reference; of {', '.join(ALL_VARIANTS)}",
     )
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--seconds", type=float, default=4, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per run")
-    parser.add_argument("--connections", type=int, default=64)
+    return parser
+
+
+def parse_variants(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """`argv` parsed by `parser` (variants_parser), its variants known and distinct."""
     options = parser.parse_args(argv)
     unknown = [name for name in options.variants if name not in ALL_VARIANTS]
     if unknown or len(set(options.variants)) != len(options.variants):
         parser.error(f"variants must be distinct names of: {', '.join(ALL_VARIANTS)}")
     return options
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = variants_parser(
+        "python -m bench.sidebyside", __doc__ or "", ["metrics", "ratio0", "noexport", "sampled"]
+    )
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=4, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    return parse_variants(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
