@@ -9,7 +9,7 @@ zeroed (callgrind_control), the gateway answers `GET /users/{id}` a given number
 a time, and the counters are dumped: their count over the requests is what one request costs
 each process, the threads that export spans included.
 
-Under callgrind the processes run some 50 times slower, so the batch processor's timer
+Under callgrind the processes run many times slower, so the batch processor's timer
 (`OTEL_BSP_SCHEDULE_DELAY`, 5 s) sends spans in smaller batches than under load, and each
 batch's own cost (its HTTP request) is spread over fewer spans: a sampled variant's count is a
 little above what the same work costs at full speed. Instructions are not time either: they
@@ -38,7 +38,7 @@ from bench.sidebyside import ALL_VARIANTS, parse_variants, variants_parser
 
 BASE_PORT = 18400
 CONCURRENCY = 8
-# Starting a service under callgrind takes a minute or more.
+# Seconds for a service to start under callgrind, which runs it many times slower.
 READY_WITHIN = 600
 _DUMP_REASON = "measured"
 
