@@ -15,22 +15,29 @@ start.
 """
 
 import contextlib
+import logging
 import os
 import random
 import re
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from time import time_ns
 from typing import Any, Final
 
 import httpx
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
@@ -40,8 +47,11 @@ from opentelemetry.sdk.trace.sampling import (
     StaticSampler,
     TraceIdRatioBased,
 )
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.status import Status, StatusCode
+from opentelemetry.util import types
 from starlette.types import Scope
 
 # Requests that are not worth a trace: probes and scrapes every few seconds, and the event
@@ -88,6 +98,219 @@ def _process_tracer() -> trace.Tracer:
     if _tracer is None:
         _tracer = trace.get_tracer(_TRACER_NAME)
     return _tracer
+
+
+_logger = logging.getLogger(__name__)
+# Attribute values kept as they are given: the SDK's cleaning returns them unchanged.
+_PLAIN_VALUES: Final = frozenset({str, bool, int, float})
+_UNSET: Final = Status(StatusCode.UNSET)
+
+
+class RecordedSpan(SdkSpan):
+    """A span the sampler records, recorded as the SDK's own `Span` records it, for less work.
+
+    The SDK's span builds bounded containers for its attributes, events and links as it
+    starts, cleans each attribute under a lock as it is set, and copies itself into a new
+    `ReadableSpan` as it ends; for a recorded request, that was most of what tracing it
+    cost beyond exporting it (docs/performance.md, "A recorded span"). Here attributes of
+    plain values (str, bool, int, float) are kept as given and others are cleaned as the SDK
+    cleans them; the span limits (OTEL_SPAN_ATTRIBUTE_*, OTEL_ATTRIBUTE_*) are applied once,
+    as the span ends and only where they change something; events and links get their
+    bounded lists when the first comes; and the ended span itself goes to the span
+    processors, since nothing changes a span once it has ended. Status, events, exceptions,
+    links, renaming and use as a context manager are the SDK's own methods.
+
+    Made by `start_span`, never directly.
+    """
+
+    def __init__(
+        self,
+        tracer: SdkTracer,
+        name: str,
+        span_context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, types.AnyValue],
+        links: Sequence[Link],
+    ) -> None:
+        # The fields of the SDK's Span and ReadableSpan, as their constructors set them; the
+        # SDK's constructor itself is the cost this class avoids.
+        self._name = name
+        self._context = span_context
+        self._parent = parent
+        self._kind = kind
+        self._resource = tracer.resource
+        self._instrumentation_info = tracer.instrumentation_info
+        self._instrumentation_scope = tracer._instrumentation_scope
+        self._sampler = tracer.sampler
+        self._trace_config = None
+        self._record_exception = True
+        self._set_status_on_exception = True
+        self._span_processor = tracer.span_processor
+        self._limits = tracer._span_limits
+        self._lock = threading.Lock()
+        self._status = _UNSET
+        count, length = self._limits.max_span_attributes, self._limits.max_span_attribute_length
+        self._attributes: dict[str, types.AnyValue] | BoundedAttributes = attributes
+        if length is not None or (count is not None and len(attributes) > count):
+            # Limits that change values, or already drop some: the SDK's bounded attributes.
+            self._attributes = BoundedAttributes(count, attributes, False, length)
+        self._dropped = 0  # attributes left out while they were kept in a dict
+        self._events: Sequence[Any] = ()
+        self._links: Sequence[Link] = self._new_links(links) if links else ()
+        self._record_end_metrics = None
+        self._start_time = time_ns()
+        self._end_time = None
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                _logger.warning("Setting attribute on ended span.")
+                return
+            self._set(key, value)
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                _logger.warning("Setting attribute on ended span.")
+                return
+            for key, value in attributes.items():
+                self._set(key, value)
+
+    def _set(self, key: str, value: types.AnyValue) -> None:
+        """Set one attribute as the SDK's bounded attributes set it: in a dict until the
+        span's limit on their number would drop one, in the SDK's bounded attributes then."""
+        attributes = self._attributes
+        if not isinstance(attributes, dict):
+            attributes[key] = value
+            return
+        if not key or not isinstance(key, str):
+            _logger.warning("invalid key `%s`. must be non-empty string. Dropping key.", key)
+            self._dropped += 1
+            return
+        if type(value) not in _PLAIN_VALUES:
+            value = _clean_attribute_value(value, None)
+        if key in attributes:
+            del attributes[key]  # set again: now the newest, as the SDK keeps it
+        elif len(attributes) == self._limits.max_span_attributes:
+            # Full: from here on, the SDK's bounded attributes drop the oldest.
+            self._attributes = BoundedAttributes(len(attributes), attributes, False)
+            self._attributes[key] = value
+            return
+        attributes[key] = value
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped + super().dropped_attributes
+
+    def _add_event(self, event: Any) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                _logger.warning("Tried calling _add_event on an ended span.")
+                return
+            if not isinstance(self._events, BoundedList):
+                self._events = BoundedList(self._limits.max_events)
+            self._events.append(event)
+
+    def _add_link(self, link: Link) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                _logger.warning("Tried calling _add_link on an ended span.")
+                return
+            if not isinstance(self._links, BoundedList):
+                self._links = BoundedList.from_seq(self._limits.max_links, self._links)
+            self._links.append(link)
+
+    def end(self, end_time: int | None = None) -> None:
+        with self._lock:
+            if self._end_time is not None:
+                _logger.warning("Calling end() on an ended span.")
+                return
+            self._end_time = end_time if end_time is not None else time_ns()
+        if isinstance(self._attributes, BoundedAttributes):
+            self._attributes._immutable = True  # as the SDK's span leaves them
+        self._span_processor._on_ending(self)
+        self._span_processor.on_end(self)
+
+
+def _records_itself(tracer: trace.Tracer) -> bool:
+    """Whether spans of `tracer` may be RecordedSpans: an SDK tracer, enabled, that does not
+    count its spans in the SDK's own metrics (which RecordedSpan does not feed)."""
+    return (
+        type(tracer) is SdkTracer
+        and tracer._is_enabled()
+        and type(tracer._tracer_metrics) is NoOpTracerMetrics
+    )
+
+
+def _parents_decision(sampler: Sampler, parent: SpanContext | None) -> Decision | None:
+    """The decision of `ParentBased` for a child of `parent` when it leaves the child to a
+    static sampler (as it does by default), which answers every span alike; None when only
+    asking the sampler tells."""
+    if parent is None or type(sampler) is not ParentBased:
+        return None
+    sampled = parent.trace_flags.sampled
+    if parent.is_remote:
+        follow = sampler._remote_parent_sampled if sampled else sampler._remote_parent_not_sampled
+    else:
+        follow = sampler._local_parent_sampled if sampled else sampler._local_parent_not_sampled
+    return follow._decision if type(follow) is StaticSampler else None
+
+
+def start_span(
+    tracer: trace.Tracer,
+    name: str,
+    parent: context.Context | None,
+    kind: SpanKind,
+    attributes: dict[str, types.AnyValue] | None = None,
+    links: Sequence[Link] = (),
+) -> trace.Span:
+    """`tracer.start_span(name, parent, kind, attributes, links)`, as the SDK starts it (ids,
+    sampler, span processors), with a RecordedSpan where the sampler records.
+
+    `attributes` becomes the span's: the caller hands it over."""
+    if not _records_itself(tracer):
+        return tracer.start_span(name, parent, kind, attributes, links)
+    assert isinstance(tracer, SdkTracer)
+    parent_span: SpanContext | None = trace.get_current_span(parent).get_span_context()
+    ids = tracer.id_generator
+    if parent_span is not None and parent_span.is_valid:
+        trace_id = parent_span.trace_id
+        random_id = parent_span.trace_flags.random_trace_id
+    else:
+        parent_span = None
+        trace_id = ids.generate_trace_id()
+        random_id = ids.is_trace_id_random()
+    decision = _parents_decision(tracer.sampler, parent_span)
+    if decision is not None:
+        # What the sampler would answer: the decision, the attributes as given and the
+        # parent's trace state.
+        trace_state = parent_span.trace_state if parent_span is not None else None
+        owned = attributes if attributes is not None and decision is not Decision.DROP else {}
+        given: Mapping[str, types.AnyValue] = owned
+    else:
+        sampled = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes, links)
+        decision, trace_state = sampled.decision, sampled.trace_state
+        given = sampled.attributes or {}
+        # The caller's attributes, unless the sampler changed them.
+        owned = attributes if attributes is not None and given == attributes else {}
+    flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
+    if random_id:
+        flags |= TraceFlags.RANDOM_TRACE_ID
+    span_context = SpanContext(
+        trace_id,
+        ids.generate_span_id(),
+        is_remote=False,
+        trace_flags=TraceFlags(flags),
+        trace_state=trace_state,
+    )
+    if decision is Decision.DROP:
+        return NonRecordingSpan(span_context)
+    span = RecordedSpan(tracer, name, span_context, parent_span, kind, owned, links)
+    if owned is not attributes and given:
+        span.set_attributes(given)
+    tracer.span_processor.on_start(span, parent_context=parent)
+    return span
 
 
 def exporters_requested(environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -300,7 +523,7 @@ class ServerSpans:
             return self._start_trace(scope, self._deciding[0])
         else:
             parent = context.Context()
-        span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
+        span = start_span(self._tracer, scope["method"], parent, SpanKind.SERVER)
         return self._started(span, scope, parent, headers)
 
     def _start_trace(self, scope: Scope, bound: int) -> tuple[trace.Span | None, Token[Any]]:
@@ -320,7 +543,7 @@ class ServerSpans:
         parent = context.Context()
         decided = _decided_trace_id.set(trace_id)
         try:
-            span = self._tracer.start_span(scope["method"], parent, SpanKind.SERVER)
+            span = start_span(self._tracer, scope["method"], parent, SpanKind.SERVER)
         finally:
             _decided_trace_id.reset(decided)
         return self._started(span, scope, parent, [])
@@ -410,7 +633,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
             self._inject(request, parent.get_span_context())
             return await self._transport.handle_async_request(request)
         url = request.url
-        attributes: dict[str, str | int] = {
+        attributes: dict[str, types.AnyValue] = {
             "http.request.method": request.method,
             # The URL as sent, without its query or any user info (either may hold what a
             # trace must not), put together rather than parsed again.
@@ -419,7 +642,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
             "server.port": url.port or (443 if url.scheme == "https" else 80),
         }
         # Nothing runs beneath a call in this process: its span is never made current.
-        span = self._tracer.start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes)
+        span = start_span(self._tracer, request.method, None, SpanKind.CLIENT, attributes)
         try:
             self._inject(request, span.get_span_context())
             response = await self._transport.handle_async_request(request)
@@ -500,7 +723,7 @@ def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | No
 def _statement_span(sql: str, database: DatabaseAddress) -> trace.Span:
     words = sql.split(maxsplit=1)
     name = " ".join(part for part in (words[0] if words else None, database.name) if part)
-    attributes: dict[str, str | int] = {"db.system": database.system, "db.statement": sql}
+    attributes: dict[str, types.AnyValue] = {"db.system": database.system, "db.statement": sql}
     for key, value in (
         ("db.name", database.name),
         ("net.peer.name", database.host),
@@ -509,9 +732,7 @@ def _statement_span(sql: str, database: DatabaseAddress) -> trace.Span:
         if value is not None:
             attributes[key] = value
     # Nothing runs beneath a statement: its span is never made current.
-    return _process_tracer().start_span(
-        name or database.system, kind=SpanKind.CLIENT, attributes=attributes
-    )
+    return start_span(_process_tracer(), name or database.system, None, SpanKind.CLIENT, attributes)
 
 
 def end_statement_span(span: trace.Span, error: BaseException | None = None) -> None:
@@ -587,9 +808,7 @@ def consumer_span(name: str, traceparents: list[str | None]) -> Iterator[None]:
             origin = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
             if origin.get_span_context().is_valid:
                 links.append(Link(origin.get_span_context()))
-    span = _process_tracer().start_span(
-        name, context=context.Context(), kind=SpanKind.CONSUMER, links=links
-    )
+    span = start_span(_process_tracer(), name, context.Context(), SpanKind.CONSUMER, links=links)
     token = context.attach(trace.set_span_in_context(span, context.Context()))
     outside = _unrecorded.set(None)  # the new trace is current, not a request's
     try:
