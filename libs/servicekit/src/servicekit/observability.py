@@ -191,7 +191,9 @@ class RequestContextMiddleware:
                 },
             )
             if self.spans is not None:
-                template = route_template(routed)
-                route = None if template == UNMATCHED else template
+                route = None  # named only in a span that is recorded
+                if span is not None and span.is_recording():
+                    template = route_template(routed)
+                    route = None if template == UNMATCHED else template
                 self.spans.end(span, span_token, route, status, error)
             request_id_var.reset(token)

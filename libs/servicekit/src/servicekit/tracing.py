@@ -110,17 +110,20 @@ class RecordedSpan(SdkSpan):
     """A span the sampler records, recorded as the SDK's own `Span` records it, for less work.
 
     The SDK's span builds bounded containers for its attributes, events and links as it
-    starts, cleans each attribute under a lock as it is set, and copies itself into a new
-    `ReadableSpan` as it ends; for a recorded request, that was most of what tracing it
-    cost beyond exporting it (docs/performance.md, "A recorded span"). Here attributes of
-    plain values (str, bool, int, float) are kept as given and others are cleaned as the SDK
-    cleans them; the span limits (OTEL_SPAN_ATTRIBUTE_*, OTEL_ATTRIBUTE_*) are applied once,
-    as the span ends and only where they change something; events and links get their
-    bounded lists when the first comes; and the ended span itself goes to the span
-    processors, since nothing changes a span once it has ended. Status, events, exceptions,
-    links, renaming and use as a context manager are the SDK's own methods.
+    starts, cleans each attribute as it is set, and copies itself into a new `ReadableSpan`
+    as it ends: for a recorded request, that was most of what tracing it cost beyond
+    exporting it (docs/performance.md, "A recorded span"). Here:
 
-    Made by `start_span`, never directly.
+    - attributes go into a dict, values of plain types (str, bool, int, float) as they are
+      and others cleaned as the SDK cleans them, until the limit on their number
+      (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, 128 by default) would drop one; from then on, and
+      from the start under a limit on their length, they are the SDK's bounded attributes;
+    - events and links get their bounded lists when the first comes;
+    - the ended span itself goes to the span processors, rather than a copy: nothing
+      changes a span once it has ended.
+
+    Status, events, exceptions, links, renaming and use as a context manager are the SDK's
+    own methods. Made by `start_span`, never directly.
     """
 
     def __init__(
@@ -268,7 +271,8 @@ def start_span(
     """`tracer.start_span(name, parent, kind, attributes, links)`, as the SDK starts it (ids,
     sampler, span processors), with a RecordedSpan where the sampler records.
 
-    `attributes` becomes the span's: the caller hands it over."""
+    `attributes` (of plain values: str, bool, int, float) becomes the span's: the caller
+    hands it over."""
     if not _records_itself(tracer):
         return tracer.start_span(name, parent, kind, attributes, links)
     assert isinstance(tracer, SdkTracer)
@@ -590,7 +594,8 @@ class ServerSpans:
         status: int,
         error: BaseException | None = None,
     ) -> None:
-        """End what `start` began: `route` is the template of the route that answered."""
+        """End what `start` began: `route` is the template of the route that answered, which
+        only a recorded span uses."""
         if token.var is _unrecorded:
             _unrecorded.reset(token)
         else:
