@@ -13,7 +13,7 @@ certificates from `OTEL_EXPORTER_OTLP_*`, the retries and the request size limit
 """
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http._common import (
@@ -36,12 +36,13 @@ _logger = logging.getLogger(__name__)
 # A resource's group in a request: its message, and its scopes' groups in order.
 _Group = tuple[Resource, ResourceSpans, list[tuple[InstrumentationScope | None, ScopeSpans]]]
 
+# By the kind's value: an enum member hashes (and reads `.value`) through Python code.
 _KINDS = {
-    SpanKind.INTERNAL: Span.SpanKind.SPAN_KIND_INTERNAL,
-    SpanKind.SERVER: Span.SpanKind.SPAN_KIND_SERVER,
-    SpanKind.CLIENT: Span.SpanKind.SPAN_KIND_CLIENT,
-    SpanKind.PRODUCER: Span.SpanKind.SPAN_KIND_PRODUCER,
-    SpanKind.CONSUMER: Span.SpanKind.SPAN_KIND_CONSUMER,
+    SpanKind.INTERNAL._value_: Span.SpanKind.SPAN_KIND_INTERNAL,
+    SpanKind.SERVER._value_: Span.SpanKind.SPAN_KIND_SERVER,
+    SpanKind.CLIENT._value_: Span.SpanKind.SPAN_KIND_CLIENT,
+    SpanKind.PRODUCER._value_: Span.SpanKind.SPAN_KIND_PRODUCER,
+    SpanKind.CONSUMER._value_: Span.SpanKind.SPAN_KIND_CONSUMER,
 }
 _HAS_IS_REMOTE = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _REMOTE = _HAS_IS_REMOTE | SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
@@ -91,11 +92,19 @@ def _set_attributes(target: Any, attributes: Attributes) -> None:
     encoded is logged and left out, as the exporter leaves it out."""
     if not attributes:
         return
-    for key, value in attributes.items():
+    items: Iterable[tuple[str, Any]] = attributes.items()
+    for key, value in items:
         size = len(target)
         try:
             pair: KeyValue = target.add(key=key)
-            _set_value(pair.value, value)
+            # Most values are strings and integers: written here rather than by a call.
+            kind = type(value)
+            if kind is str:
+                pair.value.string_value = value
+            elif kind is int:
+                pair.value.int_value = value
+            else:
+                _set_value(pair.value, value)
         except Exception as error:
             del target[size:]
             _logger.exception("Failed to encode key %s: %s", key, error)
@@ -112,7 +121,7 @@ def _set_span(target: Span, span: ReadableSpan) -> None:
     if parent is not None:
         target.parent_span_id = parent.span_id.to_bytes(8, "big")
     target.name = span.name
-    target.kind = _KINDS[span.kind]
+    target.kind = _KINDS[span.kind._value_]
     if span.start_time is not None:
         target.start_time_unix_nano = span.start_time
     if span.end_time is not None:
@@ -131,12 +140,16 @@ def _set_span(target: Span, span: ReadableSpan) -> None:
         _set_attributes(encoded_link.attributes, link.attributes)
         encoded_link.dropped_attributes_count = link.dropped_attributes
     status = span.status
-    target.status.code = status.status_code.value  # type: ignore[assignment]
+    target.status.code = status.status_code._value_  # type: ignore[assignment]
     if status.description is not None:
         target.status.message = status.description
-    target.dropped_attributes_count = span.dropped_attributes
-    target.dropped_events_count = span.dropped_events
-    target.dropped_links_count = span.dropped_links
+    # Zero, the default, is not written (and serialises the same).
+    if dropped := span.dropped_attributes:
+        target.dropped_attributes_count = dropped
+    if dropped := span.dropped_events:
+        target.dropped_events_count = dropped
+    if dropped := span.dropped_links:
+        target.dropped_links_count = dropped
     target.flags = _flags(parent)
 
 

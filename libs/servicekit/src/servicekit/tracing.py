@@ -202,9 +202,20 @@ class RecordedSpan(SdkSpan):
             return
         attributes[key] = value
 
+    # What was dropped, read as the SDK's span reads it but by exact type: its checks go
+    # through the containers' abstract base classes, a call of Python code each.
     @property
     def dropped_attributes(self) -> int:
-        return self._dropped + super().dropped_attributes
+        attributes = self._attributes
+        return self._dropped + (0 if isinstance(attributes, dict) else attributes.dropped)
+
+    @property
+    def dropped_events(self) -> int:
+        return self._events.dropped if type(self._events) is BoundedList else 0
+
+    @property
+    def dropped_links(self) -> int:
+        return self._links.dropped if type(self._links) is BoundedList else 0
 
     def _add_event(self, event: Any) -> None:
         with self._lock:
