@@ -219,21 +219,21 @@ class RecordedSpan(SdkSpan):
 
     def _add_event(self, event: Any) -> None:
         with self._lock:
-            if self._end_time is not None:
-                _logger.warning("Tried calling _add_event on an ended span.")
-                return
-            if not isinstance(self._events, BoundedList):
-                self._events = BoundedList(self._limits.max_events)
-            self._events.append(event)
+            self._events = self._appended(self._events, event, self._limits.max_events)
 
     def _add_link(self, link: Link) -> None:
         with self._lock:
-            if self._end_time is not None:
-                _logger.warning("Tried calling _add_link on an ended span.")
-                return
-            if not isinstance(self._links, BoundedList):
-                self._links = BoundedList.from_seq(self._limits.max_links, self._links)
-            self._links.append(link)
+            self._links = self._appended(self._links, link, self._limits.max_links)
+
+    def _appended(self, items: Sequence[Any], item: Any, limit: int | None) -> Sequence[Any]:
+        """`items` with `item` added, in the SDK's bounded list of `limit` made at the first;
+        `items` as they are once the span has ended (called under the span's lock)."""
+        if self._end_time is not None:
+            _logger.warning("Tried adding %s to an ended span.", type(item).__name__)
+            return items
+        bounded = items if type(items) is BoundedList else BoundedList.from_seq(limit, items)
+        bounded.append(item)
+        return bounded
 
     def end(self, end_time: int | None = None) -> None:
         with self._lock:
@@ -241,7 +241,7 @@ class RecordedSpan(SdkSpan):
                 _logger.warning("Calling end() on an ended span.")
                 return
             self._end_time = end_time if end_time is not None else time_ns()
-        if isinstance(self._attributes, BoundedAttributes):
+        if not isinstance(self._attributes, dict):  # not an ABC's check, on every span
             self._attributes._immutable = True  # as the SDK's span leaves them
         self._span_processor._on_ending(self)
         self._span_processor.on_end(self)
@@ -297,18 +297,15 @@ def start_span(
         trace_id = ids.generate_trace_id()
         random_id = ids.is_trace_id_random()
     decision = _parents_decision(tracer.sampler, parent_span)
+    given: Mapping[str, types.AnyValue] | None
     if decision is not None:
         # What the sampler would answer: the decision, the attributes as given and the
         # parent's trace state.
+        given = attributes
         trace_state = parent_span.trace_state if parent_span is not None else None
-        owned = attributes if attributes is not None and decision is not Decision.DROP else {}
-        given: Mapping[str, types.AnyValue] = owned
     else:
         sampled = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes, links)
-        decision, trace_state = sampled.decision, sampled.trace_state
-        given = sampled.attributes or {}
-        # The caller's attributes, unless the sampler changed them.
-        owned = attributes if attributes is not None and given == attributes else {}
+        decision, given, trace_state = sampled.decision, sampled.attributes, sampled.trace_state
     flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
     if random_id:
         flags |= TraceFlags.RANDOM_TRACE_ID
@@ -321,9 +318,12 @@ def start_span(
     )
     if decision is Decision.DROP:
         return NonRecordingSpan(span_context)
-    span = RecordedSpan(tracer, name, span_context, parent_span, kind, owned, links)
-    if owned is not attributes and given:
-        span.set_attributes(given)
+    if attributes is not None and (given is attributes or given == attributes):
+        span = RecordedSpan(tracer, name, span_context, parent_span, kind, attributes, links)
+    else:  # the sampler's own attributes
+        span = RecordedSpan(tracer, name, span_context, parent_span, kind, {}, links)
+        if given:
+            span.set_attributes(given)
     tracer.span_processor.on_start(span, parent_context=parent)
     return span
 
