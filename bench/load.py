@@ -56,6 +56,8 @@ class LoadResult:
     rps: float
     latency_ms: dict[str, float]
     errors: dict[str, int]
+    # CPU per request of the servers measured, in µs, where the run counted it.
+    cpu_us: float | None = None
 
     @property
     def failed(self) -> int:
@@ -63,8 +65,11 @@ class LoadResult:
         return sum(self.errors.values())
 
     def as_dict(self) -> dict[str, object]:
-        """A JSON-ready copy."""
-        return asdict(self)
+        """A JSON-ready copy (without a CPU count the run did not make)."""
+        copy = asdict(self)
+        if self.cpu_us is None:
+            del copy["cpu_us"]
+        return copy
 
 
 def wrk_path() -> str | None:

@@ -6,6 +6,13 @@ request metrics and no tracing (`plain`), metrics with tracing off (`metrics`, a
 default), metrics and 10% of traces sampled (`sampled`), and metrics and every trace
 (`traced`). Spans go over OTLP to a sink in
 this process that answers and discards them, as a collector would accept them.
+
+The budgets are a few percent, and on a shared machine the same processes' throughput, and
+even their CPU per request, moves by more than that from one run to the next. So the scenario
+runs rounds of its own, more than the other scenarios' (`--rounds-11`): each round starts
+every copy afresh, in an order turned by one each round, and a variant's ratio is the median of
+its rounds' ratios to `plain` in the same round. Each run also counts the CPU the copy's
+processes used per request.
 """
 
 import threading
@@ -134,6 +141,13 @@ def start_copy(
     return gateway, servers["users"]
 
 
+def rotation(round_number: int) -> tuple[Variant, ...]:
+    """The order the variants run in round `round_number` (from 0): turned by one each round,
+    so that over the rounds each variant runs first, second, third and last as often."""
+    turn = round_number % len(VARIANTS)
+    return VARIANTS[turn:] + VARIANTS[:turn]
+
+
 class Variants:
     """The variants' servers, one variant at a time: four copies of users and blog with full
     pools would hold more connections than a default Postgres allows (100) beside the main
@@ -151,6 +165,7 @@ class Variants:
         self._service_environment = service_environment
         self._catalog_url = catalog_url
         self._running: tuple[str, ExitStack, Any] | None = None
+        self._servers: list[Any] = []
 
     def use(self, name: str) -> Any:
         """The gateway of variant `name`, its users and blog running (and no other variant)."""
@@ -167,10 +182,21 @@ class Variants:
         self._running = (name, stack, gateway)
         return gateway
 
+    def servers(self) -> list[Any]:
+        """The servers of the variant that runs: its gateway, users and blog."""
+        return list(self._servers)
+
     def _start_variant(self, stack: ExitStack, variant: Variant) -> Any:
+        self._servers = []
+
+        def start(
+            name: str, port: int, app: str, environment: dict[str, str], ready: str
+        ) -> AbstractContextManager[Any]:
+            return _recorded(self._start(name, port, app, environment, ready), self._servers)
+
         gateway, _ = start_copy(
             stack,
-            self._start,
+            start,
             variant.name,
             variant.environment,
             self._service_environment,
@@ -184,3 +210,12 @@ class Variants:
         if self._running is not None:
             self._running[1].close()
             self._running = None
+            self._servers = []
+
+
+@contextmanager
+def _recorded(server: AbstractContextManager[Any], into: list[Any]) -> Iterator[Any]:
+    """`server`'s block, its server appended to `into` while it runs."""
+    with server as running:
+        into.append(running)
+        yield running

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 # The servers running now, watched by settle().
@@ -26,18 +27,37 @@ def stop(process: subprocess.Popen[bytes], seconds: float = 15) -> None:
         process.wait()
 
 
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command's name (none once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
 def _cpu_ticks(pid: int) -> int:
     """The CPU the process has used, in clock ticks (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime, stime
+    fields = _stat(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0  # utime, stime
 
 
 def cpu_seconds(pid: int) -> float:
     """The CPU the process has used, user and system (0 once it is gone)."""
     return _cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pids: Iterable[int]) -> float:
+    """The CPU the processes and all their descendants (uvicorn's workers) have used."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(entry.name)):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    ticks, waiting = 0, list(pids)
+    while waiting:
+        pid = waiting.pop()
+        ticks += _cpu_ticks(pid)
+        waiting += children.get(pid, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def settle(timeout: float = 30, window: float = 0.2, busy_share: float = 0.1) -> bool:

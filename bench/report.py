@@ -237,6 +237,46 @@ def _scenario_rows(document: dict[str, Any]) -> list[Row]:
     return rows
 
 
+OBSERVABILITY_HEADER = (
+    "11. run",
+    "throughput",
+    "vs neither",
+    "middle half of rounds",
+    "CPU/request",
+)
+
+
+def _observability_rows(document: dict[str, Any]) -> list[Row]:
+    """Scenario 11's runs: each variant's median throughput, the median and middle half of its
+    rounds' ratios to `plain`'s in the same round, and its servers' median CPU per request."""
+    rows: list[Row] = []
+    throughput = document.get("throughput", {})
+    for key in ("user", "posts"):
+        plain = _rps(document, f"obs_plain_{key}")
+        for variant in ("plain", "metrics", "sampled", "traced"):
+            entry = throughput.get(f"obs_{variant}_{key}")
+            if entry is None:
+                continue
+            measured = _rps(document, f"obs_{variant}_{key}")
+            ratios = (
+                [run / base for run, base in zip(measured, plain, strict=True)]
+                if len(measured) == len(plain) and all(plain)
+                else []
+            )
+            middle = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else []
+            cpu = entry.get("runs_cpu_us")
+            rows.append(
+                (
+                    entry["label"].removeprefix("11. gateway "),
+                    f"{statistics.median(measured):,.0f} req/s",
+                    f"{statistics.median(ratios):.3f}" if ratios else "",
+                    f"{middle[0]:.3f} to {middle[2]:.3f}" if middle else "",
+                    f"{statistics.median(cpu):,.0f} µs" if cpu else "",
+                )
+            )
+    return rows
+
+
 def _verdict(target: dict[str, Any]) -> str:
     if target["met"] is None:
         return "not run" if target["value"] is None else "reported"
@@ -299,11 +339,16 @@ def table(document: dict[str, Any]) -> str:
     tails = Table(*TAIL_HEADER, title=f"tail latency: p99 at most {TAIL_BOUND:g} times p50")
     for tail_row in _tail_rows(document):
         tails.add_row(*tail_row)
+    observability = Table(*OBSERVABILITY_HEADER, title="11. what observability costs")
+    for observability_row in _observability_rows(document):
+        observability.add_row(*observability_row)
     console = Console(width=140, record=True)
     with console.capture() as capture:
         console.print(scenarios)
         console.print(ratios)
         console.print(tails)
+        if observability.rows:
+            console.print(observability)
     return capture.get()
 
 
@@ -357,7 +402,7 @@ Every gateway run at {" and ".join(map(str, TAIL_CONNECTIONS))} connections: its
 ## Scenarios
 
 {_markdown_table(SCENARIO_HEADER, _scenario_rows(document))}
-{charts}{_events_section(document.get("events"))}"""
+{charts}{_observability_section(document)}{_events_section(document.get("events"))}"""
     folder.joinpath(f"{name}.md").write_text(markdown)
 
 
@@ -370,6 +415,22 @@ The monolith (12) answered these pages unlike the gateway, so its ratio compares
 work:
 
 {listed}
+"""
+
+
+def _observability_section(document: dict[str, Any]) -> str:
+    rows = _observability_rows(document)
+    if not rows:
+        return ""
+    return f"""
+## 11. What observability costs
+
+{document.get("rounds_11") or document.get("repeat", 1)} rounds of their own, each starting
+every variant afresh, in an order turned by one each round; a ratio is the median of the
+rounds' ratios to neither's run in the same round, beside the middle half of those ratios.
+CPU/request: what the variant's gateway, users and blog used per request, from /proc.
+
+{_markdown_table(OBSERVABILITY_HEADER, rows)}
 """
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from bench import monolith, nginx, report
 from bench import observability as observability_scenario
 from bench.load import GET, LoadResult, Request, run_wrk, wrk_path
-from bench.processes import settle, started, stop
+from bench.processes import settle, started, stop, tree_cpu_seconds
 from bench.seed import (
     Scale,
     is_seeded,
@@ -90,6 +90,7 @@ class Options:
     reseed: bool
     profile: bool
     only: set[str] = field(default_factory=set)
+    rounds_11: int = 8
 
     def wants(self, number: str) -> bool:
         """Whether scenario `number` runs."""
@@ -107,6 +108,9 @@ def _parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--reseed", action="store_true", help="rebuild the data set")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of 2-4")
     parser.add_argument("--only", nargs="*", default=[], help="scenario numbers to run")
+    parser.add_argument(
+        "--rounds-11", type=int, default=8, help="scenario 11's rounds of fresh starts"
+    )
     args = parser.parse_args(argv)
     scale = Scale() if args.scale == 1 else Scale().scaled(args.scale)
     return Options(
@@ -119,6 +123,7 @@ def _parse(argv: Sequence[str]) -> Options:
         args.reseed,
         args.profile,
         set(args.only),
+        max(1, args.rounds_11),
     )
 
 
@@ -416,7 +421,6 @@ class Job:
     connections: int
     request: Request = GET
     alongside: "Job | None" = None
-    variant: str | None = None  # scenario 11's copy of the system the job needs running
 
 
 @dataclass(frozen=True)
@@ -508,16 +512,22 @@ class Bench:
         profile_as: str | None = None,
         request: Request = GET,
         alone: bool = True,
+        cpu_of: Sequence[int] = (),
     ) -> LoadResult:
         """A warm-up, then the measured run (profiled by py-spy if asked), which starts once
-        the warm-up's requests are done when this load runs `alone`."""
+        the warm-up's requests are done when this load runs `alone`. With `cpu_of`, the
+        result has the CPU those processes (and their workers) used per request."""
         url = self.servers[server].url
         seconds = self.options.seconds
         run_wrk(url, paths, connections=connections, seconds=self.options.warmup, request=request)
         if alone:
             self._settle()
+        cpu_before = tree_cpu_seconds(cpu_of) if cpu_of else 0.0
         with self._profiled(server, profile_as):
             result = run_wrk(url, paths, connections=connections, seconds=seconds, request=request)
+        if cpu_of:
+            used = tree_cpu_seconds(cpu_of) - cpu_before
+            result = replace(result, cpu_us=round(used / max(1, result.requests) * 1e6, 1))
         if result.failed:
             say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
         return result
@@ -653,26 +663,6 @@ class Bench:
                 )
         if self.wanted("6"):
             jobs += self.pagination_jobs()
-        if self.wanted("11"):
-            posts_paths = self.users_with_posts_paths()
-            for variant in observability_scenario.VARIANTS:
-                server = f"{variant.name}-gateway"
-                for key, paths, what in (
-                    ("user", user_paths, "GET /users/{id}"),
-                    ("posts", posts_paths, "GET /users-with-posts?limit=20"),
-                ):
-                    label = f"11. gateway {what}, {variant.description}"
-                    jobs.append(
-                        Job(
-                            "throughput",
-                            f"obs_{variant.name}_{key}",
-                            label,
-                            server,
-                            paths,
-                            connections,
-                            variant=variant.name,
-                        )
-                    )
         if self.wanted("8"):
             for server in ("gateway", "gateway-httpx"):
                 for count in GATEWAY_CONCURRENCY:
@@ -690,8 +680,6 @@ class Bench:
         runs: dict[Job, list[LoadResult]] = {job: [] for job in jobs}
         for round_number in range(1, self.options.repeat + 1):
             for job in jobs:
-                if job.variant is not None and self.variants is not None:
-                    self.servers[job.server] = self.variants.use(job.variant)
                 say(f"{job.label} (round {round_number} of {self.options.repeat})")
                 profile = job.key if job.group == "throughput" and round_number == 1 else None
                 self._settle()  # the last run's requests are done
@@ -710,11 +698,51 @@ class Bench:
                 say(f"  {result.rps:,.0f} requests/s, p50 {result.latency_ms['p50']} ms")
             if self.wanted("7"):
                 self.bulk()
+        if self.wanted("11") and self.variants is not None:
+            runs.update(self.observability(self.variants))
         for job, results in runs.items():
             self._keep_median(job, results)
         if self.wanted("7"):
             self._keep_bulk_median()
         return self.results
+
+    def observability(
+        self, variants: observability_scenario.Variants
+    ) -> dict[Job, list[LoadResult]]:
+        """Scenario 11, in rounds of its own (see bench.observability): each round starts every
+        variant afresh and runs both reads on it, counting the CPU its processes use."""
+        reads = (
+            ("user", self.user_paths(), "GET /users/{id}"),
+            ("posts", self.users_with_posts_paths(), "GET /users-with-posts?limit=20"),
+        )
+        jobs = {
+            variant.name: [
+                Job(
+                    "throughput",
+                    f"obs_{variant.name}_{key}",
+                    f"11. gateway {what}, {variant.description}",
+                    f"{variant.name}-gateway",
+                    paths,
+                    self.options.connections,
+                )
+                for key, paths, what in reads
+            ]
+            for variant in observability_scenario.VARIANTS
+        }
+        runs: dict[Job, list[LoadResult]] = {job: [] for each in jobs.values() for job in each}
+        rounds = self.options.rounds_11
+        for round_number in range(rounds):
+            for variant in observability_scenario.rotation(round_number):
+                self.servers[f"{variant.name}-gateway"] = variants.use(variant.name)
+                pids = [server.process.pid for server in variants.servers()]
+                for job in jobs[variant.name]:
+                    say(f"{job.label} (round {round_number + 1} of {rounds})")
+                    self._settle()
+                    result = self.measure(job.server, job.paths, job.connections, cpu_of=pids)
+                    runs[job].append(result)
+                    say(f"  {result.rps:,.0f} requests/s, {result.cpu_us:,.0f} µs CPU/request")
+        variants.close()
+        return runs
 
     @contextmanager
     def _alongside(self, job: Job | None) -> Iterator[list[LoadResult]]:
@@ -757,6 +785,8 @@ class Bench:
             "runs_p50": [r.latency_ms["p50"] for r in results],
             "runs_p99": [r.latency_ms["p99"] for r in results],
         }
+        if all(r.cpu_us is not None for r in results):
+            entry["runs_cpu_us"] = [r.cpu_us for r in results]
         if job.key in self._alongside_rps:
             entry["alongside_rps"] = self._alongside_rps[job.key]
         if job.group == "throughput":
@@ -1004,6 +1034,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup": options.warmup,
             "connections": options.connections,
             "repeat": options.repeat,
+            "rounds_11": options.rounds_11 if options.wants("11") else None,
             "throughput": results.throughput,
             "latency": results.latency,
             "bulk": results.bulk,

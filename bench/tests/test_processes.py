@@ -1,11 +1,15 @@
 """The bench waits for the servers to finish what the last load run left them before the next."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from bench.processes import settle, started, stop
+from bench.processes import cpu_seconds, settle, started, stop, tree_cpu_seconds
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -23,3 +27,41 @@ def test_the_servers_settle_only_once_none_of_them_is_busy() -> None:
         assert settle(timeout=5, busy_share=0.01)
     finally:
         stop(idle)
+
+
+def test_a_process_trees_cpu_counts_the_workers_it_started() -> None:
+    # The parent waits while its child spins, as uvicorn's supervisor does beside its workers.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; subprocess.run([sys.executable, '-c', 'while True: pass'])",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while tree_cpu_seconds([parent.pid]) < 0.5:
+            assert time.monotonic() < deadline, "the child's CPU was never counted"
+            time.sleep(0.05)
+        assert cpu_seconds(parent.pid) < 0.4
+    finally:
+        for child in _children(parent.pid):
+            os.kill(child, signal.SIGKILL)
+        stop(parent)
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and (stat := _read(entry / "stat"))
+        and int(stat.rsplit(")", 1)[1].split()[1]) == pid
+    ]
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

@@ -216,3 +216,44 @@ def test_a_run_of_some_scenarios_keeps_charts_of_its_own(tmp_path: Path) -> None
         "only-8-gateway-latency.png",
         "only-8.md",
     ]
+
+
+def _observed(variant: str, runs_rps: list[float], runs_cpu_us: list[float]) -> dict[str, Any]:
+    return {
+        **_run(f"{variant}-gateway", 64, 10.0, 20.0, runs_rps=runs_rps, runs_cpu_us=runs_cpu_us),
+        "label": f"11. gateway GET /users/{{id}}, {variant}",
+    }
+
+
+def test_scenario_11_shows_each_variants_rounds_against_neither_in_the_same_round(
+    tmp_path: Path,
+) -> None:
+    # Round 2 ran slower for every variant; a round's ratio does not see it.
+    document = _document(
+        rounds_11=4,
+        throughput={
+            "obs_plain_user": _observed("plain", [2_000, 1_000, 2_000, 2_000], [400, 420, 410, 0]),
+            "obs_sampled_user": _observed(
+                "sampled", [1_900, 950, 1_800, 1_960], [430, 440, 450, 460]
+            ),
+        },
+    )
+
+    write(document, tmp_path)
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "4 rounds of their own" in markdown
+    assert "| GET /users/{id}, plain | 2,000 req/s | 1.000 | 1.000 to 1.000 | 405 µs |" in markdown
+    # Ratios 0.95, 0.95, 0.90, 0.98: median 0.95, quartiles (exclusive) 0.9125 and 0.9725,
+    # printed as binary floats round them.
+    assert (
+        "| GET /users/{id}, sampled | 1,850 req/s | 0.950 | 0.913 to 0.972 | 445 µs |" in markdown
+    )
+    (sampled,) = [t for t in document["targets"] if t["key"] == "sampled_vs_plain_user"]
+    assert (sampled["value"], sampled["met"]) == (0.95, True)
+
+
+def test_without_scenario_11_the_report_has_no_section_for_it(tmp_path: Path) -> None:
+    write(_document(throughput={"gateway_user": _run("gateway", 64, 10.0, 50.0)}), tmp_path)
+
+    assert "11. What observability costs" not in (tmp_path / "latest.md").read_text()
