@@ -376,7 +376,7 @@ def write(document: dict[str, Any], folder: Path, name: str = "latest") -> None:
     markdown = f"""# Benchmark report
 
 Run {document["started"]}: every load run {document["seconds"]} s after {document["warmup"]} s of
-warm-up, {document.get("repeat", 1)} rounds of all runs interleaved, each run's median round
+warm-up, {_rounds(document)}, each run's median round
 kept with its latencies (wrk's); a ratio is the median of the ratios within each round.
 {document["connections"]} connections for scenarios 1-5, 9, 12 and 13 (4 and 5 at
 {TAIL_CONNECTIONS[-1]} as well); wrk with one thread; {machine["workers_per_server"]} worker(s)
@@ -404,6 +404,22 @@ Every gateway run at {" and ".join(map(str, TAIL_CONNECTIONS))} connections: its
 {_markdown_table(SCENARIO_HEADER, _scenario_rows(document))}
 {charts}{_observability_section(document)}{_events_section(document.get("events"))}"""
     folder.joinpath(f"{name}.md").write_text(markdown)
+
+
+def _rounds(document: dict[str, Any]) -> str:
+    """How the run's rounds went: scenario 11 runs rounds of its own, after the others."""
+    others = [
+        key
+        for group in ("throughput", "latency", "concurrency")
+        for key in document.get(group, {})
+        if not key.startswith("obs_")
+    ]
+    interleaved = f"{document.get('repeat', 1)} rounds of all runs interleaved"
+    rounds_11 = document.get("rounds_11")
+    if not rounds_11:
+        return interleaved
+    own = f"scenario 11 in {rounds_11} rounds of its own"
+    return f"{interleaved} and {own} after them" if others or document.get("bulk") else own
 
 
 def _monolith_note(differences: list[str] | None) -> str:

@@ -257,3 +257,22 @@ def test_without_scenario_11_the_report_has_no_section_for_it(tmp_path: Path) ->
     write(_document(throughput={"gateway_user": _run("gateway", 64, 10.0, 50.0)}), tmp_path)
 
     assert "11. What observability costs" not in (tmp_path / "latest.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("parts", "said"),
+    [
+        ({}, "3 rounds of all runs interleaved,"),
+        ({"rounds_11": 8}, "scenario 11 in 8 rounds of its own,"),
+        (
+            {"rounds_11": 8, "throughput": {"gateway_user": _run("gateway", 64, 10.0, 50.0)}},
+            "3 rounds of all runs interleaved and scenario 11 in 8 rounds of its own after them,",
+        ),
+    ],
+)
+def test_the_report_says_how_its_rounds_ran(
+    tmp_path: Path, parts: dict[str, Any], said: str
+) -> None:
+    write(_document(repeat=3, **parts), tmp_path)
+
+    assert said in " ".join((tmp_path / "latest.md").read_text().split())
