@@ -148,6 +148,16 @@ def rotation(round_number: int) -> tuple[Variant, ...]:
     return VARIANTS[turn:] + VARIANTS[:turn]
 
 
+@dataclass(frozen=True)
+class _Running:
+    """The variant that runs: its name, what stops it, its gateway and all its servers."""
+
+    name: str
+    stack: ExitStack
+    gateway: Any
+    servers: list[Any]
+
+
 class Variants:
     """The variants' servers, one variant at a time: four copies of users and blog with full
     pools would hold more connections than a default Postgres allows (100) beside the main
@@ -164,35 +174,36 @@ class Variants:
         self._start = start
         self._service_environment = service_environment
         self._catalog_url = catalog_url
-        self._running: tuple[str, ExitStack, Any] | None = None
-        self._servers: list[Any] = []
+        self._running: _Running | None = None
 
     def use(self, name: str) -> Any:
         """The gateway of variant `name`, its users and blog running (and no other variant)."""
-        if self._running is not None and self._running[0] == name:
-            return self._running[2]
+        if self._running is not None and self._running.name == name:
+            return self._running.gateway
         self.close()
         variant = next(variant for variant in VARIANTS if variant.name == name)
         stack = ExitStack()
+        servers: list[Any] = []
         try:
-            gateway = self._start_variant(stack, variant)
+            gateway = self._start_variant(stack, variant, servers)
         except BaseException:
             stack.close()
             raise
-        self._running = (name, stack, gateway)
+        self._running = _Running(name, stack, gateway, servers)
         return gateway
 
     def servers(self) -> list[Any]:
         """The servers of the variant that runs: its gateway, users and blog."""
-        return list(self._servers)
+        return [] if self._running is None else list(self._running.servers)
 
-    def _start_variant(self, stack: ExitStack, variant: Variant) -> Any:
-        self._servers = []
+    def _start_variant(self, stack: ExitStack, variant: Variant, servers: list[Any]) -> Any:
+        """Start `variant` for the block of `stack`, each of its servers added to `servers`;
+        its gateway."""
 
         def start(
             name: str, port: int, app: str, environment: dict[str, str], ready: str
         ) -> AbstractContextManager[Any]:
-            return _recorded(self._start(name, port, app, environment, ready), self._servers)
+            return _recorded(self._start(name, port, app, environment, ready), servers)
 
         gateway, _ = start_copy(
             stack,
@@ -208,9 +219,8 @@ class Variants:
     def close(self) -> None:
         """Stop the variant that runs, if any."""
         if self._running is not None:
-            self._running[1].close()
+            self._running.stack.close()
             self._running = None
-            self._servers = []
 
 
 @contextmanager

@@ -46,17 +46,23 @@ def cpu_seconds(pid: int) -> float:
     return _cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pids: Iterable[int]) -> float:
-    """The CPU the processes and all their descendants (uvicorn's workers) have used."""
-    children: dict[int, list[int]] = {}
+def children() -> dict[int, list[int]]:
+    """Every running process's children, by the parent's pid."""
+    found: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := _stat(entry.name)):
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+            found.setdefault(int(fields[1]), []).append(int(entry.name))
+    return found
+
+
+def tree_cpu_seconds(pids: Iterable[int]) -> float:
+    """The CPU the processes and all their descendants (uvicorn's workers) have used."""
+    children_of = children()
     ticks, waiting = 0, list(pids)
     while waiting:
         pid = waiting.pop()
         ticks += _cpu_ticks(pid)
-        waiting += children.get(pid, [])
+        waiting += children_of.get(pid, [])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -74,10 +74,16 @@ def _ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float 
     """
     if not numerators or not denominators or not all(denominators):
         return None
-    if len(numerators) == len(denominators):
-        ratios = [n / d for n, d in zip(numerators, denominators, strict=True)]
+    if ratios := _paired(numerators, denominators):
         return round(statistics.median(ratios), 3)
     return round(statistics.median(numerators) / statistics.median(denominators), 3)
+
+
+def _paired(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
+    """Each round's ratio of its two runs; none unless both sides ran in the same rounds."""
+    if len(numerators) != len(denominators) or not all(denominators):
+        return []
+    return [n / d for n, d in zip(numerators, denominators, strict=True)]
 
 
 def _runs(entry: dict[str, Any] | None, runs: str, kept: float | None) -> list[float]:
@@ -258,11 +264,7 @@ def _observability_rows(document: dict[str, Any]) -> list[Row]:
             if entry is None:
                 continue
             measured = _rps(document, f"obs_{variant}_{key}")
-            ratios = (
-                [run / base for run, base in zip(measured, plain, strict=True)]
-                if len(measured) == len(plain) and all(plain)
-                else []
-            )
+            ratios = _paired(measured, plain)
             middle = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else []
             cpu = entry.get("runs_cpu_us")
             rows.append(
@@ -408,18 +410,17 @@ Every gateway run at {" and ".join(map(str, TAIL_CONNECTIONS))} connections: its
 
 def _rounds(document: dict[str, Any]) -> str:
     """How the run's rounds went: scenario 11 runs rounds of its own, after the others."""
-    others = [
-        key
-        for group in ("throughput", "latency", "concurrency")
-        for key in document.get(group, {})
-        if not key.startswith("obs_")
-    ]
     interleaved = f"{document.get('repeat', 1)} rounds of all runs interleaved"
     rounds_11 = document.get("rounds_11")
     if not rounds_11:
         return interleaved
     own = f"scenario 11 in {rounds_11} rounds of its own"
-    return f"{interleaved} and {own} after them" if others or document.get("bulk") else own
+    others = document.get("bulk") or any(
+        not key.startswith("obs_")
+        for group in ("throughput", "latency", "concurrency")
+        for key in document.get(group, {})
+    )
+    return f"{interleaved} and {own} after them" if others else own
 
 
 def _monolith_note(differences: list[str] | None) -> str:
@@ -438,13 +439,20 @@ def _observability_section(document: dict[str, Any]) -> str:
     rows = _observability_rows(document)
     if not rows:
         return ""
+    rounds_11 = document.get("rounds_11")
+    # A run made before scenario 11 had rounds of its own ran it in the others' rounds.
+    rounds = (
+        f"{rounds_11} rounds of their own, each starting every variant afresh, in an order "
+        "turned by one each round"
+        if rounds_11
+        else "The rounds of all runs"
+    )
     return f"""
 ## 11. What observability costs
 
-{document.get("rounds_11") or document.get("repeat", 1)} rounds of their own, each starting
-every variant afresh, in an order turned by one each round; a ratio is the median of the
-rounds' ratios to neither's run in the same round, beside the middle half of those ratios.
-CPU/request: what the variant's gateway, users and blog used per request, from /proc.
+{rounds}; a ratio is the median of the rounds' ratios to neither's run in the same
+round, beside the middle half of those ratios. CPU/request: what the variant's gateway,
+users and blog used per request, from /proc.
 
 {_markdown_table(OBSERVABILITY_HEADER, rows)}
 """

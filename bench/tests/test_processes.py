@@ -5,11 +5,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from bench.processes import cpu_seconds, settle, started, stop, tree_cpu_seconds
+from bench.processes import children, cpu_seconds, settle, started, stop, tree_cpu_seconds
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -45,23 +44,6 @@ def test_a_process_trees_cpu_counts_the_workers_it_started() -> None:
             time.sleep(0.05)
         assert cpu_seconds(parent.pid) < 0.4
     finally:
-        for child in _children(parent.pid):
+        for child in children().get(parent.pid, []):
             os.kill(child, signal.SIGKILL)
         stop(parent)
-
-
-def _children(pid: int) -> list[int]:
-    return [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit()
-        and (stat := _read(entry / "stat"))
-        and int(stat.rsplit(")", 1)[1].split()[1]) == pid
-    ]
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""

@@ -276,3 +276,17 @@ def test_the_report_says_how_its_rounds_ran(
     write(_document(repeat=3, **parts), tmp_path)
 
     assert said in " ".join((tmp_path / "latest.md").read_text().split())
+
+
+def test_scenario_11_of_a_run_without_rounds_of_its_own_says_it_ran_in_the_others(
+    tmp_path: Path,
+) -> None:
+    document = _document(
+        throughput={"obs_plain_user": _observed("plain", [2_000, 1_900], [400, 410])},
+    )
+
+    write(document, tmp_path)
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "The rounds of all runs; a ratio is the median" in markdown
+    assert "rounds of their own" not in markdown

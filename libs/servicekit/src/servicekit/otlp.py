@@ -92,6 +92,8 @@ def _set_attributes(target: Any, attributes: Attributes) -> None:
     encoded is logged and left out, as the exporter leaves it out."""
     if not attributes:
         return
+    # Values as Any: they are told apart below by exact type, which the type checker does not
+    # follow into the message's typed fields.
     items: Iterable[tuple[str, Any]] = attributes.items()
     for key, value in items:
         size = len(target)

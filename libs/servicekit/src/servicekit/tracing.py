@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import time_ns
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import httpx
 from fastapi.telemetry import TelemetryConfig
@@ -247,7 +247,7 @@ class RecordedSpan(SdkSpan):
         self._span_processor.on_end(self)
 
 
-def _records_itself(tracer: trace.Tracer) -> bool:
+def _records_itself(tracer: trace.Tracer) -> TypeGuard[SdkTracer]:
     """Whether spans of `tracer` may be RecordedSpans: an SDK tracer, enabled, that does not
     count its spans in the SDK's own metrics (which RecordedSpan does not feed)."""
     return (
@@ -286,7 +286,6 @@ def start_span(
     hands it over."""
     if not _records_itself(tracer):
         return tracer.start_span(name, parent, kind, attributes, links)
-    assert isinstance(tracer, SdkTracer)
     parent_span: SpanContext | None = trace.get_current_span(parent).get_span_context()
     ids = tracer.id_generator
     if parent_span is not None and parent_span.is_valid:
