@@ -114,6 +114,8 @@ def _parse(argv: Sequence[str]) -> Options:
         "--rounds-11", type=int, default=ROUNDS_11, help="scenario 11's rounds of fresh starts"
     )
     args = parser.parse_args(argv)
+    if args.repeat < 1 or args.rounds_11 < 1:
+        parser.error("--repeat and --rounds-11 must be at least 1")
     scale = Scale() if args.scale == 1 else Scale().scaled(args.scale)
     return Options(
         scale,
@@ -125,7 +127,7 @@ def _parse(argv: Sequence[str]) -> Options:
         args.reseed,
         args.profile,
         set(args.only),
-        max(1, args.rounds_11),
+        args.rounds_11,
     )
 
 
