@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import statistics
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -70,6 +71,33 @@ class LoadResult:
         if self.cpu_us is None:
             del copy["cpu_us"]
         return copy
+
+
+def combined(results: Sequence[LoadResult], cpu_seconds: float | None = None) -> LoadResult:
+    """One result of several runs of the same load, as if it were one run of all their time:
+    their requests and errors summed, and the throughput of the sum. Latencies cannot be
+    summed: each is the median of the runs' own. `cpu_seconds`, the servers' CPU over all the
+    runs, gives the CPU per request."""
+    if not results:
+        raise ValueError("no runs to combine")
+    requests = sum(result.requests for result in results)
+    seconds = sum(result.seconds for result in results)
+    errors: dict[str, int] = {}
+    for result in results:
+        for kind, count in result.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    return LoadResult(
+        connections=results[0].connections,
+        requests=requests,
+        seconds=round(seconds, 3),
+        rps=round(requests / seconds, 1) if seconds else 0.0,
+        latency_ms={
+            key: statistics.median(result.latency_ms[key] for result in results)
+            for key in results[0].latency_ms
+        },
+        errors=errors,
+        cpu_us=None if cpu_seconds is None else round(cpu_seconds / max(1, requests) * 1e6, 1),
+    )
 
 
 def wrk_path() -> str | None:

@@ -1,28 +1,34 @@
 """Scenario 11: what metrics and tracing cost, through the gateway.
 
 Four copies of the gateway in front of users and blog, each copy with its own processes and
-the same databases (one copy running at a time), differ only in their observability: no
+the same databases (two copies running at a time), differ only in their observability: no
 request metrics and no tracing (`plain`), metrics with tracing off (`metrics`, as deployed by
 default), metrics and 10% of traces sampled (`sampled`), and metrics and every trace
-(`traced`). Spans go over OTLP to a sink in
-this process that answers and discards them, as a collector would accept them.
+(`traced`). Spans go over OTLP to a sink in this process that answers and discards them, as a
+collector would accept them.
 
 The budgets are a few percent, and on a shared machine the same processes' throughput, and
-even their CPU per request, moves by more than that from one run to the next. So the scenario
-runs rounds of its own, more than the other scenarios' (`--rounds-11`): each round starts
-every copy afresh, in an order turned by one each round, and a variant's ratio is the median of
-its rounds' ratios to `plain` in the same round. Each run also counts the CPU the copy's
-processes used per request.
+even their CPU per request, moves by more than that from one minute to the next, and between
+two starts of the same code. So the scenario compares in turns of one second: in each round
+(`--rounds-11`), every other variant is started afresh beside a fresh `plain`, in an order
+turned by one each round, and wrk drives the two copies' gateways in turn, a second each, in
+pairs whose order alternates (TURNS_11 turns each per read). Turns a second apart see the
+machine in the same state, so a variant's run in a round is the sum of its turns, compared with
+the sum of `plain`'s turns beside it; its ratio is the median of its rounds' ratios. Each turn
+also counts the CPU the copy's processes used per request.
 """
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 SINK_PORT = 18099
+# Turns of one second each copy runs per read in a round (turn_sides).
+TURNS_11 = 10
+TURN_SECONDS = 1
 _TRACED = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{SINK_PORT}",
     # The gateway decides, the services follow its decision (parentbased_*).
@@ -58,6 +64,8 @@ VARIANTS = (
     ),
     Variant("traced", "metrics, every trace", _TRACED, 18070),
 )
+# What every other variant is compared with, in turns beside it.
+REFERENCE = VARIANTS[0]
 
 
 class _Discard(BaseHTTPRequestHandler):
@@ -141,27 +149,33 @@ def start_copy(
     return gateway, servers["users"]
 
 
-def rotation(round_number: int) -> tuple[Variant, ...]:
-    """The order the variants run in round `round_number` (from 0): turned by one each round,
+def rotation(round_number: int, variants: Sequence[Variant] = VARIANTS) -> tuple[Variant, ...]:
+    """The order `variants` run in round `round_number` (from 0): turned by one each round,
     so that over the rounds each variant runs first, second, third and last as often."""
-    turn = round_number % len(VARIANTS)
-    return VARIANTS[turn:] + VARIANTS[:turn]
+    turn = round_number % len(variants)
+    return (*variants[turn:], *variants[:turn])
+
+
+def turn_sides(turns: int) -> list[int]:
+    """Which of two copies (0, the reference, or 1) each of `2 * turns` turns goes to: in
+    pairs, each pair in the other order from the last (0 1 1 0 0 1 ...), so that each copy
+    runs `turns` times and a drift of the machine during the pairs favours neither."""
+    return [side for pair in range(turns) for side in ((0, 1) if pair % 2 == 0 else (1, 0))]
 
 
 @dataclass(frozen=True)
 class _Running:
-    """The variant that runs: its name, what stops it, its gateway and all its servers."""
+    """The variants that run: what stops them, and each one's gateway and all its servers."""
 
-    name: str
     stack: ExitStack
-    gateway: Any
-    servers: list[Any]
+    gateways: dict[str, Any]
+    servers: dict[str, list[Any]]
 
 
 class Variants:
-    """The variants' servers, one variant at a time: four copies of users and blog with full
+    """The variants' servers, two variants at a time: four copies of users and blog with full
     pools would hold more connections than a default Postgres allows (100) beside the main
-    system's. `use()` stops the variant that runs and starts the one asked for."""
+    system's. `start()` stops the variants that run and starts the ones asked for afresh."""
 
     def __init__(
         self,
@@ -176,25 +190,27 @@ class Variants:
         self._catalog_url = catalog_url
         self._running: _Running | None = None
 
-    def use(self, name: str) -> Any:
-        """The gateway of variant `name`, its users and blog running (and no other variant)."""
-        if self._running is not None and self._running.name == name:
-            return self._running.gateway
+    def start(self, names: Sequence[str]) -> dict[str, Any]:
+        """The gateways of the variants `names`, each started afresh with its users and blog
+        (and no other variant running), by name."""
         self.close()
-        variant = next(variant for variant in VARIANTS if variant.name == name)
         stack = ExitStack()
-        servers: list[Any] = []
+        gateways: dict[str, Any] = {}
+        servers: dict[str, list[Any]] = {}
         try:
-            gateway = self._start_variant(stack, variant, servers)
+            for name in names:
+                variant = next(variant for variant in VARIANTS if variant.name == name)
+                servers[name] = []
+                gateways[name] = self._start_variant(stack, variant, servers[name])
         except BaseException:
             stack.close()
             raise
-        self._running = _Running(name, stack, gateway, servers)
-        return gateway
+        self._running = _Running(stack, gateways, servers)
+        return dict(gateways)
 
-    def servers(self) -> list[Any]:
-        """The servers of the variant that runs: its gateway, users and blog."""
-        return [] if self._running is None else list(self._running.servers)
+    def servers(self, name: str) -> list[Any]:
+        """The servers of variant `name`, if it runs: its gateway, users and blog."""
+        return [] if self._running is None else list(self._running.servers.get(name, []))
 
     def _start_variant(self, stack: ExitStack, variant: Variant, servers: list[Any]) -> Any:
         """Start `variant` for the block of `stack`, each of its servers added to `servers`;

@@ -97,6 +97,15 @@ def _rps(document: dict[str, Any], key: str) -> list[float]:
     return _runs(entry, "runs_rps", entry["rps"] if entry else None)
 
 
+def _reference_rps(document: dict[str, Any], variant: str, key: str) -> list[float]:
+    """What scenario 11's `variant` is compared with: the reference's throughput beside each of
+    its runs, where the run drove the two in turns, else the reference's own runs."""
+    entry = document.get("throughput", {}).get(f"obs_{variant}_{key}")
+    if entry is not None and entry.get("reference_rps"):
+        return [float(value) for value in entry["reference_rps"]]
+    return _rps(document, f"obs_plain_{key}")
+
+
 def _gateway_rps_at(document: dict[str, Any], connections: int) -> list[float]:
     for point in document.get("concurrency", {}).get("gateway", []):
         if point["connections"] == connections:
@@ -144,7 +153,7 @@ def targets(document: dict[str, Any]) -> list[dict[str, Any]]:
     for variant in ("metrics", "sampled", "traced"):
         for key in ("user", "posts"):
             values[f"{variant}_vs_plain_{key}"] = _ratio(
-                _rps(document, f"obs_{variant}_{key}"), _rps(document, f"obs_plain_{key}")
+                _rps(document, f"obs_{variant}_{key}"), _reference_rps(document, variant, key)
             )
     judged = [_judged(target, values[target.key]) for target in TARGETS]
     for key, run in _gateway_runs(document):
@@ -254,17 +263,18 @@ OBSERVABILITY_HEADER = (
 
 def _observability_rows(document: dict[str, Any]) -> list[Row]:
     """Scenario 11's runs: each variant's median throughput, the median and middle half of its
-    rounds' ratios to `plain`'s in the same round, and its servers' median CPU per request."""
+    rounds' ratios to `plain`'s beside it in the same round, and its servers' median CPU per
+    request."""
     rows: list[Row] = []
     throughput = document.get("throughput", {})
     for key in ("user", "posts"):
-        plain = _rps(document, f"obs_plain_{key}")
         for variant in ("plain", "metrics", "sampled", "traced"):
             entry = throughput.get(f"obs_{variant}_{key}")
             if entry is None:
                 continue
             measured = _rps(document, f"obs_{variant}_{key}")
-            ratios = _paired(measured, plain)
+            reference = measured if variant == "plain" else _reference_rps(document, variant, key)
+            ratios = _paired(measured, reference)
             middle = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else []
             cpu = entry.get("runs_cpu_us")
             rows.append(
@@ -415,6 +425,8 @@ def _rounds(document: dict[str, Any]) -> str:
     if not rounds_11:
         return interleaved
     own = f"scenario 11 in {rounds_11} rounds of its own"
+    if document.get("turns_11"):
+        own += ", in turns of a second"
     others = document.get("bulk") or any(
         not key.startswith("obs_")
         for group in ("throughput", "latency", "concurrency")
@@ -439,20 +451,29 @@ def _observability_section(document: dict[str, Any]) -> str:
     rows = _observability_rows(document)
     if not rows:
         return ""
-    rounds_11 = document.get("rounds_11")
-    # A run made before scenario 11 had rounds of its own ran it in the others' rounds.
-    rounds = (
-        f"{rounds_11} rounds of their own, each starting every variant afresh, in an order "
-        "turned by one each round"
-        if rounds_11
-        else "The rounds of all runs"
-    )
+    rounds_11, turns_11 = document.get("rounds_11"), document.get("turns_11")
+    if rounds_11 and turns_11:
+        how = f"""{rounds_11} round{"s" if rounds_11 > 1 else ""} of their own. In each round,
+every other variant was started afresh beside a fresh neither, and wrk drove the two in turns
+of a second ({turns_11} turns each per read, in pairs whose order alternates, each once the
+last one's requests were done); a variant's run in a round is the sum of its turns, and a
+ratio is the median of the rounds' ratios to neither's turns beside it"""
+    else:
+        # A run made before scenario 11 had rounds of its own ran it in the others' rounds.
+        rounds = (
+            f"{rounds_11} rounds of their own, each starting every variant afresh, in an order "
+            "turned by one each round"
+            if rounds_11
+            else "The rounds of all runs"
+        )
+        how = f"""{rounds}; a ratio is the median of the rounds' ratios to neither's run in the same
+round"""
     return f"""
 ## 11. What observability costs
 
-{rounds}; a ratio is the median of the rounds' ratios to neither's run in the same
-round, beside the middle half of those ratios. CPU/request: what the variant's gateway,
-users and blog used per request, from /proc.
+{how},
+beside the middle half of those ratios. CPU/request: what the variant's gateway, users and
+blog used per request, from /proc.
 
 {_markdown_table(OBSERVABILITY_HEADER, rows)}
 """

@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL, make_url
 
 from bench import monolith, nginx, report
 from bench import observability as observability_scenario
-from bench.load import GET, LoadResult, Request, run_wrk, wrk_path
+from bench.load import GET, LoadResult, Request, combined, run_wrk, wrk_path
 from bench.processes import settle, started, stop, tree_cpu_seconds
 from bench.seed import (
     Scale,
@@ -76,7 +76,8 @@ LOGIN_CONNECTIONS = 16
 BULK_ROWS = 1000
 BULK_REQUESTS = 10
 # Scenario 11's rounds (bench.observability): its budgets are smaller than one run's spread.
-ROUNDS_11 = 8
+# Each round starts every variant once and drives it in turns for TURNS_11 seconds a read.
+ROUNDS_11 = 5
 
 
 @dataclass
@@ -111,7 +112,10 @@ def _parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of 2-4")
     parser.add_argument("--only", nargs="*", default=[], help="scenario numbers to run")
     parser.add_argument(
-        "--rounds-11", type=int, default=ROUNDS_11, help="scenario 11's rounds of fresh starts"
+        "--rounds-11",
+        type=int,
+        default=ROUNDS_11,
+        help="scenario 11's rounds, each starting every variant afresh",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.rounds_11 < 1:
@@ -507,6 +511,8 @@ class Bench:
         self.results = Measurements()
         self._bulk_runs: list[tuple[float, float]] = []
         self._alongside_rps: dict[str, list[float]] = {}
+        # Scenario 11: the reference's throughput beside each variant's run, by the variant's job.
+        self._reference_rps: dict[str, list[float]] = {}
 
     def measure(
         self,
@@ -713,8 +719,9 @@ class Bench:
     def observability(
         self, variants: observability_scenario.Variants
     ) -> dict[Job, list[LoadResult]]:
-        """Scenario 11, in rounds of its own (see bench.observability): each round starts every
-        variant afresh and runs both reads on it, counting the CPU its processes use."""
+        """Scenario 11 in rounds of its own (see bench.observability): in each round, every
+        other variant is started afresh beside a fresh reference, and each read is driven on the
+        two in turns of a second; a round's run of either is the sum of its turns."""
         reads = (
             ("user", self.user_paths(), "GET /users/{id}"),
             ("posts", self.users_with_posts_paths(), "GET /users-with-posts?limit=20"),
@@ -734,19 +741,63 @@ class Bench:
             for variant in observability_scenario.VARIANTS
         }
         runs: dict[Job, list[LoadResult]] = {job: [] for each in jobs.values() for job in each}
+        reference = observability_scenario.REFERENCE.name
+        others = [v for v in observability_scenario.VARIANTS if v.name != reference]
         rounds = self.options.rounds_11
         for round_number in range(rounds):
-            for variant in observability_scenario.rotation(round_number):
-                self.servers[f"{variant.name}-gateway"] = variants.use(variant.name)
-                pids = [server.process.pid for server in variants.servers()]
-                for job in jobs[variant.name]:
-                    say(f"{job.label} (round {round_number + 1} of {rounds})")
-                    self._settle()
-                    result = self.measure(job.server, job.paths, job.connections, cpu_of=pids)
-                    runs[job].append(result)
-                    say(f"  {result.rps:,.0f} requests/s, {result.cpu_us:,.0f} µs CPU/request")
+            for variant in observability_scenario.rotation(round_number, others):
+                pair = (reference, variant.name)
+                for name, gateway in variants.start(pair).items():
+                    self.servers[f"{name}-gateway"] = gateway
+                pids = [[server.process.pid for server in variants.servers(name)] for name in pair]
+                for sides in zip(jobs[reference], jobs[variant.name], strict=True):
+                    say(f"{sides[1].label}, in turns (round {round_number + 1} of {rounds})")
+                    results = self._turns(sides, pids)
+                    for job, result in zip(sides, results, strict=True):
+                        runs[job].append(result)
+                    self._reference_rps.setdefault(sides[1].key, []).append(results[0].rps)
+                    say(
+                        f"  {results[1].rps:,.0f} requests/s, {results[1].cpu_us:,.0f} µs "
+                        f"CPU/request; {reference} beside it {results[0].rps:,.0f} requests/s"
+                    )
         variants.close()
         return runs
+
+    def _turns(self, sides: Sequence[Job], pids: Sequence[list[int]]) -> list[LoadResult]:
+        """Each of two jobs' loads (`sides`: the reference, then the variant), warmed up, then
+        driven in turns (observability.turn_sides), as one result each: the sum of its turns,
+        with the CPU its servers (`pids`, by side) used per request."""
+        for job in sides:
+            run_wrk(
+                self.servers[job.server].url,
+                job.paths,
+                connections=job.connections,
+                seconds=self.options.warmup,
+            )
+        self._settle()
+        turns: list[list[LoadResult]] = [[], []]
+        cpu = [0.0, 0.0]
+        for side in observability_scenario.turn_sides(observability_scenario.TURNS_11):
+            job = sides[side]
+            before = tree_cpu_seconds(pids[side])
+            turns[side].append(
+                run_wrk(
+                    self.servers[job.server].url,
+                    job.paths,
+                    connections=job.connections,
+                    seconds=observability_scenario.TURN_SECONDS,
+                )
+            )
+            # The requests in flight when a turn ends go on without a client: the next turn
+            # starts once they are done, rather than share the machine with them, and they
+            # count in the CPU of the turn that sent them.
+            self._settle()
+            cpu[side] += tree_cpu_seconds(pids[side]) - before
+        results = [combined(turns[side], cpu[side]) for side in (0, 1)]
+        for result in results:
+            if result.failed:
+                say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
+        return results
 
     @contextmanager
     def _alongside(self, job: Job | None) -> Iterator[list[LoadResult]]:
@@ -793,6 +844,8 @@ class Bench:
             entry["runs_cpu_us"] = [r.cpu_us for r in results]
         if job.key in self._alongside_rps:
             entry["alongside_rps"] = self._alongside_rps[job.key]
+        if job.key in self._reference_rps:
+            entry["reference_rps"] = self._reference_rps[job.key]
         if job.group == "throughput":
             self.results.throughput[job.key] = entry
         elif job.group == "latency":
@@ -1039,6 +1092,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "connections": options.connections,
             "repeat": options.repeat,
             "rounds_11": options.rounds_11 if options.wants("11") else None,
+            "turns_11": observability_scenario.TURNS_11 if options.wants("11") else None,
             "throughput": results.throughput,
             "latency": results.latency,
             "bulk": results.bulk,

@@ -1,11 +1,12 @@
 """The benchmark's arithmetic: wrk's output read back, and ratios judged against their targets."""
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.load import parse_wrk_output
+from bench.load import combined, parse_wrk_output
 from bench.report import targets, write
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:18001
@@ -251,6 +252,58 @@ def test_scenario_11_shows_each_variants_rounds_against_neither_in_the_same_roun
     )
     (sampled,) = [t for t in document["targets"] if t["key"] == "sampled_vs_plain_user"]
     assert (sampled["value"], sampled["met"]) == (0.95, True)
+
+
+def test_scenario_11_in_turns_compares_each_variant_with_neither_beside_it(
+    tmp_path: Path,
+) -> None:
+    # Neither ran beside each variant: its own runs (three a round) are not what a variant's
+    # round is compared with, the runs beside that variant are.
+    sampled = _observed("sampled", [1_800, 900, 1_900], [430, 440, 450])
+    sampled["reference_rps"] = [2_000, 1_000, 2_000]
+    document = _document(
+        rounds_11=3,
+        turns_11=10,
+        throughput={
+            "obs_plain_user": _observed("plain", [2_000.0] * 3 + [1_000.0] * 6, [400.0] * 9),
+            "obs_sampled_user": sampled,
+        },
+    )
+
+    write(document, tmp_path)
+
+    markdown = " ".join((tmp_path / "latest.md").read_text().split())
+    assert "scenario 11 in 3 rounds of its own, in turns of a second," in markdown
+    assert "wrk drove the two in turns of a second (10 turns each per read" in markdown
+    # Ratios 0.90, 0.90, 0.95: median 0.90; against plain's own runs the median would be 1.8.
+    assert "| GET /users/{id}, sampled | 1,800 req/s | 0.900 |" in markdown
+    assert "| GET /users/{id}, plain | 1,000 req/s | 1.000 |" in markdown
+    (target,) = [t for t in document["targets"] if t["key"] == "sampled_vs_plain_user"]
+    assert (target["value"], target["met"]) == (0.9, False)
+
+
+def test_runs_in_turns_combine_into_one_run_of_all_their_time() -> None:
+    turns = [
+        parse_wrk_output(WRK_OUTPUT, 64),
+        replace(
+            parse_wrk_output(WRK_OUTPUT, 64),
+            requests=10_000,
+            seconds=5.0,
+            latency_ms={"mean": 1.0, "p50": 3.0, "p90": 4.0, "p99": 5.0, "max": 6.0},
+            errors={"connect": 2},
+        ),
+    ]
+
+    run = combined(turns, cpu_seconds=1.2)
+
+    assert (run.requests, run.seconds, run.rps) == (60_000, 15.0, 4_000.0)
+    assert run.latency_ms["p50"] == 2.05  # the median of 1.1 and 3.0
+    assert run.errors == {"connect": 2, "read": 1, "write": 0, "status": 2, "timeout": 0}
+    assert run.failed == 5
+    assert run.cpu_us == 20.0
+    assert combined(turns).cpu_us is None
+    with pytest.raises(ValueError, match="no runs"):
+        combined([])
 
 
 def test_without_scenario_11_the_report_has_no_section_for_it(tmp_path: Path) -> None:
