@@ -1,14 +1,14 @@
 """`python -m bench.sidebyside`: scenario 11's variants running at once, measured in turn.
 
-Scenario 11 (bench.observability) starts one variant at a time, and a shared machine's speed
-drifts between those starts by as much as tracing costs. Here the gateway and users service of
-every variant named run side by side, and short wrk runs of the gateway's `GET /users/{id}` go
-to each in turn, the order reversed every other round. Each run is compared with the first
-variant's run of the same round; the table gives the median of those ratios and each process's
-CPU per request (from /proc). Two variants beyond scenario 11's split the 10% sampler's cost:
-`ratio0` decides every trace and records none, and `noexport` records 10% but holds its spans
-for the whole run. Spans go to scenario 11's OTLP sink. The bench's data set must be seeded
-(`make bench` once).
+Scenario 11 (bench.observability) starts each variant afresh beside neither, two copies at a
+time. Here the gateway and users service of every variant named run side by side for the whole
+comparison, more variants than the scenario's and one start each, and short wrk runs of the
+gateway's `GET /users/{id}` go to each in turn, the order reversed every other round. Each run
+is compared with the first variant's run of the same round; the table gives the median of those
+ratios and each process's CPU per request (from /proc). Two variants beyond scenario 11's split
+the 10% sampler's cost: `ratio0` decides every trace and records none, and `noexport` records
+10% but holds its spans for the whole run. Spans go to scenario 11's OTLP sink. The bench's
+data set must be seeded (`make bench` once).
 """
 
 import argparse
