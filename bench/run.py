@@ -76,7 +76,8 @@ LOGIN_CONNECTIONS = 16
 BULK_ROWS = 1000
 BULK_REQUESTS = 10
 # Scenario 11's rounds (bench.observability): its budgets are smaller than one run's spread.
-# Each round starts every variant once and drives it in turns for TURNS_11 seconds a read.
+# Each round starts each variant but neither once, beside a neither of its own, and drives the
+# two in TURNS_11 turns of a second each per read.
 ROUNDS_11 = 5
 
 
