@@ -165,10 +165,9 @@ def turn_sides(turns: int) -> list[int]:
 
 @dataclass(frozen=True)
 class _Running:
-    """The variants that run: what stops them, and each one's gateway and all its servers."""
+    """The variants that run: what stops them, and each one's servers by name."""
 
     stack: ExitStack
-    gateways: dict[str, Any]
     servers: dict[str, list[Any]]
 
 
@@ -205,8 +204,8 @@ class Variants:
         except BaseException:
             stack.close()
             raise
-        self._running = _Running(stack, gateways, servers)
-        return dict(gateways)
+        self._running = _Running(stack, servers)
+        return gateways
 
     def servers(self, name: str) -> list[Any]:
         """The servers of variant `name`, if it runs: its gateway, users and blog."""

@@ -136,6 +136,12 @@ def _parse(argv: Sequence[str]) -> Options:
     )
 
 
+def _say_failures(result: LoadResult) -> None:
+    """Say how many of a run's requests failed, if any did."""
+    if result.failed:
+        say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
+
+
 def say(message: str) -> None:
     """Progress for the person waiting."""
     print(f"bench: {message}", flush=True)
@@ -539,8 +545,7 @@ class Bench:
         if cpu_of:
             used = tree_cpu_seconds(cpu_of) - cpu_before
             result = replace(result, cpu_us=round(used / max(1, result.requests) * 1e6, 1))
-        if result.failed:
-            say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
+        _say_failures(result)
         return result
 
     @staticmethod
@@ -796,8 +801,7 @@ class Bench:
             cpu[side] += tree_cpu_seconds(pids[side]) - before
         results = [combined(turns[side], cpu[side]) for side in (0, 1)]
         for result in results:
-            if result.failed:
-                say(f"  {result.failed} of {result.requests} requests failed: {result.errors}")
+            _say_failures(result)
         return results
 
     @contextmanager
