@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.sampling import (
     ALWAYS_ON,
     Decision,
     ParentBased,
+    ParentBasedTraceIdRatio,
     Sampler,
     SamplingResult,
     TraceIdRatioBased,
@@ -34,7 +35,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import Attributes
 
-from servicekit.tracing import RecordedSpan, start_span
+from servicekit.tracing import RecordedSpan, _parents_decision, start_span
 
 REMOTE_SAMPLED = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
 REMOTE_NOT_SAMPLED = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0))
@@ -187,6 +188,7 @@ def _sdk(
 SAMPLERS = {
     "parent-based, always on": ParentBased(ALWAYS_ON),
     "parent-based, ratio": ParentBased(TraceIdRatioBased(0.5)),
+    "parent-based, ratio, as OTEL_TRACES_SAMPLER names it": ParentBasedTraceIdRatio(0.5),
     "always on": ALWAYS_ON,
     "always off": ALWAYS_OFF,
     "its own attributes and trace state": Tagging(Decision.RECORD_AND_SAMPLE),
@@ -277,3 +279,30 @@ def test_spans_are_the_sdks_own_where_the_tracer_is_not_the_sdks_or_counts_its_s
     span = start_span(counting, "GET", None, SpanKind.SERVER)
     assert isinstance(span, SdkSpan)
     assert not isinstance(span, RecordedSpan)
+
+
+class _OwnAnswers(ParentBased):
+    """A parent-based sampler with answers of its own."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.DROP)
+
+
+@pytest.mark.parametrize(
+    "name", ["parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"]
+)
+@pytest.mark.parametrize(
+    "parent", [REMOTE_SAMPLED, REMOTE_NOT_SAMPLED, LOCAL_SAMPLED], ids=["sampled", "not", "local"]
+)
+def test_a_child_is_decided_without_asking_the_samplers_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, name: str, parent: SpanContext
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.5")
+    sampler = TracerProvider().sampler
+    under = trace.set_span_in_context(NonRecordingSpan(parent))
+    answer = sampler.should_sample(under, parent.trace_id, "GET").decision
+
+    assert _parents_decision(sampler, parent) is answer
+    # Only a sampler that answers as ParentBased does is read without asking it.
+    assert _parents_decision(_OwnAnswers(ALWAYS_ON), parent) is None

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     Sampler,
     SamplingResult,
+    StaticSampler,
     TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags, TraceState
@@ -329,6 +330,70 @@ async def test_a_new_trace_is_decided_before_its_span_starts_and_recorded_under_
         assert decision is Decision.DROP
     # Outside a request's decision, the ids are the SDK's own random ones.
     assert ids.generate_trace_id() != ids.generate_trace_id()
+
+
+@pytest.mark.usefixtures("tracing")
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        ParentBased(TraceIdRatioBased(1.0)),
+        TraceIdRatioBased(1.0),
+        ParentBased(ALWAYS_ON),
+        ALWAYS_ON,
+        StaticSampler(Decision.RECORD_ONLY),
+    ],
+)
+def test_a_new_trace_decided_first_starts_as_its_sampler_answers_without_asking_it_again(
+    monkeypatch: pytest.MonkeyPatch, sampler: Sampler
+) -> None:
+    provider = TracerProvider(sampler=sampler, id_generator=DecidedTraceIds())
+    monkeypatch.setattr(tracing_module, "_tracer", provider.get_tracer("test"))
+    spans = ServerSpans()
+    root = getattr(sampler, "_root", sampler)
+    answers = type(root).should_sample
+    asked: list[int] = []
+
+    def should_sample(self: Sampler, parent: object, trace_id: int, *args: object) -> object:
+        asked.append(trace_id)
+        return answers(self, parent, trace_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(root), "should_sample", should_sample)
+    span, token = spans.start(_request())
+    ServerSpans.end(span, token, "/users/{user_id}", 200)
+    monkeypatch.undo()
+
+    assert asked == []
+    assert span is not None
+    ids = span.get_span_context()
+    answer = sampler.should_sample(None, ids.trace_id, "GET")
+    assert answer.decision is not Decision.DROP
+    assert ids.trace_flags.sampled is (answer.decision is Decision.RECORD_AND_SAMPLE)
+    # A new trace's trace state: empty.
+    assert not ids.trace_state
+    assert not answer.trace_state
+
+
+@pytest.mark.usefixtures("tracing")
+def test_log_lines_carry_the_ids_of_the_span_current_when_they_are_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    monkeypatch.setattr(tracing_module, "_tracer", provider.get_tracer("test"))
+    spans = ServerSpans()
+    span, token = spans.start(_request())
+    assert span is not None
+    try:
+        ids = span.get_span_context()
+        written = (format(ids.trace_id, "032x"), format(ids.span_id, "016x"))
+        assert log_ids() == log_ids() == written
+        inner = provider.get_tracer("test").start_span("inner")
+        with trace.use_span(inner, end_on_exit=True):
+            inner_ids = inner.get_span_context()
+            assert log_ids() == (written[0], format(inner_ids.span_id, "016x"))
+        assert log_ids() == written
+    finally:
+        ServerSpans.end(span, token, "/users/{user_id}", 200)
+    assert log_ids() is None
 
 
 class _CoinToss(Sampler):

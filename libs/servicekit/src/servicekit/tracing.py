@@ -15,6 +15,7 @@ start.
 """
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import time_ns
-from typing import Any, Final, TypeGuard
+from typing import Any, Final, TypeGuard, cast
 
 import httpx
 from fastapi.telemetry import TelemetryConfig
@@ -164,6 +165,15 @@ class RecordedSpan(SdkSpan):
         self._record_end_metrics = None
         self._start_time = time_ns()
         self._end_time = None
+        self._hex_ids: tuple[str, str] | None = None
+
+    def hex_ids(self) -> tuple[str, str]:
+        """The trace and span ids in hex, as log lines carry them: formatted once, for the
+        several lines a recorded request writes."""
+        if self._hex_ids is None:
+            ids = self.get_span_context()
+            self._hex_ids = format(ids.trace_id, "032x"), format(ids.span_id, "016x")
+        return self._hex_ids
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         with self._lock:
@@ -260,15 +270,26 @@ def _records_itself(tracer: trace.Tracer) -> TypeGuard[SdkTracer]:
 def _parents_decision(sampler: Sampler, parent: SpanContext | None) -> Decision | None:
     """The decision of `ParentBased` for a child of `parent` when it leaves the child to a
     static sampler (as it does by default), which answers every span alike; None when only
-    asking the sampler tells."""
-    if parent is None or type(sampler) is not ParentBased:
+    asking the sampler tells.
+
+    The samplers `OTEL_TRACES_SAMPLER` names (`parentbased_traceidratio` and the others) are
+    subclasses of `ParentBased` that only set it up: one that answers as it answers is read
+    as it is."""
+    if parent is None or not _answers_as_parent_based(type(sampler)):
         return None
+    sampler = cast("ParentBased", sampler)  # by its type, without an ABC's isinstance
     sampled = parent.trace_flags.sampled
     if parent.is_remote:
         follow = sampler._remote_parent_sampled if sampled else sampler._remote_parent_not_sampled
     else:
         follow = sampler._local_parent_sampled if sampled else sampler._local_parent_not_sampled
     return follow._decision if type(follow) is StaticSampler else None
+
+
+@functools.cache
+def _answers_as_parent_based(kind: type[Sampler]) -> bool:
+    """Whether samplers of `kind` are `ParentBased` and answer as it does."""
+    return issubclass(kind, ParentBased) and kind.should_sample is ParentBased.should_sample
 
 
 def start_span(
@@ -278,12 +299,16 @@ def start_span(
     kind: SpanKind,
     attributes: dict[str, types.AnyValue] | None = None,
     links: Sequence[Link] = (),
+    *,
+    decided: Decision | None = None,
 ) -> trace.Span:
     """`tracer.start_span(name, parent, kind, attributes, links)`, as the SDK starts it (ids,
     sampler, span processors), with a RecordedSpan where the sampler records.
 
     `attributes` (of plain values: str, bool, int, float) becomes the span's: the caller
-    hands it over."""
+    hands it over. `decided` is the sampler's answer for a new trace when it was asked
+    before the span started (ServerSpans): it answers by the trace id alone, with the
+    attributes as given and no trace state."""
     if not _records_itself(tracer):
         return tracer.start_span(name, parent, kind, attributes, links)
     parent_span: SpanContext | None = trace.get_current_span(parent).get_span_context()
@@ -295,7 +320,7 @@ def start_span(
         parent_span = None
         trace_id = ids.generate_trace_id()
         random_id = ids.is_trace_id_random()
-    decision = _parents_decision(tracer.sampler, parent_span)
+    decision = decided if parent_span is None else _parents_decision(tracer.sampler, parent_span)
     given: Mapping[str, types.AnyValue] | None
     if decision is not None:
         # What the sampler would answer: the decision, the attributes as given and the
@@ -457,6 +482,16 @@ def _deciding_sampler(tracer: trace.Tracer) -> tuple[int, IdGenerator] | None:
     return None
 
 
+def _recorded_decision(tracer: trace.Tracer) -> Decision:
+    """What the sampler of a tracer that decides new traces first (_deciding_sampler) answers
+    for a new trace it records: its static sampler's decision, or the ratio sampler's."""
+    sampler = getattr(tracer, "sampler", None)
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
+    if type(root) is StaticSampler:
+        return root._decision
+    return Decision.RECORD_AND_SAMPLE
+
+
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # A well-formed version 00 `traceparent` whose caller did not sample (flags with bit 0 clear).
 _UNSAMPLED_TRACEPARENT = re.compile(
@@ -497,6 +532,7 @@ class ServerSpans:
         self._w3c = _w3c_propagation()
         self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
         self._deciding = _deciding_sampler(self._tracer) if self._w3c else None
+        self._decided = _recorded_decision(self._tracer) if self._deciding is not None else None
         # The flags of a new trace that is not recorded, as the SDK would write them, written
         # as its `traceparent` ends.
         flags = (
@@ -557,7 +593,9 @@ class ServerSpans:
         parent = context.Context()
         decided = _decided_trace_id.set(trace_id)
         try:
-            span = start_span(self._tracer, scope["method"], parent, SpanKind.SERVER)
+            span = start_span(
+                self._tracer, scope["method"], parent, SpanKind.SERVER, decided=self._decided
+            )
         finally:
             _decided_trace_id.reset(decided)
         return self._started(span, scope, parent, [])
@@ -782,10 +820,13 @@ def log_ids() -> tuple[str, str] | None:
     unrecorded = _unrecorded.get()
     if unrecorded is not None:
         return unrecorded[3:35], unrecorded[36:52]
-    span = trace.get_current_span().get_span_context()
-    if not span.is_valid:
+    span = trace.get_current_span()
+    if type(span) is RecordedSpan:
+        return span.hex_ids()
+    ids = span.get_span_context()
+    if not ids.is_valid:
         return None
-    return format(span.trace_id, "032x"), format(span.span_id, "016x")
+    return format(ids.trace_id, "032x"), format(ids.span_id, "016x")
 
 
 def current_traceparent() -> str | None:
