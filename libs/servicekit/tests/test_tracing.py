@@ -454,7 +454,7 @@ def test_a_new_trace_decided_first_gets_the_answer_its_sampler_gives(sampler: Sa
     tracer = TracerProvider(sampler=sampler, id_generator=DecidedTraceIds()).get_tracer("test")
     deciding = _deciding_sampler(tracer)
     assert deciding is not None
-    bound, _ = deciding
+    bound = deciding.bound
     limit = TraceIdRatioBased.TRACE_ID_LIMIT
     # Random ids, and those at the edges of what the ratio sampler compares.
     trace_ids = [random.getrandbits(128) | 1 for _ in range(2_000)]

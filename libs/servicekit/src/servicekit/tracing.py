@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import time_ns
-from typing import Any, Final, TypeGuard, cast
+from typing import Any, Final, NamedTuple, TypeGuard, cast
 
 import httpx
 from fastapi.telemetry import TelemetryConfig
@@ -460,9 +460,18 @@ _TRACE_ID_LIMIT: Final = TraceIdRatioBased.TRACE_ID_LIMIT
 _SPAN_ID_BITS: Final = (1 << 64) - 1
 
 
-def _deciding_sampler(tracer: trace.Tracer) -> tuple[int, IdGenerator] | None:
+class Deciding(NamedTuple):
+    """How new traces of a tracer are decided before their spans start (_deciding_sampler)."""
+
+    bound: int  # below which a trace id's lower 64 bits make the trace recorded
+    ids: IdGenerator  # the tracer's
+    decision: Decision  # the sampler's answer for a trace it records
+
+
+def _deciding_sampler(tracer: trace.Tracer) -> Deciding | None:
     """When a new trace of `tracer` can be decided before its span starts: the bound below
-    which a trace id's lower 64 bits make it recorded, and the tracer's ids.
+    which a trace id's lower 64 bits make it recorded, the tracer's ids, and what the sampler
+    answers for a trace it records.
 
     That is when the ids take a decided trace id (DecidedTraceIds) and the sampler decides a
     new trace by its trace id alone, so that asking it again when the span starts gives the
@@ -474,22 +483,13 @@ def _deciding_sampler(tracer: trace.Tracer) -> tuple[int, IdGenerator] | None:
         return None
     root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
     if type(root) is TraceIdRatioBased:
-        return root.bound, ids
+        return Deciding(root.bound, ids, Decision.RECORD_AND_SAMPLE)
     if type(root) is StaticSampler:
         # The same answer for every trace id: asked once.
-        records = root.should_sample(None, 1, "probe").decision is not Decision.DROP
-        return (_TRACE_ID_LIMIT + 1 if records else 0), ids
+        decision = root.should_sample(None, 1, "probe").decision
+        bound = 0 if decision is Decision.DROP else _TRACE_ID_LIMIT + 1
+        return Deciding(bound, ids, decision)
     return None
-
-
-def _recorded_decision(tracer: trace.Tracer) -> Decision:
-    """What the sampler of a tracer that decides new traces first (_deciding_sampler) answers
-    for a new trace it records: its static sampler's decision, or the ratio sampler's."""
-    sampler = getattr(tracer, "sampler", None)
-    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else sampler
-    if type(root) is StaticSampler:
-        return root._decision
-    return Decision.RECORD_AND_SAMPLE
 
 
 _TRACEPARENT = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -532,12 +532,11 @@ class ServerSpans:
         self._w3c = _w3c_propagation()
         self._follow_unsampled = self._w3c and drops_unsampled_callers(trace.get_tracer_provider())
         self._deciding = _deciding_sampler(self._tracer) if self._w3c else None
-        self._decided = _recorded_decision(self._tracer) if self._deciding is not None else None
         # The flags of a new trace that is not recorded, as the SDK would write them, written
         # as its `traceparent` ends.
         flags = (
             TraceFlags.RANDOM_TRACE_ID
-            if self._deciding is not None and self._deciding[1].is_trace_id_random()
+            if self._deciding is not None and self._deciding.ids.is_trace_id_random()
             else TraceFlags.DEFAULT
         )
         self._unrecorded_flags = f"-{flags:02x}"
@@ -570,14 +569,16 @@ class ServerSpans:
             carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
             parent = propagate.extract(carrier)
         elif self._deciding is not None:
-            return self._start_trace(scope, self._deciding[0])
+            return self._start_trace(scope, self._deciding)
         else:
             parent = context.Context()
         span = start_span(self._tracer, scope["method"], parent, SpanKind.SERVER)
         return self._started(span, scope, parent, headers)
 
-    def _start_trace(self, scope: Scope, bound: int) -> tuple[trace.Span | None, Token[Any]]:
-        """A new trace, decided first (`bound`: _deciding_sampler): one the sampler does not
+    def _start_trace(
+        self, scope: Scope, deciding: Deciding
+    ) -> tuple[trace.Span | None, Token[Any]]:
+        """A new trace, decided first (_deciding_sampler): one the sampler does not
         record goes on as its `traceparent` alone, as the SDK would have written it; one it
         records gets its span from the SDK, under the trace id that was decided."""
         # The trace id and a span id in one draw from `random`, which the SDK's random ids
@@ -588,13 +589,13 @@ class ServerSpans:
             trace_id = ids >> 64
             if trace_id and ids & _SPAN_ID_BITS:  # zero is not an id
                 break
-        if trace_id & _TRACE_ID_LIMIT >= bound:
+        if trace_id & _TRACE_ID_LIMIT >= deciding.bound:
             return None, _unrecorded.set(_written_traceparent(ids, self._unrecorded_flags))
         parent = context.Context()
         decided = _decided_trace_id.set(trace_id)
         try:
             span = start_span(
-                self._tracer, scope["method"], parent, SpanKind.SERVER, decided=self._decided
+                self._tracer, scope["method"], parent, SpanKind.SERVER, decided=deciding.decision
             )
         finally:
             _decided_trace_id.reset(decided)
