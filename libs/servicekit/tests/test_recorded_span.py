@@ -1,18 +1,20 @@
 """A recorded span (servicekit.tracing.start_span) is what the SDK's own span would be: the
 same ids, sampling, attributes, limits, events, links, status and processor calls, whatever
-is done to it, and unchanged once it has ended."""
+is done to it, and unchanged once it has ended; so is a child started under it, and so are
+both where the SDK's batch processor is the only span processor (and they skip the others)."""
 
 import itertools
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
@@ -104,9 +106,41 @@ class Pipeline:
         )
         self.seen = Seen()
         self.exporter = InMemorySpanExporter()
+        self.add_processors()
+        self.tracer = self.provider.get_tracer("servicekit", "1.0")
+
+    def add_processors(self) -> None:
         self.provider.add_span_processor(self.seen)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("servicekit", "1.0")
+
+    def finished(self) -> list[dict[str, Any]]:
+        """What an exporter has been given, in order."""
+        return [_as_exported(done) for done in self.exporter.get_finished_spans()]
+
+
+class Batched(Pipeline):
+    """A pipeline whose only span processor is the SDK's batch processor, as deployed."""
+
+    def add_processors(self) -> None:
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+
+    def finished(self) -> list[dict[str, Any]]:
+        self.provider.force_flush()
+        return super().finished()
+
+
+@contextmanager
+def pipelines(
+    kind: type[Pipeline], sampler: Sampler, limits: SpanLimits | None
+) -> Iterator[tuple[Pipeline, Pipeline]]:
+    """Two pipelines of `kind` alike, one for the spans start_span starts and one for the
+    SDK's, shut down after (a batch processor runs a thread)."""
+    ours, sdks = kind(sampler, limits), kind(sampler, limits)
+    try:
+        yield ours, sdks
+    finally:
+        ours.provider.shutdown()
+        sdks.provider.shutdown()
 
 
 def _as_exported(span: ReadableSpan) -> dict[str, Any]:
@@ -216,27 +250,98 @@ LIMITS = {
 }
 
 
-@pytest.mark.parametrize("limits", LIMITS.values(), ids=LIMITS.keys())
-@pytest.mark.parametrize("parent", PARENTS.values(), ids=PARENTS.keys())
-@pytest.mark.parametrize("sampler", SAMPLERS.values(), ids=SAMPLERS.keys())
+PIPELINES = {"span processors": Pipeline, "the batch processor alone": Batched}
+Test = TypeVar("Test", bound=Callable[..., None])
+
+
+def across_pipelines_samplers_parents_and_limits(test: Test) -> Test:
+    """`test` for every pipeline, sampler, parent and set of limits above."""
+    for name, values in (
+        ("kind", PIPELINES),
+        ("limits", LIMITS),
+        ("parent", PARENTS),
+        ("sampler", SAMPLERS),
+    ):
+        test = pytest.mark.parametrize(name, values.values(), ids=values.keys())(test)
+    return test
+
+
+@across_pipelines_samplers_parents_and_limits
 def test_a_span_is_exported_as_the_sdks_own_span_would_be(
-    sampler: Sampler, parent: SpanContext | None, limits: SpanLimits | None
+    sampler: Sampler, parent: SpanContext | None, limits: SpanLimits | None, kind: type[Pipeline]
 ) -> None:
-    ours, sdks = Pipeline(sampler, limits), Pipeline(sampler, limits)
+    with pipelines(kind, sampler, limits) as (ours, sdks):
+        span = _started(start_span, ours, parent)
+        sdk_span = _started(_sdk, sdks, parent)
+        for each in (span, sdk_span):
+            _busy(each)
+            each.end()
 
-    span = _started(start_span, ours, parent)
-    sdk_span = _started(_sdk, sdks, parent)
-    for each in (span, sdk_span):
-        _busy(each)
-        each.end()
+        assert span.get_span_context() == sdk_span.get_span_context()
+        assert span.is_recording() is sdk_span.is_recording() is False
+        assert isinstance(span, RecordedSpan) is isinstance(sdk_span, SdkSpan)
+        assert ours.finished() == sdks.finished()
+        assert ours.seen.calls == sdks.seen.calls
 
-    assert span.get_span_context() == sdk_span.get_span_context()
-    assert span.is_recording() is sdk_span.is_recording() is False
-    assert isinstance(span, RecordedSpan) is isinstance(sdk_span, SdkSpan)
-    assert [_as_exported(done) for done in ours.exporter.get_finished_spans()] == [
-        _as_exported(done) for done in sdks.exporter.get_finished_spans()
-    ]
-    assert ours.seen.calls == sdks.seen.calls
+
+def _family(
+    start: Callable[..., trace.Span], pipeline: Pipeline, parent: SpanContext | None
+) -> tuple[trace.Span, trace.Span]:
+    """A request's span, and a child started under it while it is current (as a call or a
+    statement starts one), each ended."""
+    span = _started(start, pipeline, parent)
+    token = context.attach(trace.set_span_in_context(span))
+    try:
+        child = start(
+            pipeline.tracer,
+            "SELECT users",
+            None,
+            SpanKind.CLIENT,
+            {"db.system": "postgresql", "db.statement": "SELECT email FROM users"},
+            (),
+        )
+        child.set_attribute("db.statement", "SELECT name FROM users")
+        child.set_attributes({"net.peer.port": 5432, "net.peer.name": "db"})
+        child.update_name("SELECT names")
+        child.end()
+    finally:
+        context.detach(token)
+    span.end()
+    return span, child
+
+
+@across_pipelines_samplers_parents_and_limits
+def test_a_child_of_a_current_span_is_exported_as_the_sdks_own_child_would_be(
+    sampler: Sampler, parent: SpanContext | None, limits: SpanLimits | None, kind: type[Pipeline]
+) -> None:
+    with pipelines(kind, sampler, limits) as (ours, sdks):
+        span, child = _family(start_span, ours, parent)
+        sdk_span, sdk_child = _family(_sdk, sdks, parent)
+
+        assert span.get_span_context() == sdk_span.get_span_context()
+        assert child.get_span_context() == sdk_child.get_span_context()
+        assert isinstance(child, RecordedSpan) is isinstance(sdk_child, SdkSpan)
+        assert ours.finished() == sdks.finished()
+        assert ours.seen.calls == sdks.seen.calls
+
+
+def test_a_span_queued_for_the_batch_processor_alone_skips_the_span_processors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    called: list[str] = []
+    for method in ("on_start", "_on_ending", "on_end"):
+        monkeypatch.setattr(
+            BatchSpanProcessor, method, lambda *args, name=method, **kwargs: called.append(name)
+        )
+    with pipelines(Batched, ParentBased(ALWAYS_ON), None) as (ours, _):
+        span, child = _family(start_span, ours, None)
+        ours.provider.force_flush()
+
+        assert called == []
+        assert [done.context for done in ours.exporter.get_finished_spans()] == [
+            child.get_span_context(),
+            span.get_span_context(),
+        ]
 
 
 def test_a_span_is_recorded_by_a_recorded_span_only_where_it_records() -> None:

@@ -8,6 +8,11 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.instrumentation.utils import (
+    _SUPPRESS_INSTRUMENTATION_KEY_PLAIN,
+    is_instrumentation_enabled,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,6 +28,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import Attributes
 from starlette.types import Scope
 
@@ -524,3 +530,55 @@ def test_a_statement_sent_to_the_driver_is_a_span_that_says_where_it_went_and_ho
     }
     assert finished.status.status_code is trace.StatusCode.ERROR
     assert [event.name for event in finished.events] == ["exception"]
+
+
+def _contexts() -> dict[str, context.Context]:
+    recorded = TracerProvider().get_tracer("test").start_span("GET")
+    return {
+        "empty": context.Context(),
+        "suppressed": context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True),
+        "suppressed by the plain key": context.set_value(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN, True),
+        "a span not recorded": trace.set_span_in_context(_unsampled()),
+        "a recorded span": trace.set_span_in_context(recorded),
+        "something else as the span": context.set_value(_SPAN_KEY, "not a span"),
+        "baggage": baggage.set_baggage("tenant", "a"),
+    }
+
+
+@pytest.mark.parametrize("current", _contexts().values(), ids=_contexts().keys())
+def test_the_context_read_without_the_api_is_what_the_api_reads(current: context.Context) -> None:
+    token = context.attach(current)
+    try:
+        read = tracing_module._current_context()
+        assert read is context.get_current()
+        assert tracing_module._instrumentation_enabled(read) is is_instrumentation_enabled()
+        assert tracing_module._current_span(read) is trace.get_current_span()
+    finally:
+        context.detach(token)
+
+
+@pytest.mark.usefixtures("tracing")
+@pytest.mark.parametrize("items", [{}, {"tenant": "a"}], ids=["alone", "with baggage"])
+async def test_a_call_under_a_recorded_span_carries_its_own_span_as_the_parent(
+    recorded: InMemorySpanExporter, items: dict[str, str]
+) -> None:
+    span, token = ServerSpans().start(_request())
+    assert span is not None
+    current = context.get_current()
+    for name, value in items.items():
+        current = baggage.set_baggage(name, value, current)
+    inner = context.attach(current)
+    try:
+        sent = await _sent()
+    finally:
+        context.detach(inner)
+        ServerSpans.end(span, token, "/users/{user_id}", 200)
+
+    call, server = recorded.get_finished_spans()
+    assert call.parent == server.context
+    assert call.context is not None
+    assert sent.headers["traceparent"] == (
+        f"00-{call.context.trace_id:032x}-{call.context.span_id:016x}"
+        f"-{call.context.trace_flags:02x}"
+    )
+    assert sent.headers.get("baggage") == (",".join(f"{k}={v}" for k, v in items.items()) or None)

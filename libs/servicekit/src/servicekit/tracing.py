@@ -21,7 +21,8 @@ import os
 import random
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import time_ns
@@ -29,14 +30,26 @@ from typing import Any, Final, NamedTuple, TypeGuard, cast
 
 import httpx
 from fastapi.telemetry import TelemetryConfig
-from opentelemetry import baggage, context, propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.baggage import _BAGGAGE_KEY
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
+from opentelemetry.context import _RUNTIME_CONTEXT, _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.instrumentation.utils import (
+    _SUPPRESS_INSTRUMENTATION_KEY_PLAIN,
+    suppress_instrumentation,
+)
 from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk._shared_internal import BatchProcessor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -50,7 +63,9 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util import types
 from starlette.types import Scope
@@ -78,6 +93,34 @@ _unrecorded: ContextVar[str | None] = ContextVar("unrecorded_traceparent", defau
 # The trace id of a new trace whose sampler was asked before its span started (ServerSpans),
 # for the span the SDK then starts to take (DecidedTraceIds).
 _decided_trace_id: ContextVar[int | None] = ContextVar("decided_trace_id", default=None)
+
+# The OpenTelemetry context, read, set and reset where the API's default runtime context
+# keeps it (a context variable) rather than through the API, whose every look is three calls
+# of Python: a recorded request looks at it a dozen times. Another runtime context
+# (OTEL_PYTHON_CONTEXT) is used through the API.
+_current_context: Callable[[], context.Context]
+_attach: Callable[[context.Context], Token[context.Context]]
+_detach: Callable[[Token[context.Context]], None]
+if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext:
+    _current_context = _RUNTIME_CONTEXT._current_context.get
+    _attach = _RUNTIME_CONTEXT._current_context.set
+    _detach = _RUNTIME_CONTEXT._current_context.reset
+else:  # pragma: no cover - only where OTEL_PYTHON_CONTEXT names another
+    _current_context, _attach, _detach = context.get_current, context.attach, context.detach
+
+
+def _instrumentation_enabled(current: context.Context) -> bool:
+    """`is_instrumentation_enabled()` in the context `current`, already looked up."""
+    return not (
+        current.get(_SUPPRESS_INSTRUMENTATION_KEY)
+        or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+    )
+
+
+def _current_span(current: context.Context) -> trace.Span:
+    """`trace.get_current_span()` in the context `current`, already looked up."""
+    span = current.get(_SPAN_KEY)
+    return span if type(span) is RecordedSpan else trace.get_current_span(current)
 
 
 class DecidedTraceIds(RandomIdGenerator):
@@ -121,17 +164,33 @@ class RecordedSpan(SdkSpan):
       from the start under a limit on their length, they are the SDK's bounded attributes;
     - events and links get their bounded lists when the first comes;
     - the ended span itself goes to the span processors, rather than a copy: nothing
-      changes a span once it has ended.
+      changes a span once it has ended; where the SDK's batch processor is the only one,
+      straight onto its queue (_batch_queue);
+    - a span keeps its ids as numbers, for its children, log lines and `traceparent`
+      headers to read without a call each (the SDK's `SpanContext` is a tuple read through
+      properties).
 
-    Status, events, exceptions, links, renaming and use as a context manager are the SDK's
-    own methods. Made by `start_span`, never directly.
+    Status, events, exceptions and links and use as a context manager are the SDK's own
+    methods. Made by `start_span`, never directly.
     """
+
+    # Fields of the SDK's span that every recorded span starts with alike, read from here
+    # until a span sets its own.
+    _trace_config = None
+    _record_exception = True
+    _set_status_on_exception = True
+    _record_end_metrics = None
+    _status = _UNSET
+    _events: Sequence[Any] = ()
+    _end_time: int | None = None
+    _dropped = 0  # attributes left out while they were kept in a dict
+    _hex_ids: tuple[str, str] | None = None
 
     def __init__(
         self,
         tracer: SdkTracer,
         name: str,
-        span_context: SpanContext,
+        ids: tuple[int, int, TraceFlags, TraceState | None],
         parent: SpanContext | None,
         kind: SpanKind,
         attributes: dict[str, types.AnyValue],
@@ -139,41 +198,57 @@ class RecordedSpan(SdkSpan):
     ) -> None:
         # The fields of the SDK's Span and ReadableSpan, as their constructors set them; the
         # SDK's constructor itself is the cost this class avoids.
+        trace_id, span_id, flags, trace_state = ids
+        self._ids = ids  # trace id, span id, flags and trace state (None: none)
+        self._context = SpanContext(trace_id, span_id, False, flags, trace_state)
         self._name = name
-        self._context = span_context
         self._parent = parent
         self._kind = kind
         self._resource = tracer.resource
         self._instrumentation_info = tracer.instrumentation_info
         self._instrumentation_scope = tracer._instrumentation_scope
         self._sampler = tracer.sampler
-        self._trace_config = None
-        self._record_exception = True
-        self._set_status_on_exception = True
         self._span_processor = tracer.span_processor
         self._limits = tracer._span_limits
         self._lock = threading.Lock()
-        self._status = _UNSET
         count, length = self._limits.max_span_attributes, self._limits.max_span_attribute_length
         self._attributes: dict[str, types.AnyValue] | BoundedAttributes = attributes
         if length is not None or (count is not None and len(attributes) > count):
             # Limits that change values, or already drop some: the SDK's bounded attributes.
             self._attributes = BoundedAttributes(count, attributes, False, length)
-        self._dropped = 0  # attributes left out while they were kept in a dict
-        self._events: Sequence[Any] = ()
         self._links: Sequence[Link] = self._new_links(links) if links else ()
-        self._record_end_metrics = None
         self._start_time = time_ns()
-        self._end_time = None
-        self._hex_ids: tuple[str, str] | None = None
 
     def hex_ids(self) -> tuple[str, str]:
         """The trace and span ids in hex, as log lines carry them: formatted once, for the
         several lines a recorded request writes."""
         if self._hex_ids is None:
-            ids = self.get_span_context()
-            self._hex_ids = format(ids.trace_id, "032x"), format(ids.span_id, "016x")
+            self._hex_ids = format(self._ids[0], "032x"), format(self._ids[1], "016x")
         return self._hex_ids
+
+    def traceparent(self) -> str | None:
+        """The W3C `traceparent` of this span, when it says all of its context: no trace
+        state."""
+        trace_id, span_id, flags, trace_state = self._ids
+        return None if trace_state else _traceparent(trace_id, span_id, flags)
+
+    def child(
+        self,
+        tracer: SdkTracer,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, types.AnyValue] | None,
+    ) -> "RecordedSpan | None":
+        """A child of this span, as start_span starts it under this span, when the sampler
+        answers a child of a sampled local parent alike (`ParentBased`'s static samplers)
+        and records it; None where only asking the sampler tells."""
+        trace_id, _, flags, trace_state = self._ids
+        if not flags & TraceFlags.SAMPLED or _local_child(tracer.sampler) is not _RECORDED:
+            return None
+        ids = (trace_id, tracer.id_generator.generate_span_id(), flags, trace_state)
+        span = RecordedSpan(tracer, name, ids, self._context, kind, attributes or {}, ())
+        _started_with_processors(span, tracer, None)
+        return span
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
         with self._lock:
@@ -187,8 +262,22 @@ class RecordedSpan(SdkSpan):
             if self._end_time is not None:
                 _logger.warning("Setting attribute on ended span.")
                 return
+            kept = self._attributes
             for key, value in attributes.items():
-                self._set(key, value)
+                # New keys of plain values while there is room, as _set keeps them, without
+                # a call each.
+                if (
+                    type(kept) is dict
+                    and type(value) in _PLAIN_VALUES
+                    and type(key) is str
+                    and key
+                    and key not in kept
+                    and len(kept) != self._limits.max_span_attributes
+                ):
+                    kept[key] = value
+                else:
+                    self._set(key, value)
+                    kept = self._attributes
 
     def _set(self, key: str, value: types.AnyValue) -> None:
         """Set one attribute as the SDK's bounded attributes set it: in a dict until the
@@ -211,6 +300,14 @@ class RecordedSpan(SdkSpan):
             self._attributes[key] = value
             return
         attributes[key] = value
+
+    def update_name(self, name: str) -> None:
+        # As the SDK's, which checks the span has not ended through a wrapper: a call more.
+        with self._lock:
+            if self._end_time is None:
+                self._name = name
+                return
+        _logger.warning("Tried calling %s on an ended span.", "update_name")
 
     # What was dropped, read as the SDK's span reads it but by exact type: its checks go
     # through the containers' abstract base classes, a call of Python code each.
@@ -253,8 +350,56 @@ class RecordedSpan(SdkSpan):
             self._end_time = end_time if end_time is not None else time_ns()
         if not isinstance(self._attributes, dict):  # not an ABC's check, on every span
             self._attributes._immutable = True  # as the SDK's span leaves them
-        self._span_processor._on_ending(self)
-        self._span_processor.on_end(self)
+        queue = _batch_queue(self._span_processor)
+        if queue is None:
+            self._span_processor._on_ending(self)
+            self._span_processor.on_end(self)
+        elif self._ids[2] & TraceFlags.SAMPLED:  # what the batch processor exports
+            queue.emit(self)
+
+
+def _batch_queue(processor: SpanProcessor) -> BatchProcessor[ReadableSpan] | None:
+    """The queue of the SDK's batch span processor when it is the tracer's only span
+    processor (as configure_tracing sets it up): it does nothing as a span starts or is
+    ending, and queues a sampled span as it ends, so a recorded span goes straight there."""
+    if type(processor) is SynchronousMultiSpanProcessor:
+        processors = processor._span_processors
+        if len(processors) == 1 and type(processors[0]) is BatchSpanProcessor:
+            return processors[0]._batch_processor
+    return None
+
+
+def _started_with_processors(
+    span: RecordedSpan, tracer: SdkTracer, parent: context.Context | None
+) -> None:
+    """Tell the span processors `span` has started, unless only the batch processor would
+    be told, which does nothing then."""
+    if _batch_queue(tracer.span_processor) is None:
+        tracer.span_processor.on_start(span, parent_context=parent)
+
+
+_RECORDED: Final = Decision.RECORD_AND_SAMPLE
+# The trace state of a span context made without one.
+_NO_TRACE_STATE: Final = SpanContext(1, 1, is_remote=False).trace_state
+
+
+def _local_child(sampler: Sampler) -> Decision | None:
+    """The decision of `sampler` for any child of a sampled span of this process, when it
+    answers them all alike (_parents_decision); None when only asking it tells."""
+    try:
+        return _LOCAL_CHILD_DECISIONS[sampler]
+    except KeyError:
+        decision = _LOCAL_CHILD_DECISIONS[sampler] = _parents_decision(sampler, _LOCAL_SAMPLED)
+        return decision
+    except TypeError:  # a sampler that cannot be a key: asked every time
+        return None
+
+
+# A sampled span of this process, as a child's parent, for what samplers answer for it.
+_LOCAL_SAMPLED: Final = SpanContext(1, 1, is_remote=False, trace_flags=TraceFlags(1))
+# Each sampler's answer for a sampled local parent: samplers are made once, with their tracer
+# provider, and a process has one or two.
+_LOCAL_CHILD_DECISIONS: dict[Sampler, Decision | None] = {}
 
 
 def _records_itself(tracer: trace.Tracer) -> TypeGuard[SdkTracer]:
@@ -311,6 +456,14 @@ def start_span(
     attributes as given and no trace state."""
     if not _records_itself(tracer):
         return tracer.start_span(name, parent, kind, attributes, links)
+    if parent is None and not links:
+        # Most spans start under a recorded span of this process: their decision and ids
+        # are read from it.
+        current = _current_context().get(_SPAN_KEY)
+        if type(current) is RecordedSpan and current._end_time is None:
+            child = current.child(tracer, name, kind, attributes)
+            if child is not None:
+                return child
     parent_span: SpanContext | None = trace.get_current_span(parent).get_span_context()
     ids = tracer.id_generator
     if parent_span is not None and parent_span.is_valid:
@@ -322,6 +475,7 @@ def start_span(
         random_id = ids.is_trace_id_random()
     decision = decided if parent_span is None else _parents_decision(tracer.sampler, parent_span)
     given: Mapping[str, types.AnyValue] | None
+    trace_state: TraceState | None
     if decision is not None:
         # What the sampler would answer: the decision, the attributes as given and the
         # parent's trace state.
@@ -333,22 +487,20 @@ def start_span(
     flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
     if random_id:
         flags |= TraceFlags.RANDOM_TRACE_ID
-    span_context = SpanContext(
-        trace_id,
-        ids.generate_span_id(),
-        is_remote=False,
-        trace_flags=TraceFlags(flags),
-        trace_state=trace_state,
-    )
     if decision is Decision.DROP:
-        return NonRecordingSpan(span_context)
+        return NonRecordingSpan(
+            SpanContext(trace_id, ids.generate_span_id(), False, TraceFlags(flags), trace_state)
+        )
+    if trace_state is not None and (trace_state is _NO_TRACE_STATE or not trace_state):
+        trace_state = None  # none at all, as the span keeps it
+    span_ids = (trace_id, ids.generate_span_id(), TraceFlags(flags), trace_state)
     if attributes is not None and (given is attributes or given == attributes):
-        span = RecordedSpan(tracer, name, span_context, parent_span, kind, attributes, links)
+        span = RecordedSpan(tracer, name, span_ids, parent_span, kind, attributes, links)
     else:  # the sampler's own attributes
-        span = RecordedSpan(tracer, name, span_context, parent_span, kind, {}, links)
+        span = RecordedSpan(tracer, name, span_ids, parent_span, kind, {}, links)
         if given:
             span.set_attributes(given)
-    tracer.span_processor.on_start(span, parent_context=parent)
+    _started_with_processors(span, tracer, parent)
     return span
 
 
@@ -505,7 +657,8 @@ def _caller(traceparent: bytes) -> SpanContext | None:
     match = _TRACEPARENT.fullmatch(traceparent)
     if match is None:
         return None
-    trace_id, span_id, flags = (int(part, 16) for part in match.groups())
+    trace_hex, span_hex, flags_hex = match.groups()
+    trace_id, span_id, flags = int(trace_hex, 16), int(span_hex, 16), int(flags_hex, 16)
     if not trace_id or not span_id:
         return None
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
@@ -552,7 +705,7 @@ class ServerSpans:
         span for an excluded path, whose work runs with instrumentation suppressed, nor for
         a request whose trace is not recorded, whose `traceparent` is made current instead."""
         if scope["path"].startswith(self._excluded):
-            return None, context.attach(self._suppressed)
+            return None, _attach(self._suppressed)
         headers = [(name, value) for name, value in scope["headers"] if name in self._fields]
         caller = None
         if self._w3c and len(headers) == 1 and headers[0][0] == b"traceparent":
@@ -572,8 +725,10 @@ class ServerSpans:
             return self._start_trace(scope, self._deciding)
         else:
             parent = context.Context()
-        span = start_span(self._tracer, scope["method"], parent, SpanKind.SERVER)
-        return self._started(span, scope, parent, headers)
+        span = start_span(
+            self._tracer, scope["method"], parent, SpanKind.SERVER, _request_attributes(scope)
+        )
+        return self._started(span, parent, headers)
 
     def _start_trace(
         self, scope: Scope, deciding: Deciding
@@ -595,35 +750,27 @@ class ServerSpans:
         decided = _decided_trace_id.set(trace_id)
         try:
             span = start_span(
-                self._tracer, scope["method"], parent, SpanKind.SERVER, decided=deciding.decision
+                self._tracer,
+                scope["method"],
+                parent,
+                SpanKind.SERVER,
+                _request_attributes(scope),
+                decided=deciding.decision,
             )
         finally:
             _decided_trace_id.reset(decided)
-        return self._started(span, scope, parent, [])
+        return self._started(span, parent, [])
 
     def _started(
-        self,
-        span: trace.Span,
-        scope: Scope,
-        parent: context.Context,
-        headers: list[tuple[bytes, bytes]],
+        self, span: trace.Span, parent: context.Context, headers: list[tuple[bytes, bytes]]
     ) -> tuple[trace.Span | None, Token[Any]]:
         """What `start` returns for `span`, started under `parent`."""
         if not span.is_recording():
             traceparent = self._unrecorded_root(span, headers)
             if traceparent is not None:
                 return None, _unrecorded.set(traceparent)
-        else:
-            client = scope.get("client")
-            span.set_attributes(
-                {
-                    "http.request.method": scope["method"],
-                    "url.path": scope["path"],
-                    "url.scheme": scope.get("scheme", "http"),
-                    **({"client.address": client[0]} if client else {}),
-                }
-            )
-        return span, context.attach(trace.set_span_in_context(span, parent))
+        # As trace.set_span_in_context(span, parent) makes it.
+        return span, _attach(context.Context({**parent, _SPAN_KEY: span}))
 
     def _unrecorded_root(self, span: trace.Span, headers: list[tuple[bytes, bytes]]) -> str | None:
         """The `traceparent` that says all of a new trace the sampler did not record, when
@@ -648,7 +795,7 @@ class ServerSpans:
         if token.var is _unrecorded:
             _unrecorded.reset(token)
         else:
-            context.detach(token)
+            _detach(token)
         if span is None:
             return
         if span.is_recording():
@@ -662,6 +809,19 @@ class ServerSpans:
             if status >= 500:
                 span.set_status(trace.StatusCode.ERROR)
         span.end()
+
+
+def _request_attributes(scope: Scope) -> dict[str, types.AnyValue]:
+    """A request's attributes as its server span starts."""
+    client = scope.get("client")
+    attributes: dict[str, types.AnyValue] = {
+        "http.request.method": scope["method"],
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+    }
+    if client:
+        attributes["client.address"] = client[0]
+    return attributes
 
 
 class TracedTransport(httpx.AsyncBaseTransport):
@@ -682,9 +842,10 @@ class TracedTransport(httpx.AsyncBaseTransport):
         if unrecorded is not None:
             request.headers["traceparent"] = unrecorded
             return await self._transport.handle_async_request(request)
-        parent = trace.get_current_span()
-        if _unsampled_child(parent) or not is_instrumentation_enabled():
-            self._inject(request, parent.get_span_context())
+        current = _current_context()
+        parent = _current_span(current)
+        if _unsampled_child(parent) or not _instrumentation_enabled(current):
+            self._inject(request, parent, current)
             return await self._transport.handle_async_request(request)
         url = request.url
         attributes: dict[str, types.AnyValue] = {
@@ -698,7 +859,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
         # Nothing runs beneath a call in this process: its span is never made current.
         span = start_span(self._tracer, request.method, None, SpanKind.CLIENT, attributes)
         try:
-            self._inject(request, span.get_span_context())
+            self._inject(request, span, current)
             response = await self._transport.handle_async_request(request)
             if span.is_recording():
                 span.set_attribute("http.response.status_code", response.status_code)
@@ -711,15 +872,24 @@ class TracedTransport(httpx.AsyncBaseTransport):
         finally:
             span.end()
 
-    def _inject(self, request: httpx.Request, span: SpanContext) -> None:
-        """The propagation headers of `span` on `request`: with no baggage or trace state, the
-        `traceparent` the W3C propagator would write, written here at a fraction of its cost."""
-        if self._w3c and span.is_valid and not span.trace_state and not baggage.get_all():
-            request.headers["traceparent"] = _traceparent(
-                span.trace_id, span.span_id, span.trace_flags
-            )
-            return
-        propagate.inject(request.headers)
+    def _inject(self, request: httpx.Request, span: trace.Span, current: context.Context) -> None:
+        """The propagation headers of `span`, in the context `current`, on `request`: with no
+        baggage or trace state, the `traceparent` the W3C propagator would write, written
+        here at a fraction of its cost."""
+        if self._w3c and not current.get(_BAGGAGE_KEY):
+            if type(span) is RecordedSpan:
+                traceparent = span.traceparent()
+            else:
+                ids = span.get_span_context()
+                traceparent = (
+                    _traceparent(ids.trace_id, ids.span_id, ids.trace_flags)
+                    if ids.is_valid and not ids.trace_state
+                    else None
+                )
+            if traceparent is not None:
+                request.headers["traceparent"] = traceparent
+                return
+        propagate.inject(request.headers, trace.set_span_in_context(span, current))
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -757,15 +927,32 @@ class DatabaseAddress:
     host: str | None
     port: int | None
 
+    @functools.cached_property
+    def where(self) -> dict[str, types.AnyValue]:
+        """The attributes of a statement's span that say where it went, after its text."""
+        attributes: dict[str, types.AnyValue] = {}
+        for key, value in (
+            ("db.name", self.name),
+            ("net.peer.name", self.host),
+            ("net.peer.port", self.port),
+        ):
+            if value is not None:
+                attributes[key] = value
+        return attributes
+
+
+# Where each psycopg connection goes, asked of libpq once (three properties of Python code
+# each time otherwise): a connection's database, host and port never change.
+_DRIVER_ADDRESSES: "weakref.WeakKeyDictionary[Any, DatabaseAddress]" = weakref.WeakKeyDictionary()
+
 
 def _statement_traced() -> bool:
     """Whether a statement run now gets a span: instrumentation is on and the trace it is in,
     if any, is recorded."""
-    return (
-        _unrecorded.get() is None
-        and is_instrumentation_enabled()
-        and not _unsampled_child(trace.get_current_span())
-    )
+    if _unrecorded.get() is not None:
+        return False
+    current = _current_context()
+    return _instrumentation_enabled(current) and not _unsampled_child(_current_span(current))
 
 
 def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | None:
@@ -776,17 +963,14 @@ def start_statement_span(sql: str, database: DatabaseAddress) -> trace.Span | No
 
 def _statement_span(sql: str, database: DatabaseAddress) -> trace.Span:
     words = sql.split(maxsplit=1)
-    name = " ".join(part for part in (words[0] if words else None, database.name) if part)
-    attributes: dict[str, types.AnyValue] = {"db.system": database.system, "db.statement": sql}
-    for key, value in (
-        ("db.name", database.name),
-        ("net.peer.name", database.host),
-        ("net.peer.port", database.port),
-    ):
-        if value is not None:
-            attributes[key] = value
+    verb = words[0] if words else ""
+    if verb and database.name:
+        name = f"{verb} {database.name}"
+    else:
+        name = verb or database.name or database.system
+    attributes = {"db.system": database.system, "db.statement": sql, **database.where}
     # Nothing runs beneath a statement: its span is never made current.
-    return start_span(_process_tracer(), name or database.system, None, SpanKind.CLIENT, attributes)
+    return start_span(_process_tracer(), name, None, SpanKind.CLIENT, attributes)
 
 
 def end_statement_span(span: trace.Span, error: BaseException | None = None) -> None:
@@ -802,8 +986,12 @@ def start_driver_statement_span(sql: str, driver: Any) -> trace.Span | None:
     none where it would not be recorded."""
     if not _statement_traced():  # before asking libpq where the connection goes
         return None
-    info = driver.info
-    return _statement_span(sql, DatabaseAddress("postgresql", info.dbname, info.host, info.port))
+    database = _DRIVER_ADDRESSES.get(driver)
+    if database is None:
+        info = driver.info
+        database = DatabaseAddress("postgresql", info.dbname, info.host, info.port)
+        _DRIVER_ADDRESSES[driver] = database
+    return _statement_span(sql, database)
 
 
 def _failed(span: trace.Span, error: BaseException) -> None:
@@ -821,10 +1009,10 @@ def log_ids() -> tuple[str, str] | None:
     unrecorded = _unrecorded.get()
     if unrecorded is not None:
         return unrecorded[3:35], unrecorded[36:52]
-    span = trace.get_current_span()
+    span = _current_context().get(_SPAN_KEY)
     if type(span) is RecordedSpan:
         return span.hex_ids()
-    ids = span.get_span_context()
+    ids = trace.get_current_span().get_span_context()
     if not ids.is_valid:
         return None
     return format(ids.trace_id, "032x"), format(ids.span_id, "016x")
