@@ -37,6 +37,7 @@ from servicekit.tracing import (
     _UNSAMPLED_TRACEPARENT,
     DatabaseAddress,
     DecidedTraceIds,
+    RecordedSpan,
     ServerSpans,
     TracedTransport,
     _caller,
@@ -50,6 +51,7 @@ from servicekit.tracing import (
     exporters_requested,
     log_ids,
     start_driver_statement_span,
+    start_span,
     start_statement_span,
 )
 
@@ -533,19 +535,26 @@ def test_a_statement_sent_to_the_driver_is_a_span_that_says_where_it_went_and_ho
 
 
 def _contexts() -> dict[str, context.Context]:
-    recorded = TracerProvider().get_tracer("test").start_span("GET")
+    tracer = TracerProvider().get_tracer("test")
+    sdk_span = tracer.start_span("GET")
+    recorded = start_span(tracer, "GET", context.Context(), trace.SpanKind.SERVER)
+    assert type(recorded) is RecordedSpan
     return {
         "empty": context.Context(),
         "suppressed": context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True),
         "suppressed by the plain key": context.set_value(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN, True),
         "a span not recorded": trace.set_span_in_context(_unsampled()),
-        "a recorded span": trace.set_span_in_context(recorded),
+        "the SDK's recorded span": trace.set_span_in_context(sdk_span),
+        "a RecordedSpan": trace.set_span_in_context(recorded),
         "something else as the span": context.set_value(_SPAN_KEY, "not a span"),
         "baggage": baggage.set_baggage("tenant", "a"),
     }
 
 
-@pytest.mark.parametrize("current", _contexts().values(), ids=_contexts().keys())
+CONTEXTS = _contexts()
+
+
+@pytest.mark.parametrize("current", CONTEXTS.values(), ids=CONTEXTS.keys())
 def test_the_context_read_without_the_api_is_what_the_api_reads(current: context.Context) -> None:
     token = context.attach(current)
     try:

@@ -65,7 +65,7 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from opentelemetry.trace.span import TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util import types
 from starlette.types import Scope
@@ -379,8 +379,11 @@ def _started_with_processors(
 
 
 _RECORDED: Final = Decision.RECORD_AND_SAMPLE
-# The trace state of a span context made without one.
-_NO_TRACE_STATE: Final = SpanContext(1, 1, is_remote=False).trace_state
+# A sampled span of this process, as a child's parent, for what samplers answer for it.
+_LOCAL_SAMPLED: Final = SpanContext(1, 1, is_remote=False, trace_flags=TraceFlags(1))
+# Each sampler's answer for a sampled local parent: samplers are made once, with their tracer
+# provider, and a process has one or two.
+_LOCAL_CHILD_DECISIONS: dict[Sampler, Decision | None] = {}
 
 
 def _local_child(sampler: Sampler) -> Decision | None:
@@ -391,15 +394,8 @@ def _local_child(sampler: Sampler) -> Decision | None:
     except KeyError:
         decision = _LOCAL_CHILD_DECISIONS[sampler] = _parents_decision(sampler, _LOCAL_SAMPLED)
         return decision
-    except TypeError:  # a sampler that cannot be a key: asked every time
+    except TypeError:  # a sampler that cannot be a key: left to start_span's general path
         return None
-
-
-# A sampled span of this process, as a child's parent, for what samplers answer for it.
-_LOCAL_SAMPLED: Final = SpanContext(1, 1, is_remote=False, trace_flags=TraceFlags(1))
-# Each sampler's answer for a sampled local parent: samplers are made once, with their tracer
-# provider, and a process has one or two.
-_LOCAL_CHILD_DECISIONS: dict[Sampler, Decision | None] = {}
 
 
 def _records_itself(tracer: trace.Tracer) -> TypeGuard[SdkTracer]:
@@ -491,7 +487,7 @@ def start_span(
         return NonRecordingSpan(
             SpanContext(trace_id, ids.generate_span_id(), False, TraceFlags(flags), trace_state)
         )
-    if trace_state is not None and (trace_state is _NO_TRACE_STATE or not trace_state):
+    if trace_state is not None and (trace_state is DEFAULT_TRACE_STATE or not trace_state):
         trace_state = None  # none at all, as the span keeps it
     span_ids = (trace_id, ids.generate_span_id(), TraceFlags(flags), trace_state)
     if attributes is not None and (given is attributes or given == attributes):
@@ -777,10 +773,7 @@ class ServerSpans:
         the request brought no context and propagation is W3C's alone."""
         if headers or not self._w3c:
             return None
-        ids = span.get_span_context()
-        if not ids.is_valid or ids.trace_state:
-            return None
-        return _traceparent(ids.trace_id, ids.span_id, ids.trace_flags)
+        return _plain_traceparent(span)
 
     @staticmethod
     def end(
@@ -877,15 +870,7 @@ class TracedTransport(httpx.AsyncBaseTransport):
         baggage or trace state, the `traceparent` the W3C propagator would write, written
         here at a fraction of its cost."""
         if self._w3c and not current.get(_BAGGAGE_KEY):
-            if type(span) is RecordedSpan:
-                traceparent = span.traceparent()
-            else:
-                ids = span.get_span_context()
-                traceparent = (
-                    _traceparent(ids.trace_id, ids.span_id, ids.trace_flags)
-                    if ids.is_valid and not ids.trace_state
-                    else None
-                )
+            traceparent = _plain_traceparent(span)
             if traceparent is not None:
                 request.headers["traceparent"] = traceparent
                 return
@@ -893,6 +878,17 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+def _plain_traceparent(span: trace.Span) -> str | None:
+    """The W3C `traceparent` of `span` when it says all of the span's context (a valid span
+    without trace state), as the propagator would write it; None otherwise."""
+    if type(span) is RecordedSpan:
+        return span.traceparent()
+    ids = span.get_span_context()
+    if not ids.is_valid or ids.trace_state:
+        return None
+    return _traceparent(ids.trace_id, ids.span_id, ids.trace_flags)
 
 
 def _traceparent(trace_id: int, span_id: int, flags: int) -> str:
@@ -1009,10 +1005,10 @@ def log_ids() -> tuple[str, str] | None:
     unrecorded = _unrecorded.get()
     if unrecorded is not None:
         return unrecorded[3:35], unrecorded[36:52]
-    span = _current_context().get(_SPAN_KEY)
+    span = _current_span(_current_context())
     if type(span) is RecordedSpan:
         return span.hex_ids()
-    ids = trace.get_current_span().get_span_context()
+    ids = span.get_span_context()
     if not ids.is_valid:
         return None
     return format(ids.trace_id, "032x"), format(ids.span_id, "016x")
