@@ -24,9 +24,10 @@ async def _refuses_connections(url: str) -> bool:
             await client.get("/health/live")
         except httpx.ConnectError:
             return True
-        except httpx.RemoteProtocolError:
-            # Accepted by the kernel just before the listening socket closed, then closed
-            # unanswered: not served, but not the refusal this waits for either. Try again.
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # Accepted by the kernel just before the listening socket closed, then closed (or
+            # reset) unanswered: not served, but not the refusal this waits for either. Try
+            # again.
             return False
     return False
 
